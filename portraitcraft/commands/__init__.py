@@ -1,0 +1,1 @@
+"""CLI sub-command groups, one module each; portraitcraft/cli.py registers them."""

@@ -1,0 +1,286 @@
+"""Shared pydantic types: the PortraitCraft vocabulary every package speaks.
+
+The attribute names, level codes and score-to-level rule are the benchmark's own
+(../shared/docs/portraitcraft-data.md); changing them breaks submissions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+from pathlib import PurePath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ATTRIBUTES: tuple[str, ...] = (
+    "Color Harmony",
+    "Visual Style Consistency",
+    "Sharpness",
+    "Light and Shadow Modeling",
+    "Creativity and Originality",
+    "Exposure Control",
+    "Application of Classical Composition Principles",
+    "Depth of Field and Layering",
+    "Visual Center Stability",
+    "Visual Flow Guidance",
+    "Structural Support Stability",
+    "Appropriateness of Negative Space",
+    "Subject Integrity",
+)
+"""The 13 composition attributes, exact strings, in the benchmark's order."""
+
+ANSWER_LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
+PLACEHOLDER_LEVEL = "x"
+PLACEHOLDER_ANSWER = "x"
+
+
+class Level(StrEnum):
+    """A composition level. Its submission code is A (Poor), B (Medium), C (Good)."""
+
+    POOR = "Poor"
+    MEDIUM = "Medium"
+    GOOD = "Good"
+
+    @property
+    def code(self) -> str:
+        return _LEVEL_TO_CODE[self]
+
+    @classmethod
+    def from_code(cls, code: str) -> Level:
+        """Level from a submission code ("A"/"B"/"C") or a level name ("Poor"...), case-insensitive."""
+        text = str(code).strip()
+        upper = text.upper()
+        if upper in _CODE_TO_LEVEL:
+            return _CODE_TO_LEVEL[upper]
+        for level in cls:
+            if level.value.lower() == text.lower():
+                return level
+        raise ValueError(f"level {code!r} is not one of A, B, C (Poor, Medium, Good)")
+
+    @classmethod
+    def from_score(cls, score: float) -> Level:
+        """The benchmark rule: score < 5 is Poor, 5 <= score < 7 is Medium, score >= 7 is Good."""
+        return level_from_score(score)
+
+    @property
+    def midpoint(self) -> float:
+        """A representative 0-10 score for the level (used when only levels are known)."""
+        return {Level.POOR: 3.0, Level.MEDIUM: 6.0, Level.GOOD: 8.0}[self]
+
+
+_LEVEL_TO_CODE = {Level.POOR: "A", Level.MEDIUM: "B", Level.GOOD: "C"}
+_CODE_TO_LEVEL = {v: k for k, v in _LEVEL_TO_CODE.items()}
+LEVEL_CODES: tuple[str, ...] = ("A", "B", "C")
+
+
+def level_from_score(score: float, thresholds: tuple[float, float] = (5.0, 7.0)) -> Level:
+    """Map a 0-10 attribute score to a level.
+
+    Args:
+        score (float): the attribute score.
+        thresholds (tuple[float, float], optional, defaults to (5, 7)): the Medium and Good lower bounds;
+            per-criterion calibrated thresholds (methods.md, MSIIP) pass their own.
+
+    Example:
+        >>> level_from_score(6.9).code
+        'B'
+    """
+    low, high = thresholds
+    if score < low:
+        return Level.POOR
+    if score < high:
+        return Level.MEDIUM
+    return Level.GOOD
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _check_image_path(value: str) -> str:
+    if not value or not value.strip():
+        raise ValueError("must be a non-empty file name")
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte")
+    return value
+
+
+def _check_attribute_keys(criteria: dict[str, object]) -> None:
+    unknown = [k for k in criteria if k not in ATTRIBUTES]
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {', '.join(map(repr, unknown))}; expected the 13 names in order")
+    missing = [a for a in ATTRIBUTES if a not in criteria]
+    if missing:
+        raise ValueError(f"missing attribute(s) {', '.join(map(repr, missing))}")
+
+
+ImagePath = Annotated[str, AfterValidator(_check_image_path)]
+
+
+class CriterionScore(_Strict):
+    """One attribute of a Track 1 train item: a 0-10 score and the expert's reason."""
+
+    score: Annotated[float, Field(ge=0.0, le=10.0)]
+    reason: str = ""
+
+    @property
+    def level(self) -> Level:
+        return level_from_score(self.score)
+
+
+class Track1TrainItem(_Strict):
+    """A Track 1 train item: 13 scored attributes and an overall 0-100 score (no VQA)."""
+
+    image_path: ImagePath
+    criteria: dict[str, CriterionScore]
+    total_score: Annotated[float, Field(ge=0, le=100)]
+
+    @field_validator("criteria")
+    @classmethod
+    def _all_attributes(cls, v: dict[str, CriterionScore]) -> dict[str, CriterionScore]:
+        _check_attribute_keys(v)
+        return v
+
+    @property
+    def levels(self) -> dict[str, Level]:
+        return {a: self.criteria[a].level for a in ATTRIBUTES}
+
+
+class CriterionLevel(_Strict):
+    """One attribute of a Track 1 test item: a level code, or the template placeholder "x"."""
+
+    level: str
+
+    @field_validator("level")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if v == PLACEHOLDER_LEVEL:
+            return v
+        return Level.from_code(v).code
+
+
+class Track1TestItem(_Strict):
+    """A Track 1 test item (the template participants fill in, or a labelled ground truth).
+
+    In the template, levels are "x", `total_score` is 0 and `answer` is "x": placeholders, not labels.
+    """
+
+    image_path: ImagePath
+    criteria: dict[str, CriterionLevel]
+    total_score: Annotated[float, Field(ge=0, le=100)]
+    question: str
+    options: dict[str, str]
+    answer: str
+
+    @field_validator("criteria")
+    @classmethod
+    def _all_attributes(cls, v: dict[str, CriterionLevel]) -> dict[str, CriterionLevel]:
+        _check_attribute_keys(v)
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _four_options(cls, v: dict[str, str]) -> dict[str, str]:
+        if sorted(v) != list(ANSWER_LETTERS):
+            raise ValueError(f"must have exactly the keys A, B, C, D (got {', '.join(sorted(v)) or 'none'})")
+        return v
+
+    @field_validator("answer")
+    @classmethod
+    def _answer(cls, v: str) -> str:
+        if v != PLACEHOLDER_ANSWER and v not in ANSWER_LETTERS:
+            raise ValueError(f"answer {v!r} is not one of A, B, C, D (or the placeholder 'x')")
+        return v
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True when the item carries the template's placeholders instead of labels."""
+        return self.answer == PLACEHOLDER_ANSWER or any(
+            c.level == PLACEHOLDER_LEVEL for c in self.criteria.values()
+        )
+
+    @property
+    def levels(self) -> dict[str, Level | None]:
+        return {
+            a: (None if self.criteria[a].level == PLACEHOLDER_LEVEL else Level.from_code(self.criteria[a].level))
+            for a in ATTRIBUTES
+        }
+
+
+class Track1Prediction(_Strict):
+    """One model's answer to a Track 1 test item.
+
+    `total_score` may be fractional while aggregating; submission writers round it to an int.
+    """
+
+    image_path: ImagePath
+    levels: dict[str, Level]
+    total_score: Annotated[float, Field(ge=0, le=100)]
+    answer: Literal["A", "B", "C", "D"]
+    scores: dict[str, float] | None = None
+    """Optional continuous 0-10 attribute scores behind the levels."""
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _coerce_levels(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {k: (Level.from_code(x) if isinstance(x, str) else x) for k, x in v.items()}
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _all_attributes(cls, v: dict[str, Level]) -> dict[str, Level]:
+        _check_attribute_keys(v)
+        return v
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_ID_CHARS = 80
+
+
+def safe_id(raw: str) -> str:
+    """A file-safe, collision-free id for an arbitrary item id or path.
+
+    Keeps a readable stem ([A-Za-z0-9._-], no leading dots, at most 80 chars) and appends a short hash of
+    the exact raw string whenever the stem differs from it, so two different ids never share a name and no
+    id can name a path outside its folder.
+
+    Example:
+        >>> safe_id("unsplash_people_00001_0a1b2c3d4e5f.jpg")
+        'unsplash_people_00001_0a1b2c3d4e5f.jpg'
+        >>> safe_id("../x").startswith("x-")
+        True
+    """
+    stem = _UNSAFE.sub("_", raw).lstrip("._-")[:MAX_ID_CHARS].rstrip("._-")
+    if stem == raw and stem not in {"", ".", ".."}:
+        return stem
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{stem}-{digest}" if stem else f"id-{digest}"
+
+
+class Track2Spec(_Strict):
+    """A Track 2 item to draw: content and composition descriptions, and the output file name."""
+
+    image_path: ImagePath
+    content: str
+    composition: str
+    id: str = ""
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Track2Spec:
+        if not self.id:
+            self.id = safe_id(PurePath(self.image_path).stem or self.image_path)
+        else:
+            self.id = safe_id(self.id)
+        return self
+
+    @property
+    def output_name(self) -> str:
+        """The submission file name: the basename of `image_path`."""
+        return PurePath(self.image_path).name
+
+    @property
+    def description(self) -> str:
+        return f"{self.content}\n\n{self.composition}".strip()
