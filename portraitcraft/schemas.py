@@ -237,6 +237,7 @@ class Track1Prediction(_Strict):
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HASHED = re.compile(r"-[0-9a-f]{12}$")  # a clean id that looks hashed is hashed too: no collisions
 MAX_ID_CHARS = 80
 
 
@@ -244,8 +245,8 @@ def safe_id(raw: str) -> str:
     """A file-safe, collision-free id for an arbitrary item id or path.
 
     Keeps a readable stem ([A-Za-z0-9._-], no leading dots, at most 80 chars) and appends a short hash of
-    the exact raw string whenever the stem differs from it, so two different ids never share a name and no
-    id can name a path outside its folder.
+    the exact raw string whenever the stem differs from it (or the raw id itself ends like such a hash), so
+    two different ids never share a name and no id can name a path outside its folder.
 
     Example:
         >>> safe_id("unsplash_people_00001_0a1b2c3d4e5f.jpg")
@@ -254,7 +255,7 @@ def safe_id(raw: str) -> str:
         True
     """
     stem = _UNSAFE.sub("_", raw).lstrip("._-")[:MAX_ID_CHARS].rstrip("._-")
-    if stem == raw and stem not in {"", ".", ".."}:
+    if stem == raw and stem and not _HASHED.search(stem):
         return stem
     digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{stem}-{digest}" if stem else f"id-{digest}"

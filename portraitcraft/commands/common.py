@@ -1,0 +1,35 @@
+"""Small helpers shared by the command modules: config loading from CLI options, JSON printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from portraitcraft.config import PortraitcraftConfig, load_config, merge, parse_override
+
+console = Console()
+
+ConfigOption = typer.Option(None, "--config", "-c", help="A TOML config file (see configs/).", exists=False)
+SetOption = typer.Option(
+    None, "--set", help="Override one key, e.g. --set judge.model=gemini-3.1-pro (repeatable; beats env and file)."
+)
+
+
+def config_from_cli(path: Path | None, sets: list[str] | None = None, **flags: dict[str, Any]) -> PortraitcraftConfig:
+    """File < env < `--set` overrides < dedicated flags (passed as {section: {key: value}})."""
+    overrides: dict[str, Any] = {}
+    for text in sets or []:
+        overrides = merge(overrides, parse_override(text))
+    for section in flags.values():
+        overrides = merge(overrides, {k: v for k, v in section.items() if v is not None} if section else {})
+    return load_config(path, overrides)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (plain json, no rich markup)."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,192 @@
+"""`portraitcraft doctor`: what is installed, what the GPU offers, which weights are cached, which endpoints answer.
+
+Every line carries a hint to fix it. Works without torch (reports the diffusion extra as missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import typer
+from rich.table import Table
+
+from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.config import DiffusionConfig, EndpointConfig, PortraitcraftConfig, mask_secrets
+from portraitcraft.runs import package_versions
+
+Status = Literal["ok", "warn", "fail"]
+EXTRAS = {
+    "diffusion": ("torch", "diffusers", "transformers", "accelerate", "peft"),
+    "pose": ("rtmlib", "onnxruntime"),
+}
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 11)
+    return Check("python", "ok" if ok else "fail", f"{platform.python_version()} ({sys.executable})",
+                 "" if ok else "portraitcraft needs Python >= 3.11")
+
+
+def check_packages() -> list[Check]:
+    versions = package_versions()
+    out = [Check("package portraitcraft", "ok", versions.get("portraitcraft") or "not installed (running from source)")]
+    for extra, names in EXTRAS.items():
+        missing = [n for n in names if versions.get(n) is None]
+        detail = ", ".join(f"{n} {versions.get(n) or 'missing'}" for n in names)
+        out.append(Check(f"extra [{extra}]", "warn" if missing else "ok", detail,
+                         f"pip install 'portraitcraft[{extra}]'" + (" (with torch==2.13.0 on CPU-only boxes)"
+                                                                     if extra == "diffusion" else "")
+                         if missing else ""))
+    return out
+
+
+def check_gpu() -> Check:
+    try:
+        import torch
+    except ImportError:
+        return Check("gpu", "warn", "torch is not installed: local diffusion backends are unavailable",
+                     "install the diffusion extra, or use backend = 'remote'")
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        free, total = torch.cuda.mem_get_info(0)
+        return Check("gpu", "ok", f"{torch.cuda.device_count()} x {props.name}, "
+                     f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free (torch {torch.__version__})")
+    return Check("gpu", "warn", f"torch {torch.__version__} sees no CUDA GPU",
+                 "generation on CPU only works with the tiny test models; set generator.device = 'cpu' to try")
+
+
+def _model_refs(cfg: PortraitcraftConfig) -> list[tuple[str, str]]:
+    refs: list[tuple[str, str]] = []
+
+    def add(section: str, d: DiffusionConfig | None) -> None:
+        if d is None or d.backend == "remote":
+            return
+        refs.append((f"{section}.model", d.model))
+        if d.controlnet:
+            refs.append((f"{section}.controlnet", d.controlnet))
+        refs.extend((f"{section}.loras[{i}]", lora.path) for i, lora in enumerate(d.loras))
+
+    add("generator", cfg.generator)
+    add("generator.refiner", cfg.generator.refiner)
+    add("editor", cfg.editor)
+    return refs
+
+
+def check_weights(cfg: PortraitcraftConfig) -> list[Check]:
+    out = []
+    for key, ref in _model_refs(cfg):
+        path = Path(ref).expanduser()
+        if path.exists():
+            out.append(Check(f"weights {key}", "ok", f"local {path}"))
+            continue
+        if ref.count("/") != 1:
+            out.append(Check(f"weights {key}", "fail", f"{ref} is neither a local path nor a hub id",
+                             "set a local folder or an 'org/name' model id"))
+            continue
+        try:
+            from huggingface_hub import snapshot_download
+
+            local = snapshot_download(ref, local_files_only=True)
+            out.append(Check(f"weights {key}", "ok", f"{ref} cached at {local}"))
+        except Exception:
+            home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+            out.append(Check(f"weights {key}", "warn", f"{ref} is not in the Hugging Face cache ({home})",
+                             f"hf download {ref}   (or point {key} at a local folder)"))
+    return out
+
+
+def _get_models(ep: EndpointConfig, timeout: float) -> tuple[int | None, list[str], str]:
+    url = ep.base_url.rstrip("/") + "/models"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ep.api_key()}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read().decode("utf-8"))
+        return resp.status, [m.get("id", "") for m in body.get("data", [])], ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, [], str(exc.reason)
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        return None, [], str(getattr(exc, "reason", exc))
+
+
+def check_endpoint(names: list[str], ep: EndpointConfig, timeout: float = 3.0) -> Check:
+    label = f"endpoint {'/'.join(names)}"
+    shown = mask_secrets(ep.base_url)
+    status, models, reason = _get_models(ep, timeout)
+    if status is None:
+        return Check(label, "fail", f"{shown} does not answer ({reason})",
+                     f"start a server there (e.g. vLLM: python -m vllm.entrypoints.openai.api_server --model "
+                     f"{ep.model} --port 8000) or fix {names[0]}.base_url")
+    if status in (401, 403):
+        key_state = "set" if os.environ.get(ep.api_key_env) else "NOT set"
+        return Check(label, "fail", f"{shown} refused the key (HTTP {status}); ${ep.api_key_env} is {key_state}",
+                     f"export {ep.api_key_env}=... with a valid key")
+    if status != 200:
+        return Check(label, "fail", f"{shown}/models answered HTTP {status} ({reason})",
+                     "check that base_url ends in /v1 and points at an OpenAI-compatible server")
+    if ep.model in models:
+        return Check(label, "ok", f"{shown} serves {ep.model}")
+    return Check(label, "fail", f"{shown} answers but does not serve {ep.model}; it serves: "
+                 f"{', '.join(models[:8]) or 'nothing'}", f"set {names[0]}.model to one of those")
+
+
+def check_endpoints(cfg: PortraitcraftConfig, timeout: float = 3.0) -> list[Check]:
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    sections: dict[tuple[str, str, str], EndpointConfig] = {}
+    for name in ("critic", "judge", "assessor", "miner"):
+        ep: EndpointConfig = getattr(cfg, name)
+        key = (ep.base_url, ep.model, ep.api_key_env)
+        groups.setdefault(key, []).append(name)
+        sections[key] = ep
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+        futures = [pool.submit(check_endpoint, names, sections[key], timeout) for key, names in groups.items()]
+        return [f.result() for f in futures]
+
+
+def run_checks(cfg: PortraitcraftConfig, *, endpoints: bool = True, timeout: float = 3.0) -> list[Check]:
+    checks = [check_python(), *check_packages(), check_gpu(), *check_weights(cfg)]
+    if endpoints:
+        checks.extend(check_endpoints(cfg, timeout))
+    return checks
+
+
+def doctor(
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+    no_endpoints: bool = typer.Option(False, "--no-endpoints", help="Skip the network checks."),
+    timeout: float = typer.Option(3.0, "--timeout", help="Seconds to wait for each endpoint."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any check fails."),
+) -> None:
+    """Report Python/package versions, the GPU, cached weights and endpoint health, each with a fix hint."""
+    cfg = config_from_cli(config, sets)
+    checks = run_checks(cfg, endpoints=not no_endpoints, timeout=timeout)
+    failed = [c for c in checks if c.status == "fail"]
+    if as_json:
+        print_json({"ok": not failed, "checks": [asdict(c) for c in checks]})
+    else:
+        table = Table(title="portraitcraft doctor")
+        for col in ("check", "status", "detail", "hint"):
+            table.add_column(col, overflow="fold")
+        colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.hint)
+        console.print(table)
+    if strict and failed:
+        raise typer.Exit(1)

@@ -1,0 +1,386 @@
+"""PortraitCraft files in: the four official JSON arrays, JSONL of the same objects, ad-hoc descriptions.
+
+Readers never stop at the first bad item: `parse_items` returns the good items and one `ItemProblem` per
+bad one (`item <index> (<image_path>): <field>: <problem>`), so a run can go on without them.
+Writers live in `portraitcraft.submission`.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from portraitcraft.errors import DataError
+from portraitcraft.schemas import (
+    ATTRIBUTES,
+    Level,
+    Track1TestItem,
+    Track1TrainItem,
+    Track2Spec,
+)
+
+Kind = Literal["track1_train", "track1_test", "track2", "descriptions"]
+KINDS: tuple[Kind, ...] = ("track1_train", "track1_test", "track2", "descriptions")
+SHARD_DIRS: tuple[str, ...] = tuple(f"images_{i:02d}" for i in range(11))
+TRACK2_FIELDS = {"image_path": "image_path", "content_description": "content", "composition_analysis": "composition"}
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """One problem with one input item."""
+
+    index: int
+    image_path: str
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"item {self.index} ({self.image_path or '?'}): {self.field}: {self.problem}"
+
+
+@dataclass
+class Parsed:
+    """The outcome of parsing a file: its kind, the valid items (with their indices) and the problems."""
+
+    kind: Kind
+    items: list[Any] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    problems: list[ItemProblem] = field(default_factory=list)
+    n_records: int = 0
+
+
+def read_records(path: str | Path) -> list[Any]:
+    """Read a JSON array, JSONL, a zip holding one JSON file, or a text file of one description per line.
+
+    Raises:
+        DataError: the file is missing, not valid JSON/JSONL, or not an array of objects/strings.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file does not exist")
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, expected a JSON/JSONL file")
+    if p.suffix.lower() == ".zip":
+        return _read_zip(p)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_text(text, str(p))
+
+
+def parse_text(text: str, name: str) -> list[Any]:
+    """Parse the text of a data file (see `read_records`)."""
+    if not text.strip():
+        raise DataError(f"{name}: file is empty")
+    suffix = PurePath(name).suffix.lower()
+    if suffix == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if suffix == ".jsonl" or (suffix != ".json" and text.lstrip()[:1] == "{"):
+        return _parse_jsonl(text, name)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{name}: expected a JSON array of items, got a JSON {type(data).__name__}")
+    return data
+
+
+def _parse_jsonl(text: str, name: str) -> list[Any]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}: malformed JSON on line {lineno}: {exc.msg}") from None
+    return out
+
+
+def _read_zip(p: Path) -> list[Any]:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = [n for n in zf.namelist() if n.lower().endswith((".json", ".jsonl")) and not n.endswith("/")]
+            if len(names) != 1:
+                raise DataError(f"{p}: expected exactly one JSON file in the zip, found {len(names)}: {names}")
+            text = zf.read(names[0]).decode("utf-8-sig")
+    except zipfile.BadZipFile:
+        raise DataError(f"{p}: not a valid zip file") from None
+    return parse_text(text, f"{p}!{names[0]}")
+
+
+def detect_kind(records: Sequence[Any]) -> Kind:
+    """Guess the file kind from its records (the majority vote of the recognisable ones)."""
+    votes: Counter[Kind] = Counter()
+    for rec in records:
+        if isinstance(rec, str):
+            votes["descriptions"] += 1
+        elif isinstance(rec, dict):
+            if "content_description" in rec or "composition_analysis" in rec:
+                votes["track2"] += 1
+            elif "question" in rec or "options" in rec or "answer" in rec:
+                votes["track1_test"] += 1
+            elif "criteria" in rec:
+                crit = rec["criteria"]
+                first = next(iter(crit.values()), None) if isinstance(crit, dict) and crit else None
+                is_test = isinstance(first, dict) and "level" in first
+                votes["track1_test" if is_test else "track1_train"] += 1
+    if not votes:
+        raise DataError("cannot tell the file kind: no item looks like a PortraitCraft item or a description")
+    return votes.most_common(1)[0][0]
+
+
+def _image_path_of(rec: Any) -> str:
+    if isinstance(rec, dict) and isinstance(rec.get("image_path"), str):
+        return rec["image_path"]
+    return ""
+
+
+def _problems_from(exc: ValidationError, index: int, image_path: str) -> list[ItemProblem]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "item"
+        msg = err["msg"].removeprefix("Value error, ")
+        kind = err["type"]
+        if kind == "missing":
+            msg = "missing field"
+        elif kind == "extra_forbidden":
+            msg = "unknown field"
+        elif kind in {"string_type", "float_type", "float_parsing", "int_type", "dict_type", "model_type"}:
+            msg = f"{msg} (got {type(err['input']).__name__} {err['input']!r:.60})"
+        out.append(ItemProblem(index, image_path, loc, msg))
+    return out
+
+
+def _track2_record(rec: Any) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        return rec
+    out: dict[str, Any] = {}
+    for key, value in rec.items():
+        out[TRACK2_FIELDS.get(key, key)] = value
+    return out
+
+
+def _model_for(kind: Kind) -> type[BaseModel]:
+    return {"track1_train": Track1TrainItem, "track1_test": Track1TestItem, "track2": Track2Spec}.get(
+        kind, Track2Spec
+    )
+
+
+def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
+    """Validate records as `kind` (detected when None), collecting every problem; duplicates are problems."""
+    kind = kind or detect_kind(records)
+    parsed = Parsed(kind=kind, n_records=len(records))
+    model = _model_for(kind)
+    seen: dict[str, int] = {}
+    for index, rec in enumerate(records):
+        image_path = _image_path_of(rec)
+        if kind == "descriptions":
+            if not isinstance(rec, str) or not rec.strip():
+                parsed.problems.append(ItemProblem(index, "", "item", "expected a non-empty description string"))
+                continue
+            item: Any = Track2Spec(image_path=f"prompt_{index:05d}.png", content=rec.strip(), composition="")
+        else:
+            if not isinstance(rec, dict):
+                parsed.problems.append(
+                    ItemProblem(index, "", "item", f"expected a JSON object, got {type(rec).__name__}")
+                )
+                continue
+            try:
+                item = model.model_validate(_track2_record(rec) if kind == "track2" else rec)
+            except ValidationError as exc:
+                parsed.problems.extend(_problems_from(exc, index, image_path))
+                continue
+        key = PurePath(item.image_path).name
+        if key in seen:
+            parsed.problems.append(
+                ItemProblem(index, item.image_path, "image_path", f"duplicate of item {seen[key]}")
+            )
+            continue
+        seen[key] = index
+        parsed.items.append(item)
+        parsed.indices.append(index)
+    return parsed
+
+
+def load(path: str | Path, kind: Kind | None = None, *, strict: bool = True) -> Parsed:
+    """Read and validate a file. With strict=True, any bad item raises DataError listing every problem."""
+    parsed = parse_items(read_records(path), kind)
+    if strict and parsed.problems:
+        raise DataError(f"{path}: {len(parsed.problems)} problem(s):\n" + "\n".join(map(str, parsed.problems)))
+    return parsed
+
+
+def load_track1_train(path: str | Path, *, strict: bool = True) -> list[Track1TrainItem]:
+    return load(path, "track1_train", strict=strict).items
+
+
+def load_track1_test(path: str | Path, *, strict: bool = True) -> list[Track1TestItem]:
+    return load(path, "track1_test", strict=strict).items
+
+
+def load_track2(path: str | Path, *, strict: bool = True) -> list[Track2Spec]:
+    """Track 2 items; a JSON array/JSONL/text file of plain strings gives ad-hoc specs."""
+    records = read_records(path)
+    kind = detect_kind(records)
+    if kind not in ("track2", "descriptions"):
+        raise DataError(f"{path}: expected Track 2 items or descriptions, found a {kind} file")
+    parsed = parse_items(records, kind)
+    if strict and parsed.problems:
+        raise DataError(f"{path}: {len(parsed.problems)} problem(s):\n" + "\n".join(map(str, parsed.problems)))
+    return parsed.items
+
+
+def resolve_image(images_dir: str | Path | None, image_path: str) -> Path | None:
+    """Find an item's image: the path as given, then its basename in the root, then in images_00..images_10."""
+    if images_dir is None:
+        return None
+    root = Path(images_dir)
+    name = PurePath(image_path).name
+    candidates = [root / image_path, root / name, *(root / shard / name for shard in SHARD_DIRS)]
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    return None
+
+
+def check_image(path: Path) -> str | None:
+    """None when the file is a readable image, else the problem (0-byte, corrupt, truncated)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            return "image file is empty (0 bytes)"
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
+    except UnidentifiedImageError:
+        return "image file is corrupt (not a recognisable image)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"image file is corrupt or truncated ({exc})"
+    except Image.DecompressionBombError as exc:  # pragma: no cover - needs a huge header
+        return f"image is too large to open safely ({exc})"
+    return None
+
+
+@dataclass
+class ValidationReport:
+    """What `portraitcraft data validate` prints: kind, counts, ranges, balance, problems."""
+
+    path: str
+    kind: Kind
+    n_items: int
+    n_valid: int
+    problems: list[ItemProblem]
+    total_score_range: tuple[float, float] | None = None
+    attribute_score_range: tuple[float, float] | None = None
+    level_balance: dict[str, int] = field(default_factory=dict)
+    n_placeholders: int = 0
+    images_checked: int = 0
+    images_missing: int = 0
+    images_bad: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "valid": self.ok,
+            "n_items": self.n_items,
+            "n_valid": self.n_valid,
+            "n_problems": len(self.problems),
+            "problems": [str(p) for p in self.problems],
+            "total_score_range": self.total_score_range,
+            "attribute_score_range": self.attribute_score_range,
+            "level_balance": self.level_balance,
+            "n_placeholders": self.n_placeholders,
+            "images_checked": self.images_checked,
+            "images_missing": self.images_missing,
+            "images_bad": self.images_bad,
+        }
+
+
+def _range(values: Iterable[float]) -> tuple[float, float] | None:
+    vals = list(values)
+    return (min(vals), max(vals)) if vals else None
+
+
+def validate_file(path: str | Path, images_dir: str | Path | None = None) -> ValidationReport:
+    """Validate a data file (and, with images_dir, each item's image); never raises for bad items.
+
+    Raises:
+        DataError: only when the file itself cannot be read as an array of items.
+    """
+    parsed = parse_items(read_records(path))
+    report = ValidationReport(str(path), parsed.kind, parsed.n_records, len(parsed.items), list(parsed.problems))
+    balance: Counter[str] = Counter()
+    if parsed.kind == "track1_train":
+        report.total_score_range = _range(i.total_score for i in parsed.items)
+        report.attribute_score_range = _range(c.score for i in parsed.items for c in i.criteria.values())
+        balance.update(lv.value for i in parsed.items for lv in i.levels.values())
+    elif parsed.kind == "track1_test":
+        labelled = [i for i in parsed.items if not i.is_placeholder]
+        report.n_placeholders = len(parsed.items) - len(labelled)
+        report.total_score_range = _range(i.total_score for i in labelled)
+        balance.update(lv.value for i in labelled for lv in i.levels.values() if lv is not None)
+    report.level_balance = {lv.value: balance.get(lv.value, 0) for lv in Level} if balance else {}
+    if images_dir is not None and parsed.kind in ("track1_train", "track1_test", "track2"):
+        for index, item in zip(parsed.indices, parsed.items, strict=True):
+            report.images_checked += 1
+            found = resolve_image(images_dir, item.image_path)
+            if found is None:
+                report.images_missing += 1
+                report.problems.append(
+                    ItemProblem(index, item.image_path, "image", f"image not found under {images_dir}")
+                )
+                continue
+            problem = check_image(found)
+            if problem:
+                report.images_bad += 1
+                report.problems.append(ItemProblem(index, item.image_path, "image", f"{found.name}: {problem}"))
+    report.problems.sort(key=lambda p: p.index)
+    return report
+
+
+__all__ = [
+    "ATTRIBUTES",
+    "KINDS",
+    "SHARD_DIRS",
+    "ItemProblem",
+    "Kind",
+    "Parsed",
+    "ValidationReport",
+    "check_image",
+    "detect_kind",
+    "load",
+    "load_track1_test",
+    "load_track1_train",
+    "load_track2",
+    "parse_items",
+    "parse_text",
+    "read_records",
+    "resolve_image",
+    "validate_file",
+]
+
+# Writers live in their own module; re-exported here so `portraitcraft.data` is the one I/O entry point.
+from portraitcraft.submission import (  # noqa: E402
+    read_track1_submission,
+    write_track1_submission,
+    write_track2_submission,
+)
+
+__all__ += ["read_track1_submission", "write_track1_submission", "write_track2_submission"]

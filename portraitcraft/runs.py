@@ -1,0 +1,216 @@
+"""The run folder: `runs/<name>/` with a manifest, an append-only results.jsonl and atomically written files.
+
+Crash safety: every file is written to a temp file and `os.replace`d into place; each results row is ONE
+`os.write` of a complete line on an O_APPEND descriptor, and opening a results file trims a torn tail (a
+line without its newline) left by a writer killed mid-write, so readers only ever see complete rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from portraitcraft.config import PortraitcraftConfig, mask_secrets
+from portraitcraft.errors import InputError
+from portraitcraft.schemas import safe_id
+
+TRACKED_PACKAGES = (
+    "portraitcraft", "pydantic", "langgraph", "openai", "numpy", "scipy", "pillow",
+    "torch", "diffusers", "transformers", "peft", "accelerate", "rtmlib", "onnxruntime",
+)  # fmt: skip
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions (None when absent), for manifests and `doctor`."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temp file in the same folder and `os.replace` (never half-written)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def save_image_atomic(image: Any, path: str | Path, *, pnginfo: Any = None) -> Path:
+    """Save a PIL image through a temp file + `os.replace`; the format follows the suffix."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(target.suffix.lower(), "PNG")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem[:40]}.", suffix=target.suffix)
+    os.close(fd)
+    try:
+        kwargs: dict[str, Any] = {"pnginfo": pnginfo} if (fmt == "PNG" and pnginfo is not None) else {}
+        if fmt == "JPEG":
+            kwargs["quality"] = 95
+        image.save(tmp, format=fmt, **kwargs)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+class ResultsLog:
+    """An append-only JSONL file of complete rows, safe against a writer killed mid-line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.repaired_bytes = self._trim_torn_tail()
+
+    def _trim_torn_tail(self) -> int:
+        if not self.path.exists():
+            return 0
+        size = self.path.stat().st_size
+        if size == 0:
+            return 0
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return 0
+            # Find the last newline and cut everything after it.
+            pos, block = size, 4096
+            while pos > 0:
+                start = max(0, pos - block)
+                fh.seek(start)
+                chunk = fh.read(pos - start)
+                idx = chunk.rfind(b"\n")
+                if idx >= 0:
+                    keep = start + idx + 1
+                    fh.truncate(keep)
+                    return size - keep
+                pos = start
+            fh.truncate(0)
+            return size
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row as a single complete line (one write call on an O_APPEND descriptor)."""
+        line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                written = os.write(fd, line)
+                while written < len(line):  # a short write on a full disk: finish or fail loudly
+                    written += os.write(fd, line[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.endswith("\n") and line.strip():
+                    yield json.loads(line)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self)
+
+    def done_ids(self, status: str | None = "finished") -> set[str]:
+        """Item ids with a row (of the given status, or any status when None)."""
+        return {r["id"] for r in self if "id" in r and (status is None or r.get("status") == status)}
+
+
+class RunFolder:
+    """A run's folder: manifest.json, results.jsonl, and per-item files under safe names.
+
+    Example:
+        >>> run = RunFolder.create("runs", "demo", config=load_config())  # doctest: +SKIP
+        >>> run.results.append({"id": "a", "status": "finished"})  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.results = ResultsLog(self.root / "results.jsonl")
+
+    @classmethod
+    def create(
+        cls,
+        out_dir: str | Path,
+        name: str = "",
+        *,
+        config: PortraitcraftConfig | None = None,
+        command: list[str] | None = None,
+        resume: bool = False,
+    ) -> RunFolder:
+        """Create (or, with resume, reopen) `out_dir/<name>` and write its manifest."""
+        name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        root = Path(out_dir) / safe_id(name)
+        if root.exists() and any(root.iterdir()) and not resume:
+            raise InputError(f"run folder {root} already exists and is not empty; pass --resume or another --name")
+        root.mkdir(parents=True, exist_ok=True)
+        run = cls(root)
+        run.write_manifest(config, command)
+        return run
+
+    def write_manifest(self, config: PortraitcraftConfig | None, command: list[str] | None = None) -> Path:
+        manifest_path = self.root / "manifest.json"
+        previous: dict[str, Any] = {}
+        if manifest_path.exists():
+            previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = {
+            "started": previous.get("started") or datetime.now(UTC).isoformat(),
+            "resumed": ([*previous.get("resumed", []), datetime.now(UTC).isoformat()] if previous else []),
+            "command": mask_secrets(list(command if command is not None else sys.argv)),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": package_versions(),
+            "config": config.masked() if config is not None else None,
+        }
+        return atomic_write_json(manifest_path, manifest)
+
+    def item_dir(self, item_id: str) -> Path:
+        """The folder for one item's files; the id is sanitised so it cannot escape the run folder."""
+        path = self.root / "items" / safe_id(item_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def item_file(self, item_id: str, name: str) -> Path:
+        return self.item_dir(item_id) / safe_id(name)
+
+
+__all__ = [
+    "ResultsLog",
+    "RunFolder",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "package_versions",
+    "save_image_atomic",
+]

@@ -1,0 +1,239 @@
+"""Official submission writers: the Track 1 zip and the Track 2 image folder + flat zip.
+
+The Track 1 writer never emits `NOT_RES` and never drops an item (both lose points in the official
+baseline): a missing prediction is an error listing the ids, unless `allow_missing` fills it with
+`FALLBACK` and reports how many.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from portraitcraft.errors import DataError, InputError
+from portraitcraft.schemas import (
+    ANSWER_LETTERS,
+    ATTRIBUTES,
+    LEVEL_CODES,
+    Track1Prediction,
+    Track1TestItem,
+    Track2Spec,
+)
+
+log = logging.getLogger(__name__)
+
+TRACK1_MEMBER = "track_1_test.json"
+TRACK1_KEYS = ("image_path", "criteria", "total_score", "question", "options", "answer")
+
+FALLBACK = {"level": "B", "answer": "A"}
+"""Used for an item with no prediction when allow_missing is set: every attribute Medium (B), answer A, and
+total_score the median of the predicted totals (50 when there are none). Documented in README."""
+
+
+@dataclass
+class SubmissionReport:
+    path: Path
+    n_items: int
+    n_fallback: int = 0
+    fallback_ids: list[str] = field(default_factory=list)
+    n_extra: int = 0
+
+
+def _key(image_path: str) -> str:
+    return PurePath(image_path).name
+
+
+def track1_records(
+    template: Sequence[Track1TestItem],
+    predictions: Iterable[Track1Prediction],
+    *,
+    allow_missing: bool = False,
+) -> tuple[list[dict[str, Any]], SubmissionReport]:
+    """The submission records in template order (see `write_track1_submission`)."""
+    by_key: dict[str, Track1Prediction] = {}
+    for pred in predictions:
+        by_key[_key(pred.image_path)] = pred
+    template_keys = {_key(t.image_path) for t in template}
+    missing = [t.image_path for t in template if _key(t.image_path) not in by_key]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:20]) + (f" ... (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise InputError(
+            f"{len(missing)} of {len(template)} test items have no prediction: {shown}. "
+            "Predict them, or pass --allow-missing to fill them with the documented fallback."
+        )
+    totals = [p.total_score for p in by_key.values()]
+    fallback_total = round(statistics.median(totals)) if totals else 50
+    records = []
+    for item in template:
+        pred = by_key.get(_key(item.image_path))
+        if pred is None:
+            criteria = {a: {"level": FALLBACK["level"]} for a in ATTRIBUTES}
+            total, answer = fallback_total, FALLBACK["answer"]
+        else:
+            criteria = {a: {"level": pred.levels[a].code} for a in ATTRIBUTES}
+            total, answer = round(min(100.0, max(0.0, pred.total_score))), pred.answer
+        records.append(
+            {
+                "image_path": item.image_path,
+                "criteria": criteria,
+                "total_score": int(total),
+                "question": item.question,
+                "options": dict(item.options),
+                "answer": answer,
+            }
+        )
+    report = SubmissionReport(Path(), len(records), len(missing), missing, len(set(by_key) - template_keys))
+    if missing:
+        log.warning("filled %d missing prediction(s) with the fallback (levels B, answer A)", len(missing))
+    return records, report
+
+
+def write_track1_submission(
+    template: Sequence[Track1TestItem],
+    predictions: Iterable[Track1Prediction],
+    out_zip: str | Path,
+    *,
+    allow_missing: bool = False,
+) -> SubmissionReport:
+    """Write the official Track 1 zip: one file `track_1_test.json` at its root, template order.
+
+    Args:
+        template (list[Track1TestItem]): the test items, in the official order (questions/options copied).
+        predictions (iterable of Track1Prediction): joined to the template by image basename.
+        out_zip (str | Path): the zip to write (atomically).
+        allow_missing (bool, optional, defaults to False): fill items without a prediction with FALLBACK.
+
+    Raises:
+        InputError: items lack predictions and allow_missing is False (lists the ids).
+
+    Example:
+        >>> report = write_track1_submission(template, preds, "submission.zip")  # doctest: +SKIP
+    """
+    records, report = track1_records(template, predictions, allow_missing=allow_missing)
+    _check_track1_records(records)
+    payload = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
+    out = Path(out_zip)
+    fd, tmp = tempfile.mkstemp(dir=out.parent if out.parent.exists() else None, suffix=".zip")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(TRACK1_MEMBER, payload)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    report.path = out
+    return report
+
+
+def _check_track1_records(records: Sequence[dict[str, Any]]) -> None:
+    """Last line of defence: the exact shape the organisers' scorer expects."""
+    for i, rec in enumerate(records):
+        where = f"item {i} ({rec.get('image_path')})"
+        if tuple(rec) != TRACK1_KEYS:
+            raise DataError(f"{where}: keys {list(rec)} are not {list(TRACK1_KEYS)}")
+        if list(rec["criteria"]) != list(ATTRIBUTES):
+            raise DataError(f"{where}: criteria are not the 13 attributes in order")
+        for name, crit in rec["criteria"].items():
+            if crit.get("level") not in LEVEL_CODES:
+                raise DataError(f"{where}: criteria.{name}.level {crit.get('level')!r} is not A/B/C")
+        if type(rec["total_score"]) is not int:
+            raise DataError(f"{where}: total_score must be an int")
+        if rec["answer"] not in ANSWER_LETTERS:
+            raise DataError(f"{where}: answer {rec['answer']!r} is not one of A-D")
+
+
+def read_track1_submission(path: str | Path) -> list[dict[str, Any]]:
+    """Read a Track 1 submission zip, checking its root holds exactly `track_1_test.json`."""
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+            if names != [TRACK1_MEMBER]:
+                raise DataError(f"{p}: the zip root must hold exactly {TRACK1_MEMBER}, found {names}")
+            data = json.loads(zf.read(TRACK1_MEMBER).decode("utf-8"))
+    except zipfile.BadZipFile:
+        raise DataError(f"{p}: not a valid zip file") from None
+    if not isinstance(data, list):
+        raise DataError(f"{p}: {TRACK1_MEMBER} is not a JSON array")
+    return data
+
+
+@dataclass
+class Track2Submission:
+    folder: Path
+    zip_path: Path
+    n_images: int
+    missing: list[str] = field(default_factory=list)
+
+
+def write_track2_submission(
+    specs: Sequence[Track2Spec],
+    images: Mapping[str, str | Path],
+    out_dir: str | Path,
+    *,
+    allow_missing: bool = False,
+) -> Track2Submission:
+    """Copy one image per item into `out_dir/submission/` named by its `image_path`, and zip it flat.
+
+    Args:
+        specs (list[Track2Spec]): the test items.
+        images (mapping): item id (Track2Spec.id) -> the final image file of that item.
+        out_dir (str | Path): where `submission/` and `submission.zip` are written.
+        allow_missing (bool, optional, defaults to False): skip items with no image (reported) instead of
+            raising.
+
+    The image is re-encoded to the format its `image_path` names (.jpg -> JPEG quality 95, .png -> PNG).
+    """
+    from PIL import Image
+
+    out = Path(out_dir)
+    folder = out / "submission"
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [s.image_path for s in specs if s.id not in images or not Path(images[s.id]).is_file()]
+    if missing and not allow_missing:
+        raise InputError(f"{len(missing)} item(s) have no final image: {', '.join(missing[:20])}")
+    written: list[Path] = []
+    for spec in specs:
+        if spec.image_path in missing:
+            continue
+        target = folder / spec.output_name
+        suffix = target.suffix.lower()
+        with Image.open(images[spec.id]) as im:
+            rgb = im.convert("RGB")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix or ".png")
+        os.close(fd)
+        if suffix in (".jpg", ".jpeg"):
+            rgb.save(tmp, format="JPEG", quality=95)
+        else:
+            rgb.save(tmp, format="PNG")
+        os.replace(tmp, target)
+        written.append(target)
+    zip_path = out / "submission.zip"
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".zip")
+    os.close(fd)
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for path in written:
+            zf.write(path, arcname=path.name)
+    os.replace(tmp, zip_path)
+    return Track2Submission(folder, zip_path, len(written), missing)
+
+
+__all__ = [
+    "FALLBACK",
+    "TRACK1_MEMBER",
+    "SubmissionReport",
+    "Track2Submission",
+    "read_track1_submission",
+    "track1_records",
+    "write_track1_submission",
+    "write_track2_submission",
+]
