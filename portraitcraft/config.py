@@ -59,25 +59,35 @@ class EndpointConfig(_Section):
         return os.environ.get(self.api_key_env, "") or "EMPTY"
 
 
+DiffusionBackend = Literal[
+    "zimage", "zimage-turbo", "qwen-image", "qwen-image-edit", "qwen-image-edit-plus", "img2img", "remote"
+]
+
+
 class LoraConfig(_Section):
+    """One LoRA adapter: `path` is a safetensors file, a local folder or a hub repo id."""
+
     path: str = Field(description="a safetensors file, a local folder or a hub repo id")
     weight: float = 1.0
-    name: str = ""
-    weight_name: str | None = None
+    name: str = Field("", description="adapter name; empty = derived from the path")
+    weight_name: str | None = Field(None, description="the file inside a folder / repo holding the weights")
 
 
 class DiffusionConfig(_Section):
-    """A diffusers backend (generator, editor or refiner)."""
+    """A diffusers backend (generator, editor or refiner), or a remote OpenAI-compatible image API.
 
-    backend: Literal[
-        "zimage", "zimage-turbo", "qwen-image", "qwen-image-edit", "qwen-image-edit-plus", "img2img", "remote"
-    ] = "zimage-turbo"
+    `backend` picks the pipeline family; `model` is a hub id or a local folder (a tiny offline model built by
+    `python -m tools.diffusion.tiny build` works the same way). Sampling fields are the defaults of every
+    call; a call's `GenParams` overrides them.
+    """
+
+    backend: DiffusionBackend = "zimage-turbo"
     model: str = Field("Tongyi-MAI/Z-Image-Turbo", description="hub model id or a local folder")
     revision: str | None = None
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     device: str = "cuda"
     offload: Literal["none", "model", "sequential"] = "none"
-    attention_backend: str | None = None
+    attention_backend: str | None = Field(None, description='e.g. "native" or "flash" (needs flash-attn)')
     local_files_only: bool = False
     steps: Annotated[int, Field(ge=1, le=500)] = 9
     guidance_scale: Annotated[float, Field(ge=0)] = 0.0
@@ -86,26 +96,46 @@ class DiffusionConfig(_Section):
     strength: Annotated[float, Field(gt=0, le=1)] = 0.6
     max_sequence_length: Annotated[int, Field(ge=16)] = 512
     loras: list[LoraConfig] = Field(default_factory=list)
+    fuse_loras: bool = Field(False, description="fuse the active LoRAs into the weights (faster calls)")
     controlnet: str | None = Field(None, description="pose ControlNet checkpoint (Z-Image Fun-Controlnet-Union)")
+    controlnet_config: str | None = Field(
+        None, description="config folder / repo id for a single-file ControlNet checkpoint (needed offline)"
+    )
     controlnet_scale: float = 0.75
-    edit_max_area: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
+    edit_max_area: Annotated[int, Field(ge=64 * 64)] = Field(
+        1024 * 1024, description="pixel area edit pipelines resize their input to (Qwen-Image-Edit: ~1 MP)"
+    )
     # remote image API (backend = "remote")
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = "OPENAI_API_KEY"
     timeout: Annotated[float, Field(gt=0)] = 300.0
     max_retries: Annotated[int, Field(ge=0, le=20)] = 4
-    extra: dict[str, Any] = Field(default_factory=dict)
+    retry_backoff: Annotated[float, Field(ge=0, le=600)] = Field(
+        1.0, description="seconds before the first retry of a transient fault; doubles per attempt"
+    )
+    send_seed: bool = Field(False, description="send the seed to the remote API (servers that accept one)")
+    extra: dict[str, Any] = Field(default_factory=dict, description="extra pipeline kwargs / remote extra_body")
+
+    def api_key(self) -> str:
+        """The remote API key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
+        return os.environ.get(self.api_key_env, "") or "EMPTY"
 
 
 class GeneratorConfig(DiffusionConfig):
+    """The text-to-image backend; also holds the GPU model pool settings shared by every local backend."""
+
     refiner: DiffusionConfig | None = Field(None, description="optional cascaded SDEdit refiner")
     refiner_strength: Annotated[float, Field(gt=0, le=1)] = 0.3
+    pool_budget_gb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="GPU memory the model pool may fill with pipelines (GiB); None = no limit"
+    )
+    pool_evict: Literal["cpu", "drop"] = Field(
+        "cpu", description="what happens to the least recently used pipeline over budget: move to CPU, or drop"
+    )
 
 
 class EditorConfig(DiffusionConfig):
-    backend: Literal[
-        "zimage", "zimage-turbo", "qwen-image", "qwen-image-edit", "qwen-image-edit-plus", "img2img", "remote"
-    ] = "qwen-image-edit-plus"
+    backend: DiffusionBackend = "qwen-image-edit-plus"
     model: str = "Qwen/Qwen-Image-Edit-2509"
     steps: Annotated[int, Field(ge=1, le=500)] = 40
 

@@ -38,7 +38,8 @@ def test_core_install_has_no_torch_and_the_cli_works(light_venv: Path) -> None:
     assert checks["extra [diffusion]"]["status"] == "warn"
     assert checks["gpu"]["status"] == "warn" and "torch is not installed" in checks["gpu"]["detail"]
     examples = ROOT / "examples"
-    res = _run(light_venv, "data", "validate", str(examples / "track_1_train.json"), "--images", str(examples / "images"))
+    res = _run(light_venv, "data", "validate", str(examples / "track_1_train.json"),
+               "--images", str(examples / "images"))
     assert res.returncode == 0, res.stdout + res.stderr
 
 
