@@ -18,6 +18,8 @@ from portraitcraft.errors import PortraitcraftError
 SUBAPPS: dict[str, tuple[str, str]] = {
     "data": ("data", "Validate and inspect PortraitCraft data files."),
     "config": ("config", "Show the effective configuration."),
+    "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
+    "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {

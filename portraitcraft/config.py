@@ -114,6 +114,10 @@ class DiffusionConfig(_Section):
         1.0, description="seconds before the first retry of a transient fault; doubles per attempt"
     )
     send_seed: bool = Field(False, description="send the seed to the remote API (servers that accept one)")
+    remote_size: str | None = Field(
+        None, description='size sent to the remote API ("auto", "1024x1536"); default the asked WxH; the '
+        "answer is resized to the asked size"
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="extra pipeline kwargs / remote extra_body")
 
     def api_key(self) -> str:
@@ -167,13 +171,21 @@ class MinerConfig(EndpointConfig):
 
 
 class PlannerConfig(_Section):
+    """The planner: canvas policy, canvas size and prompt layout (agents/planner.py)."""
+
     long_side: Annotated[int, Field(ge=64, le=4096)] = 1024
     multiple: Annotated[int, Field(ge=1, le=256)] = 16
-    aspect_ratios: list[float] = Field(default_factory=lambda: [9 / 16, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 16 / 9])
-    policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit)")
+    aspect_ratios: Annotated[list[Annotated[float, Field(gt=0.1, lt=10)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [9 / 16, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 16 / 9],
+        description="canvas classes as width / height (1.0 is always added); a fitted policy keeps its own",
+    )
+    policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit); unset = rule")
     spatial_first: bool = True
-    trigger_word: str = ""
+    trigger_word: str = Field("", description="LoRA trigger word put first in the prompt, e.g. AES_COMP")
     max_prompt_tokens: Annotated[int, Field(ge=16)] = 512
+    seed_mode: Literal["fixed", "per_item"] = Field(
+        "fixed", description="fixed: every item uses run.seed; per_item: a stable seed from run.seed and the id"
+    )
 
 
 class LoopConfig(_Section):

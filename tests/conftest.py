@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fake_vlm import fake_vlm, fake_vlm_server  # noqa: E402, F401  (the scripted VLM server fixtures)
+
 
 @pytest.fixture()
 def examples_dir() -> Path:

@@ -66,3 +66,13 @@ def test_parse_override() -> None:
     assert parse_override("judge.model=gemini-3.1-pro") == {"judge": {"model": "gemini-3.1-pro"}}
     with pytest.raises(ConfigError):
         parse_override("nodot=1")
+
+
+def test_cli_flags_beat_set_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portraitcraft.commands.common import config_from_cli
+
+    monkeypatch.setenv("PORTRAITCRAFT_PLANNER__LONG_SIDE", "1584")
+    cfg = config_from_cli(None, ["judge.samples=3", "planner.trigger_word='A'"],
+                          planner={"trigger_word": "B", "policy": None})
+    assert cfg.judge.samples == 3 and cfg.planner.trigger_word == "B"
+    assert cfg.planner.policy is None and cfg.planner.long_side == 1584

@@ -25,8 +25,8 @@ def config_from_cli(path: Path | None, sets: list[str] | None = None, **flags: d
     overrides: dict[str, Any] = {}
     for text in sets or []:
         overrides = merge(overrides, parse_override(text))
-    for section in flags.values():
-        overrides = merge(overrides, {k: v for k, v in section.items() if v is not None} if section else {})
+    for name, section in flags.items():
+        overrides = merge(overrides, {name: {k: v for k, v in (section or {}).items() if v is not None}})
     return load_config(path, overrides)
 
 

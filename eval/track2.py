@@ -1,0 +1,228 @@
+"""Official Track 2 scoring: AutoScore from the judge, FinalScore with human ratings.
+
+AutoScore = 0.3 x Content + 0.7 x Composition per image, averaged over the scored images; FinalScore =
+0.4 x AutoScore + 0.6 x HumanScore, where HumanScore is the mean over images of each image's mean rating
+(docs/portraitcraft-data.md). A missing or unreadable image, or a judge failure, is a per-image error:
+counted, listed, and left out of the means; the run always completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from agents.judge import Judge, JudgeResult
+from eval.score_tables import read_score_csv
+from portraitcraft.data import resolve_image
+from portraitcraft.runs import atomic_write_text
+from portraitcraft.schemas import Track2Spec
+from tools.images import load_image
+
+CONTENT_WEIGHT = 0.3
+COMPOSITION_WEIGHT = 0.7
+AUTO_WEIGHT = 0.4
+HUMAN_WEIGHT = 0.6
+CSV_FIELDS = (
+    "image_path", "content", "composition", "auto", "content_std", "composition_std", "human", "final",
+    "mode", "source", "content_reason", "composition_reason", "error",
+)
+
+
+def _check(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
+        raise ValueError(f"{name} must be a score in 0-100, got {value!r}")
+    return value
+
+
+def auto_score(content: float, composition: float) -> float:
+    """AutoScore = 0.3 x Content + 0.7 x Composition (both 0-100).
+
+    Example:
+        >>> round(auto_score(87.89, 87.14), 3)
+        87.365
+    """
+    return CONTENT_WEIGHT * _check("content", content) + COMPOSITION_WEIGHT * _check("composition", composition)
+
+
+def final_score(auto: float, human: float) -> float:
+    """FinalScore = 0.4 x AutoScore + 0.6 x HumanScore (both 0-100).
+
+    Example:
+        >>> round(final_score(87.36, 78.0), 3)
+        81.744
+    """
+    return AUTO_WEIGHT * _check("auto", auto) + HUMAN_WEIGHT * _check("human", human)
+
+
+@dataclass
+class ImageScore:
+    """One item's outcome: the judge's scores, or the error that stopped it."""
+
+    image_path: str
+    result: JudgeResult | None = None
+    error: str | None = None
+    human: float | None = None
+
+    @property
+    def auto(self) -> float | None:
+        return auto_score(self.result.content, self.result.composition) if self.result else None
+
+    @property
+    def final(self) -> float | None:
+        auto = self.auto
+        return final_score(auto, self.human) if auto is not None and self.human is not None else None
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "image_path": self.image_path,
+            "content": r.content if r else None,
+            "composition": r.composition if r else None,
+            "auto": self.auto,
+            "content_std": r.content_std if r else None,
+            "composition_std": r.composition_std if r else None,
+            "human": self.human,
+            "final": self.final,
+            "mode": r.mode if r else None,
+            "source": r.source if r else None,
+            "content_reason": r.content_reason if r else None,
+            "composition_reason": r.composition_reason if r else None,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Track2Report:
+    content: float | None
+    composition: float | None
+    auto: float | None
+    n_scored: int
+    n_failed: int
+    failures: list[dict[str, str]]
+    human: float | None = None
+    final: float | None = None
+    n_human: int = 0
+    human_given: bool = False
+    human_problems: list[str] = field(default_factory=list)
+    scores: list[ImageScore] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for `--json` (contract keys: content, composition, auto, n_scored, n_failed, and human,
+        final when human scores were given)."""
+        out: dict[str, Any] = {
+            "content": self.content,
+            "composition": self.composition,
+            "auto": self.auto,
+            "n_scored": self.n_scored,
+            "n_failed": self.n_failed,
+            "failures": self.failures,
+        }
+        if self.human_given:
+            out |= {"human": self.human, "final": self.final, "n_human": self.n_human,
+                    "human_problems": self.human_problems}
+        return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def read_human_scores(path: str | Path) -> tuple[dict[str, float], list[str]]:
+    """Per-image mean human score from a CSV `image_path,score` (several raters per image are averaged),
+    keyed by image basename, and the rows that could not be used."""
+    table = read_score_csv(path, ("score",))
+    return table.column("score"), table.problems
+
+
+def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = None,
+              human_problems: Sequence[str] = ()) -> Track2Report:
+    """Set-level scores from per-image outcomes; `human` (basename -> mean rating) adds Human and Final.
+
+    Human is averaged over the items that have human ratings; Final = final_score(Auto, Human) at set level,
+    as the challenge report computes it.
+    """
+    ok = [s for s in scores if s.result is not None]
+    if human is not None:
+        for s in scores:
+            s.human = human.get(PurePath(s.image_path).name)
+    report = Track2Report(
+        content=_mean([s.result.content for s in ok if s.result]),
+        composition=_mean([s.result.composition for s in ok if s.result]),
+        auto=_mean([s.auto for s in ok if s.auto is not None]),
+        n_scored=len(ok),
+        n_failed=len(scores) - len(ok),
+        failures=[{"image_path": s.image_path, "error": s.error or "unknown"} for s in scores if s.result is None],
+        human_given=human is not None,
+        human_problems=list(human_problems),
+        scores=list(scores),
+    )
+    if human is not None:
+        rated = [s.human for s in scores if s.human is not None]
+        report.n_human = len(rated)
+        report.human = _mean(rated)
+        if report.human is not None and report.auto is not None:
+            report.final = final_score(report.auto, report.human)
+    return report
+
+
+async def judge_items(
+    specs: Sequence[Track2Spec],
+    images_dir: str | Path,
+    judge: Judge,
+    *,
+    max_in_flight: int | None = None,
+    progress: bool = False,
+) -> list[ImageScore]:
+    """Judge every item's image concurrently; every failure becomes that item's error, in item order.
+
+    Args:
+        specs (sequence of Track2Spec): the items (content and composition descriptions).
+        images_dir (str | Path): where the images are (root, then images_00..images_10, by basename).
+        judge (Judge): the judge; its client's semaphore bounds concurrent HTTP requests.
+        max_in_flight (int, optional): images loaded and awaiting the judge at once; defaults to twice the
+            judge's `max_concurrency` (keeps memory flat on big sets).
+        progress (bool, optional, defaults to False): show a rich progress bar on stderr.
+    """
+    limit = asyncio.Semaphore(max_in_flight or 2 * judge.cfg.max_concurrency)
+
+    async def one(spec: Track2Spec) -> ImageScore:
+        async with limit:
+            path = resolve_image(images_dir, spec.image_path)
+            if path is None:
+                return ImageScore(spec.image_path, error=f"image not found under {images_dir}")
+            try:
+                image = await asyncio.to_thread(load_image, path)
+                result = await judge.score(image, spec.content, spec.composition)
+            except Exception as exc:  # one bad image or answer must not stop the run
+                return ImageScore(spec.image_path, error=f"{type(exc).__name__}: {exc}")
+            return ImageScore(spec.image_path, result=result)
+
+    tasks = [asyncio.ensure_future(one(s)) for s in specs]
+    if progress and tasks:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task_id = bar.add_task("judge", total=len(tasks))
+            for fut in asyncio.as_completed(tasks):
+                await fut
+                bar.advance(task_id)
+    return list(await asyncio.gather(*tasks))
+
+
+def write_scores_csv(scores: Sequence[ImageScore], path: str | Path) -> Path:
+    """Per-image rows (CSV_FIELDS), written atomically; empty cells for what an item does not have."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for s in scores:
+        writer.writerow({k: ("" if v is None else v) for k, v in s.row().items()})
+    return atomic_write_text(path, buffer.getvalue())

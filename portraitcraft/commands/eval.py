@@ -1,0 +1,166 @@
+"""`portraitcraft eval ...`: Track 1 and Track 2 scoring, judge calibration, region fidelity.
+
+Heavy or network modules (the VLM client, the judge) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.errors import DataError, InputError
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _print_notes(title: str, lines: list[str], limit: int = 20) -> None:
+    for line in lines[:limit]:
+        console.print(f"[yellow]{title}:[/yellow] {line}", highlight=False, soft_wrap=True)
+    if len(lines) > limit:
+        console.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - limit} more (see --json)")
+
+
+@app.command("track1")
+def track1(
+    pred: Path = typer.Argument(..., help="Predictions: JSON array, JSONL or the submission zip."),
+    gt: Path = typer.Argument(..., help="Ground truth: the labelled test file, or a train-format file (no QA)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    per_attribute: bool = typer.Option(False, "--per-attribute", help="Add per-attribute accuracy and confusion."),
+) -> None:
+    """Score Track 1 predictions: SRCC, PLCC, level accuracy, QA accuracy and their mean (composite)."""
+    from eval.track1 import score_track1
+
+    report = score_track1(pred, gt, per_attribute=per_attribute)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"Track 1: {pred.name} vs {gt.name}", show_header=False)
+    for key in ("srcc", "plcc", "level_acc", "qa_acc", "composite"):
+        table.add_row(key, _fmt(getattr(report, key)))
+    table.add_row("items", f"{report.n} ground truth, {report.n_matched} matched, {len(report.missing)} missing, "
+                  f"{len(report.extra)} extra")
+    console.print(table)
+    if report.per_attribute:
+        att = Table("attribute", "accuracy", "confusion (rows truth A/B/C, cols pred)", "invalid")
+        for name, s in report.per_attribute.items():
+            att.add_row(name, f"{s.accuracy:.4f}", " | ".join(" ".join(map(str, r)) for r in s.confusion),
+                        str(s.invalid))
+        console.print(att)
+    _print_notes("warning", report.warnings)
+    _print_notes("ground truth", report.ground_truth_problems)
+    _print_notes("prediction", report.prediction_problems)
+
+
+@app.command("track2")
+def track2(
+    items: Path = typer.Argument(..., help="Track 2 items (JSON array or JSONL with the descriptions)."),
+    images: Path = typer.Option(..., "--images", help="Folder of the generated images (root, then images_00..10)."),
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    human: Path | None = typer.Option(None, "--human", help="Human ratings CSV: image_path,score (raters averaged)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    out: Path | None = typer.Option(None, "--out", help="Write per-image scores and reasons to this CSV."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+) -> None:
+    """Judge generated images: Content, Composition, AutoScore (and Human, FinalScore with --human)."""
+    import asyncio
+
+    from eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
+    from portraitcraft.data import detect_kind, parse_items, read_records
+
+    if not images.is_dir():
+        raise InputError(f"--images {images}: not a folder")
+    cfg = config_from_cli(config, sets)
+    records = read_records(items)
+    kind = detect_kind(records)
+    if kind != "track2":
+        raise DataError(f"{items}: expected Track 2 items (image_path, content_description, "
+                        f"composition_analysis), found a {kind} file")
+    parsed = parse_items(records, "track2")
+    human_scores, human_problems = read_human_scores(human) if human else (None, [])
+    scores = asyncio.run(_judge(cfg, parsed.items, images, progress))
+    for problem in parsed.problems:
+        scores.append(ImageScore(problem.image_path or f"item {problem.index}", error=str(problem)))
+    report = summarise(scores, human_scores, human_problems)
+    if out:
+        write_scores_csv(scores, out)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"Track 2: {items.name}", show_header=False)
+    for key in ("content", "composition", "auto", "human", "final"):
+        if key in ("human", "final") and human is None:
+            continue
+        table.add_row(key, _fmt(getattr(report, key)))
+    table.add_row("images", f"{report.n_scored} scored, {report.n_failed} failed")
+    console.print(table)
+    _print_notes("failed", [f"{f['image_path']}: {f['error']}" for f in report.failures])
+    _print_notes("human scores", report.human_problems)
+
+
+async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool) -> list[Any]:
+    from agents.judge import Judge
+    from eval.track2 import judge_items
+    from tools.vlm import VLMClient
+
+    cache_dir = Path(cfg.run.cache_dir) if cfg.judge.cache else None
+    async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
+        return await judge_items(specs, images, Judge(cfg.judge, client), progress=progress)
+
+
+@app.command("calibrate-judge")
+def calibrate_judge(
+    judge_csv: Path = typer.Argument(..., help="The judge's per-image scores (eval track2 --out)."),
+    human_csv: Path = typer.Argument(..., help="Human ratings: image_path,score[,content,composition,auto]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Agreement between judge and human scores: Spearman, Kendall, Pearson, MAE (overall and per score)."""
+    from eval.calibration import calibrate
+
+    report = calibrate(judge_csv, human_csv)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table("score", "n", "spearman", "kendall", "pearson", "mae", title="judge vs human")
+    rows = ([("overall", report.overall)] if report.overall else []) + list(report.per_score.items())
+    for name, a in rows:
+        label = name if a.judge_column == a.human_column else f"{name} ({a.judge_column} vs {a.human_column})"
+        table.add_row(label, str(a.n), _fmt(a.spearman), _fmt(a.kendall), _fmt(a.pearson), _fmt(a.mae))
+    console.print(table)
+    console.print(f"{report.n_judge} judged, {report.n_human} rated; {len(report.only_in_judge)} only judged, "
+                  f"{len(report.only_in_human)} only rated")
+    _print_notes("warning", [w for _, a in rows for w in a.warnings])
+    _print_notes("problem", report.problems)
+
+
+@app.command("fidelity")
+def fidelity(
+    a: Path = typer.Argument(..., help="The image before the edit."),
+    b: Path = typer.Argument(..., help="The image after the edit."),
+    mask: Path = typer.Option(..., "--mask", help="Person mask (white/nonzero = person), same size as A."),
+    resize: bool = typer.Option(False, "--resize", help="Resize B to A's size when they differ."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Region-aware drift: background PSNR, global SSIM, person CIEDE2000 and person LPIPS (when available)."""
+    from eval.fidelity import edit_drift
+
+    report = edit_drift(a, b, mask, resize=resize).to_dict()
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"fidelity: {a.name} -> {b.name}", show_header=False)
+    for key in ("psnr_background", "ssim_global", "delta_e_person", "lpips_person", "lpips_status",
+                "person_fraction"):
+        table.add_row(key, _fmt(report[key]))
+    console.print(table)
+    _print_notes("note", report["notes"])

@@ -1,0 +1,242 @@
+"""The Track 2 judge and the Track 2 run against the scripted fake VLM server (a real HTTP server)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_vlm import API_KEY_ENV, Answer, FakeVLMServer
+from PIL import Image
+
+from agents.judge import LEVELS, Judge, JudgeError, JudgeResult
+from eval.track2 import judge_items, summarise
+from portraitcraft.config import JudgeConfig
+from portraitcraft.schemas import Track2Spec
+from prompts.loader import load_prompt
+from tools.vlm import VLMClient
+
+CONTENT_TEXT = "A woman in a red coat on a pier at dusk."
+COMPOSITION_TEXT = "Subject on the left third, gaze to the right, wide negative space on the right."
+
+
+def judge_cfg(fake: FakeVLMServer, **overrides: Any) -> JudgeConfig:
+    values: dict[str, Any] = {"base_url": fake.base_url, "model": fake.model, "api_key_env": API_KEY_ENV,
+                              "kind": "vllm", "timeout": 5.0, "max_retries": 1, "mode": "sampled", "samples": 3}
+    return JudgeConfig(**(values | overrides))
+
+
+def client_for(cfg: JudgeConfig, cache_dir: Path | None = None) -> VLMClient:
+    return VLMClient(cfg, cache_dir=cache_dir, _backoff_base=0.001, _backoff_max=0.01)
+
+
+def image(red: int) -> Image.Image:
+    return Image.new("RGB", (16, 16), (red, 0, 0))
+
+
+def user_text(body: dict[str, Any]) -> str:
+    user = next(m for m in body["messages"] if m["role"] == "user")
+    return next(p["text"] for p in user["content"] if p["type"] == "text")
+
+
+def red_of(body: dict[str, Any]) -> int:
+    user = next(m for m in body["messages"] if m["role"] == "user")
+    url = next(p["image_url"]["url"] for p in user["content"] if p["type"] == "image_url")
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    return img.getpixel((0, 0))[0]
+
+
+def verdict(content: int, composition: int, tag: str = "") -> dict[str, Any]:
+    return {"content_reason": f"content {content}{tag}", "content_score": content,
+            "composition_reason": f"composition {composition}{tag}", "composition_score": composition}
+
+
+def logprob_answer(probs: dict[str, float]) -> Answer:
+    top = max(probs, key=lambda k: probs[k])
+    return Answer(content=top, tokens=[top], top_logprobs=[{k: math.log(p) for k, p in probs.items()}])
+
+
+async def test_sampled_mode_means_votes_from_one_request(fake_vlm: FakeVLMServer) -> None:
+    for c, k in ((80, 60), (70, 65), (90, 70)):
+        fake_vlm.script.push(verdict(c, k))
+    cfg = judge_cfg(fake_vlm)
+    async with client_for(cfg) as client:
+        result = await Judge(cfg, client).score(image(10), CONTENT_TEXT, COMPOSITION_TEXT)
+    assert (result.content, result.composition) == (80.0, 65.0)
+    assert result.content_std == pytest.approx(math.sqrt(200 / 3))
+    assert result.composition_std == pytest.approx(math.sqrt(50 / 3))
+    assert result.content_reason == "content 80" and result.n_samples == 3  # the sample nearest the means
+    [req] = fake_vlm.chat_requests
+    assert req.body["n"] == 3 and req.body["temperature"] == cfg.temperature
+    assert req.body["messages"][0]["content"] == Judge(cfg, client).system
+    assert "Composition score" in req.body["messages"][0]["content"]
+    assert CONTENT_TEXT in user_text(req.body) and COMPOSITION_TEXT in user_text(req.body)
+    assert "json" in req.body["structured_outputs"]
+
+
+async def test_sampled_mode_drops_garbage_votes_and_fails_when_all_are_garbage(
+    fake_vlm: FakeVLMServer,
+) -> None:
+    fake_vlm.script.push(verdict(60, 40)).push("not json at all").push(verdict(80, 50)).push("still not json")
+    cfg = judge_cfg(fake_vlm)
+    async with client_for(cfg) as client:
+        judge = Judge(cfg, client)
+        result = await judge.score(image(1), CONTENT_TEXT, COMPOSITION_TEXT)
+        assert (result.content, result.composition, result.n_samples) == (70.0, 45.0, 2)
+        fake_vlm.script.default('{"content_score": 500}')
+        with pytest.raises(JudgeError, match="none of the 3 judge samples"):
+            await judge.score(image(2), CONTENT_TEXT, COMPOSITION_TEXT)
+
+
+async def test_logprob_mode_expected_value_equals_hand_computed(fake_vlm: FakeVLMServer) -> None:
+    content_probs = {"6": 0.2, "7": 0.5, "8": 0.3}
+    composition_probs = {"2": 0.25, "3": 0.5, "4": 0.25}
+
+    def reply(body: dict[str, Any]) -> Any:
+        text = user_text(body)
+        if "Do not score yet" in text:
+            return {"content_reason": "clean hands", "composition_reason": "subject centred, not left"}
+        if "Rate the CONTENT" in text:
+            assert "clean hands" in text  # the level question sees the judge's own notes
+            return logprob_answer(content_probs)
+        assert "Rate how well the image follows the COMPOSITION" in text and "not left" in text
+        return logprob_answer(composition_probs)
+
+    fake_vlm.script.default(fn=reply)
+    cfg = judge_cfg(fake_vlm, mode="logprob")
+    async with client_for(cfg) as client:
+        result = await Judge(cfg, client).score(image(3), CONTENT_TEXT, COMPOSITION_TEXT)
+    # digits 0-9 normalised to 0-100: (6*0.2 + 7*0.5 + 8*0.3) / 9 * 100
+    assert result.content == pytest.approx((1.2 + 3.5 + 2.4) / 9 * 100)
+    assert result.composition == pytest.approx(3.0 / 9 * 100)
+    assert result.content_std == pytest.approx(math.sqrt(0.2 * 1.21 + 0.5 * 0.01 + 0.3 * 0.81) * 100 / 9)
+    assert result.composition_std == pytest.approx(math.sqrt(0.5) * 100 / 9)
+    assert (result.mode, result.source, result.content_reason) == ("logprob", "logprobs", "clean hands")
+    level_requests = [r for r in fake_vlm.chat_requests if r.body.get("logprobs")]
+    assert len(level_requests) == 2
+    assert all(r.body["structured_outputs"]["choice"] == list(LEVELS) for r in level_requests)
+
+
+async def test_auto_mode_switches_to_sampled_when_the_endpoint_has_no_logprobs(
+    fake_vlm: FakeVLMServer,
+) -> None:
+    def reply(body: dict[str, Any]) -> Any:
+        text = user_text(body)
+        if "Do not score yet" in text:
+            return {"content_reason": "ok", "composition_reason": "ok"}
+        if "single digit" in text:
+            return "7"
+        return verdict(55, 45)
+
+    fake_vlm.script.no_logprobs = True
+    fake_vlm.script.default(fn=reply)
+    cfg = judge_cfg(fake_vlm, mode="auto", samples=4)
+    async with client_for(cfg) as client:
+        judge = Judge(cfg, client)
+        first = await judge.score(image(5), CONTENT_TEXT, COMPOSITION_TEXT)
+        n_first = len(fake_vlm.chat_requests)
+        second = await judge.score(image(6), CONTENT_TEXT, COMPOSITION_TEXT)
+    assert (first.mode, first.source) == ("logprob", "samples")
+    assert first.content == pytest.approx(7 / 9 * 100) and first.content_std == 0.0
+    assert (second.mode, second.content, second.composition, second.n_samples) == ("sampled", 55.0, 45.0, 4)
+    [sampled_request] = fake_vlm.chat_requests[n_first:]
+    assert sampled_request.body["n"] == 4 and not sampled_request.body.get("logprobs")
+
+
+def test_rubric_digits_match_the_logprob_normalisation() -> None:
+    low, high = min(LEVELS.values()), max(LEVELS.values())
+    for aspect in ("content", "composition"):
+        lines = re.findall(r"^(\d) = about (\d+),", load_prompt(f"judge/level_{aspect}.md"), flags=re.M)
+        assert sorted(d for d, _ in lines) == sorted(LEVELS)
+        for digit, shown in lines:
+            assert int(shown) == round(100 * (LEVELS[digit] - low) / (high - low))
+
+
+async def test_unknown_rubric_is_a_clear_error_and_a_rubric_file_is_used(
+    fake_vlm: FakeVLMServer, tmp_path: Path,
+) -> None:
+    custom = tmp_path / "strict.md"
+    custom.write_text("{# my rubric #}Score harshly.")
+    async with client_for(judge_cfg(fake_vlm)) as client:
+        with pytest.raises(JudgeError, match="'nope'"):
+            Judge(judge_cfg(fake_vlm, rubric="nope"), client)
+        assert Judge(judge_cfg(fake_vlm, rubric=str(custom)), client).system == "Score harshly."
+
+
+def write_images(folder: Path, reds: list[int]) -> list[Track2Spec]:
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for i, red in enumerate(reds):
+        image(red).save(folder / f"img_{i}.png")
+        specs.append(Track2Spec(image_path=f"img_{i}.png", content=f"{CONTENT_TEXT} #{i}",
+                                composition=COMPOSITION_TEXT))
+    return specs
+
+
+def scores_by_red(body: dict[str, Any]) -> Any:
+    red = red_of(body)
+    if red == 250:
+        return "garbage, not a verdict"
+    return verdict(60 + red // 2, 50 + red)  # red 0, 10, 20, 30 -> content 60..75, composition 50..80
+
+
+async def test_run_gives_exact_auto_and_final_and_lists_per_image_failures(
+    fake_vlm: FakeVLMServer, tmp_path: Path,
+) -> None:
+    specs = write_images(tmp_path / "images", [0, 10, 20, 30, 250])
+    (tmp_path / "images" / "broken.png").write_bytes(b"not an image at all")
+    specs += [Track2Spec(image_path="broken.png", content="c", composition="k"),
+              Track2Spec(image_path="missing.png", content="c", composition="k")]
+    fake_vlm.script.default(fn=scores_by_red)
+    cfg = judge_cfg(fake_vlm, samples=2, max_concurrency=3)
+    async with client_for(cfg) as client:
+        scores = await judge_items(specs, tmp_path / "images", Judge(cfg, client))
+    human = {"img_0.png": 75.0, "img_1.png": 60.0, "img_2.png": 95.0, "img_3.png": 50.0}
+    report = summarise(scores, human)
+    # content 60, 65, 70, 75 and composition 50, 60, 70, 80: Auto = 0.3 * 67.5 + 0.7 * 65
+    assert report.content == pytest.approx(67.5) and report.composition == pytest.approx(65.0)
+    assert report.auto == pytest.approx(65.75)
+    assert report.human == pytest.approx(70.0) and report.final == pytest.approx(0.4 * 65.75 + 0.6 * 70.0)
+    assert (report.n_scored, report.n_failed) == (4, 3)
+    errors = {f["image_path"]: f["error"] for f in report.failures}
+    assert set(errors) == {"img_4.png", "broken.png", "missing.png"}
+    assert "JudgeError" in errors["img_4.png"]
+    assert "ImageError" in errors["broken.png"] and "not found" in errors["missing.png"]
+    assert [s.image_path for s in scores] == [s.image_path for s in specs]  # item order kept
+    assert isinstance(scores[0].result, JudgeResult) and scores[0].result.content_reason == "content 60"
+
+
+async def test_server_errors_become_per_image_failures(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
+    specs = write_images(tmp_path / "images", [0, 10, 20])
+    fake_vlm.script.fault("status", status=503, times=2)  # the first image's request and its one retry
+    fake_vlm.script.default(fn=scores_by_red)
+    cfg = judge_cfg(fake_vlm, samples=1, max_retries=1)
+    async with client_for(cfg) as client:
+        scores = await judge_items(specs, tmp_path / "images", Judge(cfg, client), max_in_flight=1)
+    report = summarise(scores)
+    assert (report.n_scored, report.n_failed) == (2, 1)
+    assert report.failures[0]["image_path"] == "img_0.png" and "VLMTransportError" in report.failures[0]["error"]
+    assert report.auto == pytest.approx((0.3 * 65 + 0.7 * 60 + 0.3 * 70 + 0.7 * 70) / 2)
+
+
+async def test_rerun_is_served_from_the_cache(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
+    specs = write_images(tmp_path / "images", [0, 10, 20])
+    fake_vlm.script.default(fn=scores_by_red)
+    cfg = judge_cfg(fake_vlm, samples=3)
+    runs = []
+    for _ in range(2):
+        async with client_for(cfg, cache_dir=tmp_path / "cache") as client:
+            runs.append(summarise(await judge_items(specs, tmp_path / "images", Judge(cfg, client))))
+        if len(runs) == 1:
+            first_requests = len(fake_vlm.chat_requests)
+    assert first_requests == 3
+    assert len(fake_vlm.chat_requests) == first_requests  # the second run sent nothing
+    assert runs[0].auto == runs[1].auto and runs[1].n_scored == 3
+    changed = [s.model_copy(update={"composition": s.composition + " Low camera angle."}) for s in specs]
+    async with client_for(cfg, cache_dir=tmp_path / "cache") as client:
+        await judge_items(changed, tmp_path / "images", Judge(cfg, client))
+    assert len(fake_vlm.chat_requests) == first_requests + 3  # a new description is judged again

@@ -1,0 +1,188 @@
+"""The rule canvas policy on hand-written descriptions, canvas sizing, the phrase matcher, policy files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.canvas_policy import (
+    CanvasPolicy,
+    canvas_classes,
+    canvas_size,
+    load_policy,
+    ordinal_index,
+    rule_policy,
+)
+from agents.plan_keywords import PhraseMatcher, normalise
+from portraitcraft.config import PlannerConfig
+from portraitcraft.errors import InputError
+
+CFG = PlannerConfig()
+
+
+def choose(text: str, **kw):
+    cfg = PlannerConfig(**kw)
+    return rule_policy(cfg.aspect_ratios).choose(text, long_side=cfg.long_side, multiple=cfg.multiple)
+
+
+# One hand-written description per kind of evidence the brief names, with the orientation it must give.
+CASES = {
+    "full-body": ("A woman in a long red coat is shown full-body, standing on the steps of a museum.", "portrait"),
+    "environmental scene": ("An environmental portrait of a potter at work, surrounded by shelves of bowls.",
+                            "landscape"),
+    "wide landscape": ("A lone hiker, small in a wide landscape of rolling hills under a vast sky.", "landscape"),
+    "road": ("A cyclist rides along an empty road that curves toward distant hills.", "landscape"),
+    "coastline": ("A surfer walks along the coastline at dusk, waves breaking on the shore.", "landscape"),
+    "leading lines": ("Leading lines of the wooden pier converge on the girl at its end.", "landscape"),
+    "large negative space": ("A dancer in the lower corner, with large negative space of pale wall above.",
+                             "landscape"),
+    "group": ("A group of five colleagues laughing together around a table.", "landscape"),
+    "close-up": ("A close-up of an old fisherman's face, deep wrinkles and grey stubble.", "square"),
+    "headshot": ("A professional headshot of a young woman in a navy blazer.", "square"),
+    "weak evidence": ("A man in a blue shirt smiles warmly; the palette is soft and warm.", "square"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rule_policy_orientation_per_kind_of_evidence(name: str) -> None:
+    text, orientation = CASES[name]
+    canvas = choose(text)
+    assert canvas.orientation == orientation, canvas.reasons
+    assert canvas.policy == "rule"
+    if orientation == "portrait":
+        assert canvas.height == CFG.long_side > canvas.width
+    elif orientation == "landscape":
+        assert canvas.width == CFG.long_side > canvas.height
+    else:
+        assert canvas.width == canvas.height == CFG.long_side
+    assert canvas.width % CFG.multiple == 0 and canvas.height % CFG.multiple == 0
+
+
+def test_reasons_name_the_words_that_counted() -> None:
+    canvas = choose(CASES["coastline"][0])
+    assert {e.phrase for e in canvas.evidence} == {"coastline", "waves", "shore"}
+    assert all(e.group == "coastline" and e.weight > 0 for e in canvas.evidence)
+    assert any("'coastline' (coastline)" in r for r in canvas.reasons)
+    assert "landscape" in canvas.reasons[-1] and f"{canvas.width}x{canvas.height}" in canvas.reasons[-1]
+
+
+def test_no_evidence_gives_square_with_a_reason() -> None:
+    canvas = choose(CASES["weak evidence"][0])
+    assert canvas.evidence == [] and canvas.score == 0
+    assert canvas.reasons[0] == "no canvas evidence in the description"
+
+
+def test_close_up_damps_wide_evidence_back_to_square() -> None:
+    wide = choose("A woman on a beach at sunset.")
+    close = choose("A close-up of a woman on a beach at sunset.")
+    assert wide.orientation == "landscape"
+    assert close.orientation == "square"
+    assert 0 < close.score < wide.score
+
+
+def test_more_evidence_never_gives_a_narrower_canvas() -> None:
+    texts = [
+        "A man by the lake.",
+        "A man by the lake, waves at his feet, a road behind.",
+        "A man by the lake, waves at his feet, a road behind, a vast panoramic sky in a horizontal frame.",
+    ]
+    aspects = [choose(t).aspect for t in texts]
+    assert aspects == sorted(aspects)
+    assert aspects[0] > 1 and aspects[-1] == pytest.approx(max(CFG.aspect_ratios), abs=1e-6)
+
+
+def test_strong_vertical_evidence_reaches_the_tallest_class() -> None:
+    canvas = choose("Full-length fashion shot in a vertical frame: she stands head to toe in a doorway.")
+    assert canvas.aspect == pytest.approx(min(CFG.aspect_ratios), abs=1e-6)
+    assert (canvas.width, canvas.height) == (576, 1024)
+
+
+@pytest.mark.parametrize("long_side,multiple", [(1584, 16), (1024, 64), (1000, 8)])
+def test_canvas_keeps_the_long_side_and_the_multiple(long_side: int, multiple: int) -> None:
+    for text, _ in CASES.values():
+        canvas = choose(text, long_side=long_side, multiple=multiple)
+        assert max(canvas.width, canvas.height) == round(long_side / multiple) * multiple
+        assert canvas.width % multiple == 0 and canvas.height % multiple == 0
+        short = min(canvas.width, canvas.height) / max(canvas.width, canvas.height)
+        assert abs(short - min(canvas.aspect, 1 / canvas.aspect)) <= multiple / max(canvas.width, canvas.height)
+
+
+def test_canvas_size_examples() -> None:
+    assert canvas_size(16 / 9, 1584, 16) == (1584, 896)
+    assert canvas_size(2 / 3, 1584, 16) == (1056, 1584)
+    assert canvas_size(1.0, 1024, 16) == (1024, 1024)
+    assert canvas_size(0.01, 256, 16) == (16, 256)  # never below one multiple
+
+
+def test_custom_aspect_ratios_always_include_square() -> None:
+    policy = rule_policy([3 / 4, 16 / 9])
+    assert policy.classes == [0.75, 1.0, 1.777778]
+    assert len(policy.tall_cuts) == 1 and len(policy.wide_cuts) == 1
+    assert policy.choose("a wide panoramic vista", long_side=1024, multiple=16).label == "16:9"
+    assert policy.choose("a plain portrait", long_side=1024, multiple=16).label == "1:1"
+    with pytest.raises(InputError):
+        canvas_classes([0.0, 1.5])
+
+
+def test_ordinal_index_vectorised_over_candidates() -> None:
+    scores = np.array([[-3.0, -0.2], [0.4, 0.9], [2.0, -1.0]])  # 3 items x 2 candidate policies
+    tall = np.array([[0.5, 0.1], [1.5, 2.0]])
+    wide = np.array([[0.5, 1.0], [1.0, 3.0]])
+    index = ordinal_index(scores, tall, wide, 2)
+    assert index.tolist() == [[0, 1], [2, 2], [4, 1]]
+    # the same as policy-by-policy scalar calls
+    for s in range(2):
+        assert ordinal_index(scores[:, s], tall[:, s], wide[:, s], 2).tolist() == index[:, s].tolist()
+
+
+def test_phrase_matcher_whole_words_hyphens_plurals() -> None:
+    m = PhraseMatcher(["road", "full body", "beach", "leading line", "close up"])
+    assert m.find("A Full-Body view, two roads and beaches; leading lines.") == [
+        "road", "full body", "beach", "leading line"]
+    assert m.find("broad crossroads, a fullbody shot, closed up") == []
+    assert normalise("Close-Up!  Head_to toe") == "close up head to toe"
+
+
+def test_evidence_data_has_no_phrase_in_two_groups() -> None:
+    policy = rule_policy(CFG.aspect_ratios)
+    assert not set(policy.weights) & set(policy.damping)
+    assert set(policy.groups) == set(policy.weights) | set(policy.damping)
+    assert {"full body", "road", "coastline", "leading line", "large negative space", "group"} <= set(policy.weights)
+    assert {"close up", "headshot"} <= set(policy.damping)
+
+
+def test_policy_round_trips_through_json(tmp_path: Path) -> None:
+    policy = rule_policy(CFG.aspect_ratios)
+    path = policy.save(tmp_path / "p.json")
+    again = load_policy(path)
+    assert again == policy
+    for text, _ in CASES.values():
+        assert again.choose(text, long_side=1024, multiple=16) == policy.choose(text, long_side=1024, multiple=16)
+
+
+def test_bad_policy_files_raise_input_errors_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.json: file does not exist"):
+        load_policy(tmp_path / "nope.json")
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"garbage\.json: not a JSON file"):
+        load_policy(tmp_path / "garbage.json")
+    data = rule_policy(CFG.aspect_ratios).model_dump()
+    data["tall_cuts"] = [1.0, 0.5, 2.0]
+    (tmp_path / "unordered.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"unordered\.json: .*increasing"):
+        load_policy(tmp_path / "unordered.json")
+    data = rule_policy(CFG.aspect_ratios).model_dump()
+    data["wide_cuts"] = data["wide_cuts"][:1]
+    (tmp_path / "short.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"short\.json: .*3 wide cut points"):
+        load_policy(tmp_path / "short.json")
+
+
+def test_policy_rejects_negative_damping() -> None:
+    data = rule_policy(CFG.aspect_ratios).model_dump()
+    data["damping"]["headshot"] = -1.0
+    with pytest.raises(ValueError, match="damping"):
+        CanvasPolicy.model_validate(data)
