@@ -1,0 +1,111 @@
+"""Loading a diffusers pipeline from a hub id or a local folder, and placing it on a device.
+
+One code path for real and tiny models: `DiffusionPipeline.from_pretrained(cfg.model, dtype=...)` picks the
+class from the folder's `model_index.json`; backends derive the variant they need with `from_pipe`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from portraitcraft.config import DiffusionConfig
+from tools.diffusion.base import DiffusionError
+
+DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for a config name ("bfloat16", "float16", "float32").
+
+    Example:
+        >>> torch_dtype("float32")
+        torch.float32
+    """
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise DiffusionError(f"dtype {name!r} is not one of {', '.join(DTYPES)}") from None
+
+
+def check_device(device: str, offload: str = "none") -> str:
+    """Return `device` if it can be used here; a clear error for a missing GPU or offload on CPU."""
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DiffusionError(f"device {device!r} was asked for but no CUDA GPU is visible; set device = \"cpu\"")
+    if kind == "cpu" and offload != "none":
+        raise DiffusionError(f"offload = {offload!r} needs an accelerator device, not {device!r}")
+    return device
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU `torch.Generator` seeded with `seed`: the same seed gives the same noise on any device."""
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def pool_key(cfg: DiffusionConfig) -> str:
+    """The model pool key of a config: pipelines with equal keys share one loaded copy."""
+    return f"{cfg.model}@{cfg.revision or 'default'}:{cfg.dtype}:{cfg.offload}"
+
+
+def _hub_kwargs(cfg: DiffusionConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"local_files_only": cfg.local_files_only}
+    if cfg.revision:
+        kwargs["revision"] = cfg.revision
+    return kwargs
+
+
+def load_pipeline(cfg: DiffusionConfig) -> Any:
+    """Load the pipeline `cfg.model` names (on CPU, in `cfg.dtype`) with `DiffusionPipeline.from_pretrained`.
+
+    Qwen-Image-Edit checkpoints get an image-only processor when torchvision is missing.
+
+    Args:
+        cfg (DiffusionConfig): `model`, `revision`, `dtype`, `local_files_only` are used.
+
+    Raises:
+        DiffusionError: the model cannot be found or loaded (names the model).
+
+    Example:
+        >>> pipe = load_pipeline(DiffusionConfig(model="~/.cache/portraitcraft/tiny-models/zimage-v1",
+        ...                                      dtype="float32", device="cpu"))  # doctest: +SKIP
+    """
+    from diffusers import DiffusionPipeline
+
+    hub = _hub_kwargs(cfg)
+    try:
+        index = DiffusionPipeline.load_config(cfg.model, **hub)
+        components: dict[str, Any] = {}
+        if "processor" in index:
+            from tools.diffusion.processors import load_image_only_processor, torchvision_available
+
+            if not torchvision_available():
+                components["processor"] = load_image_only_processor(cfg.model, **hub)
+        return DiffusionPipeline.from_pretrained(cfg.model, dtype=torch_dtype(cfg.dtype), **hub, **components)
+    except (OSError, ValueError) as exc:
+        offline = "offline" in str(exc).lower()
+        hint = " (offline: the model must be in the HF cache or a local folder)" if offline else ""
+        raise DiffusionError(f"model {cfg.model!r} could not be loaded: {exc}{hint}") from None
+
+
+def set_attention_backend(pipe: Any, backend: str | None) -> None:
+    """Select the attention kernel ("native", "flash", ...) on every denoiser of `pipe`; None keeps it."""
+    if not backend:
+        return
+    for name in ("transformer", "controlnet"):
+        module = getattr(pipe, name, None)
+        if module is None or not hasattr(module, "set_attention_backend"):
+            continue
+        if getattr(module, "_portraitcraft_attention", None) == backend:
+            continue
+        try:
+            module.set_attention_backend(backend)
+        except (ValueError, RuntimeError, ImportError) as exc:
+            raise DiffusionError(f"attention backend {backend!r} is not usable here: {exc}") from None
+        module._portraitcraft_attention = backend
+
+
+def vae_multiple(pipe: Any) -> int:
+    """The multiple image sides must have for `pipe` (VAE scale factor x 2, i.e. 16 for real models)."""
+    return int(getattr(pipe, "vae_scale_factor", 8)) * 2
