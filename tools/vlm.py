@@ -412,6 +412,8 @@ class VLMClient:
 
         if n == 1:
             return await self._request(conv, fmt, n=1, seed=seed, **params)
+        if temperature == 0:  # vLLM refuses n>1 with greedy sampling (400): not a reason to drop n=K for good
+            return await singles(0, n)
         if self._n_supported is False:
             self.stats.n_fallbacks += 1
             return await singles(0, n)
