@@ -47,7 +47,8 @@ async def test_vllm_kind_sends_structured_outputs_json_and_images(fake_vlm: Fake
     assert verdict == Verdict(detected=True, instruction="turn the head left")
     [req] = fake_vlm.chat_requests
     body = req.body
-    assert body["structured_outputs"]["json"] == Verdict.model_json_schema()  # extra_body lands top-level
+    sent = body["structured_outputs"]["json"]  # extra_body lands top-level
+    assert sent == {**Verdict.model_json_schema(), "additionalProperties": False}
     assert "response_format" not in body and "guided_json" not in body
     assert body["messages"][0] == {"role": "system", "content": "You are a critic."}
     assert _user_text(body) == "Is the head turned?"

@@ -48,8 +48,11 @@ def test_strict_schema_closes_every_object_and_requires_every_property() -> None
 
 
 def test_json_format_per_kind() -> None:
-    assert json_format(Critique, "vllm").fields == {
-        "extra_body": {"structured_outputs": {"json": Critique.model_json_schema()}}}
+    vllm_schema = json_format(Critique, "vllm").fields["extra_body"]["structured_outputs"]["json"]
+    assert vllm_schema["additionalProperties"] is False  # closed, so the grammar cannot invent keys
+    assert vllm_schema["$defs"]["Finding"]["additionalProperties"] is False
+    assert vllm_schema["required"] == Critique.model_json_schema()["required"]  # optional fields stay optional
+    assert vllm_schema["properties"]["passed"]["default"] is False
     assert json_format(Critique, "openai").fields["response_format"]["json_schema"]["name"] == "Critique"
     plain = json_format(Critique, "plain")
     assert plain.fields == {} and "JSON schema" in (plain.instructions or "")

@@ -66,16 +66,21 @@ def first_json_object(text: str) -> Any:
     raise AnswerInvalid("the reply holds no complete JSON object")
 
 
-def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a JSON schema in OpenAI strict form: every object closed, every property required."""
+def strict_json_schema(schema: dict[str, Any], *, require_all: bool = True) -> dict[str, Any]:
+    """A copy of a JSON schema with every object closed (no extra keys).
+
+    With require_all (OpenAI strict form) every property is also required and defaults are dropped; without it
+    (vLLM grammars) only the objects are closed, so a grammar cannot wander into keys the schema never named.
+    """
 
     def visit(node: Any) -> Any:
         if isinstance(node, dict):
-            node = {k: visit(v) for k, v in node.items() if k != "default"}
+            node = {k: visit(v) for k, v in node.items() if not (require_all and k == "default")}
             if node.get("type") == "object" or "properties" in node:
                 props = node.get("properties", {})
                 node["additionalProperties"] = False
-                node["required"] = list(props)
+                if require_all:
+                    node["required"] = list(props)
             return node
         if isinstance(node, list):
             return [visit(v) for v in node]
@@ -119,7 +124,8 @@ def json_format(schema: type[BaseModel], kind: Kind) -> AnswerFormat:
             "name": _schema_name(schema), "schema": strict_json_schema(json_schema), "strict": True}}}
         return AnswerFormat(fields, None, parse)
     if kind == "vllm":
-        return AnswerFormat({"extra_body": {"structured_outputs": {"json": json_schema}}}, None, parse)
+        closed = strict_json_schema(json_schema, require_all=False)
+        return AnswerFormat({"extra_body": {"structured_outputs": {"json": closed}}}, None, parse)
     if kind == "plain":
         instructions = ("Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n"
                         + json.dumps(json_schema, ensure_ascii=False))
