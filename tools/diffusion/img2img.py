@@ -8,19 +8,16 @@ an SDEdit pass is the text prompt the image should match (for a refiner: the gen
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 
 from PIL import Image
 
-from portraitcraft.config import DiffusionConfig, LoraConfig
 from tools.diffusion.base import DiffusionError, GenParams, ImageEditor, ImageGenerator, check_prompt, check_size
 from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalPipeline, guidance_kwargs, pipeline_family
+from tools.diffusion.local import LocalBackend, guidance_kwargs, pipeline_family
 from tools.diffusion.metadata import attach_meta, meta_of
-from tools.gpu import ModelPool
 
 
-class Img2ImgEditor:
+class Img2ImgEditor(LocalBackend):
     """SDEdit at `strength`: noise the input that far and denoise it towards the prompt.
 
     Args:
@@ -32,14 +29,6 @@ class Img2ImgEditor:
         ...                                         steps=8, strength=0.3))  # doctest: +SKIP
         >>> refined = refiner.edit(draft, "a woman on the left third, facing right", seed=7)  # doctest: +SKIP
     """
-
-    def __init__(self, cfg: DiffusionConfig, pool: ModelPool | None = None) -> None:
-        self.cfg = cfg
-        self.local = LocalPipeline(cfg, pool)
-
-    def set_loras(self, loras: Sequence[LoraConfig]) -> None:
-        """Replace the active LoRAs (an empty list unloads them) from the next call on."""
-        self.local.set_loras(loras)
 
     def edit(
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None

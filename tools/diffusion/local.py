@@ -141,3 +141,15 @@ class LocalPipeline:
             **cfg_meta_fields(family, p),
             **fields,
         )
+
+
+class LocalBackend:
+    """Base of every diffusers backend: its config and the pool handle of its pipeline."""
+
+    def __init__(self, cfg: DiffusionConfig, pool: ModelPool | None = None) -> None:
+        self.cfg = cfg
+        self.local = LocalPipeline(cfg, pool)
+
+    def set_loras(self, loras: Sequence[LoraConfig]) -> None:
+        """Replace the active LoRAs (an empty list unloads them) from the next call on."""
+        self.local.set_loras(loras)

@@ -9,7 +9,7 @@ calling thread, so other callers are unaffected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import ModuleType
@@ -17,10 +17,10 @@ from typing import Any
 
 from PIL import Image
 
-from portraitcraft.config import DiffusionConfig, LoraConfig
+from portraitcraft.config import DiffusionConfig
 from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
 from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalPipeline, guidance_kwargs
+from tools.diffusion.local import LocalBackend, guidance_kwargs
 from tools.diffusion.metadata import attach_meta
 from tools.gpu import ModelPool
 
@@ -60,7 +60,7 @@ def edit_area_limit(max_area: int) -> Iterator[None]:
         _AREA_LIMIT.reset(token)
 
 
-class QwenImageEditor:
+class QwenImageEditor(LocalBackend):
     """Qwen-Image-Edit `edit`: backend "qwen-image-edit" (original) or "qwen-image-edit-plus" (2509 / 2511).
 
     Args:
@@ -76,12 +76,7 @@ class QwenImageEditor:
     def __init__(self, cfg: DiffusionConfig, pool: ModelPool | None = None) -> None:
         if cfg.backend not in ("qwen-image-edit", "qwen-image-edit-plus"):
             raise DiffusionError(f"QwenImageEditor cannot run backend {cfg.backend!r}")
-        self.cfg = cfg
-        self.local = LocalPipeline(cfg, pool)
-
-    def set_loras(self, loras: Sequence[LoraConfig]) -> None:
-        """Replace the active LoRAs (an empty list unloads them) from the next call on."""
-        self.local.set_loras(loras)
+        super().__init__(cfg, pool)
 
     def _pipeline_class(self) -> type:
         from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from PIL import Image
 
-from portraitcraft.config import DiffusionConfig, LoraConfig
 from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
 from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalPipeline, guidance_kwargs
+from tools.diffusion.local import LocalBackend, guidance_kwargs
 from tools.diffusion.metadata import attach_meta
-from tools.gpu import ModelPool
 
 
-class QwenImageGenerator:
+class QwenImageGenerator(LocalBackend):
     """Qwen-Image(-2512) `generate`.
 
     Args:
@@ -27,14 +23,6 @@ class QwenImageGenerator:
         ...                                          steps=50))  # doctest: +SKIP
         >>> image = gen.generate("a man standing on the right, facing left", 1584, 1056, seed=0)  # doctest: +SKIP
     """
-
-    def __init__(self, cfg: DiffusionConfig, pool: ModelPool | None = None) -> None:
-        self.cfg = cfg
-        self.local = LocalPipeline(cfg, pool)
-
-    def set_loras(self, loras: Sequence[LoraConfig]) -> None:
-        """Replace the active LoRAs (an empty list unloads them) from the next call on."""
-        self.local.set_loras(loras)
 
     def generate(
         self, prompt: str, width: int, height: int, seed: int, params: GenParams | None = None

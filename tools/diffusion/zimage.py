@@ -6,20 +6,16 @@ guidance > 0, then the negative prompt is used).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from PIL import Image
 
-from portraitcraft.config import DiffusionConfig, LoraConfig
 from tools.diffusion.base import GenParams, check_prompt, check_size
 from tools.diffusion.controlnet import control_image_for, controlnet_variant
 from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalPipeline, guidance_kwargs
+from tools.diffusion.local import LocalBackend, guidance_kwargs
 from tools.diffusion.metadata import attach_meta
-from tools.gpu import ModelPool
 
 
-class ZImageGenerator:
+class ZImageGenerator(LocalBackend):
     """Z-Image(-Turbo) `generate`; with `cfg.controlnet` set, a call carrying `pose` (COCO-17 keypoints) or
     `control_image` runs `ZImageControlNetPipeline`.
 
@@ -33,14 +29,6 @@ class ZImageGenerator:
         >>> posed = gen.generate("a dancer", 832, 1216, seed=7, params=GenParams(pose=[keypoints]))
         ... # doctest: +SKIP
     """
-
-    def __init__(self, cfg: DiffusionConfig, pool: ModelPool | None = None) -> None:
-        self.cfg = cfg
-        self.local = LocalPipeline(cfg, pool)
-
-    def set_loras(self, loras: Sequence[LoraConfig]) -> None:
-        """Replace the active LoRAs (an empty list unloads them) from the next call on."""
-        self.local.set_loras(loras)
 
     def generate(
         self, prompt: str, width: int, height: int, seed: int, params: GenParams | None = None
