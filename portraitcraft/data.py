@@ -20,7 +20,9 @@ from pydantic import BaseModel, ValidationError
 from portraitcraft.errors import DataError
 from portraitcraft.schemas import (
     ATTRIBUTES,
+    ItemProblem,
     Level,
+    Track1Prediction,
     Track1TestItem,
     Track1TrainItem,
     Track2Spec,
@@ -30,19 +32,6 @@ Kind = Literal["track1_train", "track1_test", "track2", "descriptions"]
 KINDS: tuple[Kind, ...] = ("track1_train", "track1_test", "track2", "descriptions")
 SHARD_DIRS: tuple[str, ...] = tuple(f"images_{i:02d}" for i in range(11))
 TRACK2_FIELDS = {"image_path": "image_path", "content_description": "content", "composition_analysis": "composition"}
-
-
-@dataclass(frozen=True)
-class ItemProblem:
-    """One problem with one input item."""
-
-    index: int
-    image_path: str
-    field: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"item {self.index} ({self.image_path or '?'}): {self.field}: {self.problem}"
 
 
 @dataclass
@@ -240,6 +229,38 @@ def load_track2(path: str | Path, *, strict: bool = True) -> list[Track2Spec]:
     return parsed.items
 
 
+def _prediction_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """Accept the submission shape (criteria: {attr: {level}}) as well as Track1Prediction's (levels)."""
+    out = {k: rec[k] for k in ("image_path", "total_score", "answer", "scores", "levels") if k in rec}
+    if "levels" not in rec and isinstance(rec.get("criteria"), dict):
+        out["levels"] = {a: (v.get("level") if isinstance(v, dict) else v) for a, v in rec["criteria"].items()}
+    return out
+
+
+def parse_track1_predictions(records: Sequence[Any]) -> tuple[list[Track1Prediction], list[ItemProblem]]:
+    """Validate Track 1 predictions (submission-shaped or Track1Prediction-shaped), listing every bad one."""
+    preds: list[Track1Prediction] = []
+    problems: list[ItemProblem] = []
+    seen: dict[str, int] = {}
+    for index, rec in enumerate(records):
+        image_path = _image_path_of(rec)
+        if not isinstance(rec, dict):
+            problems.append(ItemProblem(index, "", "item", f"expected a JSON object, got {type(rec).__name__}"))
+            continue
+        try:
+            pred = Track1Prediction.model_validate(_prediction_record(rec))
+        except ValidationError as exc:
+            problems.extend(_problems_from(exc, index, image_path))
+            continue
+        key = PurePath(pred.image_path).name
+        if key in seen:
+            problems.append(ItemProblem(index, pred.image_path, "image_path", f"duplicate of item {seen[key]}"))
+            continue
+        seen[key] = index
+        preds.append(pred)
+    return preds, problems
+
+
 def resolve_image(images_dir: str | Path | None, image_path: str) -> Path | None:
     """Find an item's image: the path as given, then its basename in the root, then in images_00..images_10."""
     if images_dir is None:
@@ -371,6 +392,7 @@ __all__ = [
     "load_track2",
     "parse_items",
     "parse_text",
+    "parse_track1_predictions",
     "read_records",
     "resolve_image",
     "validate_file",

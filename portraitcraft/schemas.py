@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 ATTRIBUTES: tuple[str, ...] = (
     "Color Harmony",
@@ -209,6 +210,14 @@ class Track1TestItem(_Strict):
         }
 
 
+def _to_level(value: object) -> object:
+    return Level.from_code(value) if isinstance(value, str) else value
+
+
+LevelField = Annotated[Level, BeforeValidator(_to_level)]
+"""A level given as a code (A/B/C) or a name (Poor/Medium/Good)."""
+
+
 class Track1Prediction(_Strict):
     """One model's answer to a Track 1 test item.
 
@@ -216,18 +225,11 @@ class Track1Prediction(_Strict):
     """
 
     image_path: ImagePath
-    levels: dict[str, Level]
+    levels: dict[str, LevelField]
     total_score: Annotated[float, Field(ge=0, le=100)]
     answer: Literal["A", "B", "C", "D"]
     scores: dict[str, float] | None = None
     """Optional continuous 0-10 attribute scores behind the levels."""
-
-    @field_validator("levels", mode="before")
-    @classmethod
-    def _coerce_levels(cls, v: object) -> object:
-        if isinstance(v, dict):
-            return {k: (Level.from_code(x) if isinstance(x, str) else x) for k, x in v.items()}
-        return v
 
     @field_validator("levels")
     @classmethod
@@ -285,3 +287,16 @@ class Track2Spec(_Strict):
     @property
     def description(self) -> str:
         return f"{self.content}\n\n{self.composition}".strip()
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """One problem with one input item."""
+
+    index: int
+    image_path: str
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"item {self.index} ({self.image_path or '?'}): {self.field}: {self.problem}"

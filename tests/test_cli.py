@@ -53,3 +53,28 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "config key judge.bogus: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_doctor_endpoint_checks_against_a_live_server(fake_vlm, tmp_path: Path, monkeypatch) -> None:
+    fake_vlm.script.models = ["served-model"]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[critic]\nbase_url = "{fake_vlm.base_url}"\nmodel = "served-model"\n'
+        f'[judge]\nbase_url = "{fake_vlm.base_url}"\nmodel = "other-model"\n'
+        f'[assessor]\nbase_url = "{fake_vlm.base_url}"\nmodel = "served-model"\napi_key_env = "DOC_KEY"\n'
+    )
+    fake_vlm.script.api_key = "right-key"
+    monkeypatch.setenv("DOC_KEY", "right-key")
+    res = runner.invoke(app, ["doctor", "--json", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"] if c["name"].startswith("endpoint")}
+    assert checks["endpoint assessor"]["status"] == "ok"
+    assert "serves served-model" in checks["endpoint assessor"]["detail"]
+    critic = next(c for n, c in checks.items() if "critic" in n)  # OPENAI_API_KEY unset: the key is refused
+    assert critic["status"] == "fail" and "HTTP 401" in critic["detail"] and "OPENAI_API_KEY" in critic["hint"]
+    fake_vlm.script.api_key = None
+    res = runner.invoke(app, ["doctor", "--json", "--config", str(cfg)])
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"] if c["name"].startswith("endpoint")}
+    judge = next(c for n, c in checks.items() if "judge" in n)
+    assert judge["status"] == "fail" and "does not serve other-model; it serves: served-model" in judge["detail"]
+    assert "sk-" not in res.stdout and "right-key" not in res.stdout

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 from PIL import Image
 
 from portraitcraft.data import load_track1_test, load_track2, read_track1_submission
@@ -74,3 +75,49 @@ def test_track2_submission_folder_and_flat_zip(examples_dir: Path, tmp_path: Pat
     del images[specs[1].id]
     with pytest.raises(InputError, match=specs[1].image_path):
         write_track2_submission(specs, images, tmp_path / "run2")
+
+
+def test_cli_submit_track1_lists_bad_predictions_and_honours_allow_missing(
+    examples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = json.loads((examples_dir / "track_1_test.json").read_text())
+    preds = [{"image_path": t["image_path"], "criteria": {a: {"level": "C"} for a in ATTRIBUTES},
+              "total_score": 61.6, "answer": "D"} for t in template]
+    preds[1]["criteria"]["Sharpness"]["level"] = "NOT_RES"
+    preds[2]["answer"] = "E"
+    path = tmp_path / "preds.jsonl"
+    path.write_text("\n".join(json.dumps(p) for p in preds) + "\n")
+    out = tmp_path / "sub.zip"
+    args = ["data", "submit", "track1", str(examples_dir / "track_1_test.json"), str(path), "--out", str(out)]
+    res = run_cli(args, capsys, monkeypatch)
+    assert res.exit_code == 2 and not out.exists()
+    assert f"item 1 ({template[1]['image_path']}): levels.Sharpness: level 'NOT_RES' is not one of A, B, C" \
+        in res.output
+    assert f"item 2 ({template[2]['image_path']}): answer:" in res.output
+    res = run_cli([*args, "--allow-missing", "--json"], capsys, monkeypatch)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{"):])  # the bad items are listed first
+    assert report["n_fallback"] == 2 and report["n_bad_predictions"] == 2
+    back = read_track1_submission(out)
+    assert back[0]["total_score"] == 62 and back[0]["answer"] == "D"
+    assert back[1]["answer"] == "A" and back[1]["total_score"] == 62  # fallback: median of the valid totals
+
+
+def test_cli_submit_track2_finds_images_by_basename(
+    examples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    specs = load_track2(examples_dir / "track_2_test.json")
+    images = tmp_path / "finals" / "nested"
+    images.mkdir(parents=True)
+    for s in specs[:3]:
+        Image.new("RGB", (16, 16)).save(images / (Path(s.image_path).stem + ".png"))
+    args = ["data", "submit", "track2", str(examples_dir / "track_2_test.json"), "--images", str(tmp_path / "finals"),
+            "--out", str(tmp_path / "out")]
+    res = run_cli(args, capsys, monkeypatch)
+    assert res.exit_code == 2 and specs[3].image_path in res.output
+    res = run_cli([*args, "--allow-missing", "--json"], capsys, monkeypatch)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["n_images"] == 3 and report["missing"] == [specs[3].image_path]
+    with zipfile.ZipFile(report["zip"]) as zf:
+        assert sorted(zf.namelist()) == sorted(s.image_path for s in specs[:3])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from portraitcraft.commands.common import console, print_json
 from portraitcraft.data import validate_file
+from portraitcraft.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -43,3 +45,74 @@ def validate(
             console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
         console.print("[green]valid[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]")
     raise typer.Exit(0 if report.ok else 2)
+
+
+submit_app = typer.Typer(no_args_is_help=True, help="Write the official submission files.")
+app.add_typer(submit_app, name="submit")
+
+
+@submit_app.command("track1")
+def submit_track1(
+    template: Path = typer.Argument(..., help="The official track_1_test.json (order, questions, options)."),
+    predictions: Path = typer.Argument(..., help="Predictions: JSON array / JSONL / zip, submission-shaped "
+                                       "(criteria: {attr: {level}}) or with levels: {attr: A|B|C}."),
+    out: Path = typer.Option(Path("track_1_submission.zip"), "--out", "-o", help="The zip to write."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Fill items without a (valid) prediction "
+                                       "with the fallback: every level B, answer A, total the median."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Write the Track 1 zip: root holds only track_1_test.json, template order, codes A/B/C, int totals."""
+    from portraitcraft.data import load_track1_test, parse_track1_predictions, read_records
+    from portraitcraft.submission import write_track1_submission
+
+    items = load_track1_test(template)
+    preds, problems = parse_track1_predictions(read_records(predictions))
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+    if problems and not allow_missing:
+        raise InputError(f"{predictions}: {len(problems)} bad prediction(s) (listed above); fix them or pass "
+                         "--allow-missing to use the fallback for those items")
+    report = write_track1_submission(items, preds, out, allow_missing=allow_missing)
+    summary = {"path": str(report.path), "n_items": report.n_items, "n_fallback": report.n_fallback,
+               "fallback_ids": report.fallback_ids, "n_extra_predictions": report.n_extra,
+               "n_bad_predictions": len(problems)}
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"wrote {report.path}: {report.n_items} items", highlight=False)
+    if report.n_fallback:
+        console.print(f"[yellow]{report.n_fallback} item(s) filled with the fallback (levels B, answer A)[/]")
+    if report.n_extra:
+        console.print(f"[yellow]{report.n_extra} prediction(s) match no template item and were ignored[/]")
+
+
+@submit_app.command("track2")
+def submit_track2(
+    items: Path = typer.Argument(..., help="The official track_2_test.json."),
+    images: Path = typer.Option(..., "--images", help="Folder holding one image per item, found by basename "
+                                "(any extension: the image is re-encoded to the format its image_path names)."),
+    out: Path = typer.Option(Path("track2_submission"), "--out", "-o", help="Folder for submission/ + .zip."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Skip items without an image."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Write the Track 2 folder (one image per item, named by its image_path) and its flat zip."""
+    from portraitcraft.data import load_track2
+    from portraitcraft.submission import write_track2_submission
+
+    if not images.is_dir():
+        raise InputError(f"--images {images}: no such folder")
+    specs = load_track2(items)
+    found: dict[str, Path] = {}
+    for spec in specs:
+        stem = glob.escape(Path(spec.output_name).stem)
+        hits = sorted(p for p in images.rglob(f"{stem}.*") if p.is_file())
+        if hits:
+            found[spec.id] = hits[0]
+    sub = write_track2_submission(specs, found, out, allow_missing=allow_missing)
+    summary = {"folder": str(sub.folder), "zip": str(sub.zip_path), "n_images": sub.n_images, "missing": sub.missing}
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(f"wrote {sub.n_images} image(s) to {sub.folder} and {sub.zip_path}", highlight=False)
+        if sub.missing:
+            console.print(f"[yellow]{len(sub.missing)} item(s) had no image: {', '.join(sub.missing[:10])}[/]")
