@@ -6,6 +6,8 @@ class from the folder's `model_index.json`; backends derive the variant they nee
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,9 +86,18 @@ def load_pipeline(cfg: DiffusionConfig) -> Any:
                 components["processor"] = load_image_only_processor(cfg.model, **hub)
         return DiffusionPipeline.from_pretrained(cfg.model, dtype=torch_dtype(cfg.dtype), **hub, **components)
     except (OSError, ValueError) as exc:
-        offline = "offline" in str(exc).lower()
-        hint = " (offline: the model must be in the HF cache or a local folder)" if offline else ""
-        raise DiffusionError(f"model {cfg.model!r} could not be loaded: {exc}{hint}") from None
+        raise DiffusionError(f"model {cfg.model!r} could not be loaded: {exc}{_missing_hint(cfg)}") from None
+
+
+def _missing_hint(cfg: DiffusionConfig) -> str:
+    """Say what to do when a hub id could not be loaded: offline, it must already be in the HF cache."""
+    if Path(cfg.model).expanduser().exists():
+        return ""
+    offline = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline:
+        return (f" (offline: {cfg.model} is neither a local folder nor in the Hugging Face cache; run "
+                f"`hf download {cfg.model}` where the hub answers, or point `model` at a local folder)")
+    return f" (is {cfg.model!r} a hub model id or an existing local folder?)"
 
 
 def set_attention_backend(pipe: Any, backend: str | None) -> None:
