@@ -72,4 +72,4 @@ def test_a_hub_id_missing_from_the_cache_is_a_clear_error(tmp_path: Path) -> Non
                           timeout=300)
     assert proc.returncode != 0
     assert "model 'Tongyi-MAI/Z-Image-Turbo' could not be loaded" in proc.stderr
-    assert "not in the Hugging Face cache" in proc.stderr and "hf download Tongyi-MAI/Z-Image-Turbo" in proc.stderr
+    assert "nor in the Hugging Face cache" in proc.stderr and "hf download Tongyi-MAI/Z-Image-Turbo" in proc.stderr
