@@ -83,15 +83,25 @@ def parse_text(text: str, name: str) -> list[Any]:
     return data
 
 
+@dataclass(frozen=True)
+class MalformedLine:
+    """A JSONL line that is not valid JSON: kept in place so it becomes one item's problem, not the file's."""
+
+    lineno: int
+    message: str
+
+
 def _parse_jsonl(text: str, name: str) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: malformed JSON on line {lineno}: {exc.msg}") from None
+            out.append(MalformedLine(lineno, f"malformed JSON on line {lineno}: {exc.msg}"))
+    if out and all(isinstance(r, MalformedLine) for r in out):
+        raise DataError(f"{name}: no line is valid JSON ({out[0].message})")
     return out
 
 
@@ -173,6 +183,9 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
     seen: dict[str, int] = {}
     for index, rec in enumerate(records):
         image_path = _image_path_of(rec)
+        if isinstance(rec, MalformedLine):
+            parsed.problems.append(ItemProblem(index, "", "item", rec.message))
+            continue
         if kind == "descriptions":
             if not isinstance(rec, str) or not rec.strip():
                 parsed.problems.append(ItemProblem(index, "", "item", "expected a non-empty description string"))
@@ -245,7 +258,9 @@ def parse_track1_predictions(records: Sequence[Any]) -> tuple[list[Track1Predict
     for index, rec in enumerate(records):
         image_path = _image_path_of(rec)
         if not isinstance(rec, dict):
-            problems.append(ItemProblem(index, "", "item", f"expected a JSON object, got {type(rec).__name__}"))
+            kind_name = type(rec).__name__
+            problem = rec.message if isinstance(rec, MalformedLine) else f"expected a JSON object, got {kind_name}"
+            problems.append(ItemProblem(index, "", "item", problem))
             continue
         try:
             pred = Track1Prediction.model_validate(_prediction_record(rec))
@@ -382,6 +397,7 @@ __all__ = [
     "SHARD_DIRS",
     "ItemProblem",
     "Kind",
+    "MalformedLine",
     "Parsed",
     "ValidationReport",
     "check_image",

@@ -139,3 +139,15 @@ def test_cli_validate_exit_codes_and_listing(tmp_path: Path, examples_dir: Path)
     assert res.exit_code == 2
     assert "item 1 (a.jpg): image_path: duplicate of item 0" in res.output
     assert "item 2 (?): item: expected a JSON object, got int" in res.output
+
+
+def test_a_malformed_jsonl_line_is_one_items_problem(tmp_path: Path) -> None:
+    good = json.dumps(_train_item("a.jpg"))
+    path = _write(tmp_path, f"{good}\n{{\"image_path\": \"b.jpg\", \n{json.dumps(_train_item('c.jpg'))}\n",
+                  "items.jsonl")
+    report = validate_file(path)
+    assert report.kind == "track1_train" and report.n_valid == 2
+    assert [str(p) for p in report.problems] == [
+        "item 1 (?): item: malformed JSON on line 2: Expecting property name enclosed in double quotes"]
+    with pytest.raises(DataError, match="no line is valid JSON"):
+        read_records(_write(tmp_path, "{oops\n{nope\n", "bad.jsonl"))
