@@ -16,7 +16,8 @@ Script API (every call returns the script, so calls chain):
   generated tokens (default: the most likely token of each dict, and content = their concatenation).
 - `script.fault(kind, *, status=500, message=..., retry_after=None, seconds=5, times=1)`: the next request
   (in queue order) fails: kind "status" (an HTTP error, e.g. status=429, retry_after=2), "timeout" (no
-  reply for `seconds`), "cut" (the connection drops mid-reply), "malformed" (HTTP 200 with broken JSON).
+  reply for `seconds`), "cut" (the connection drops mid-reply), "malformed" (HTTP 200 with broken JSON),
+  "shape" (HTTP 200 with valid JSON whose choice has no message).
 - `script.fault_rate(rate, *, seed=0, kinds=(...))`: every chat request fails with probability `rate`,
   decided deterministically from (seed, the request's messages, how often they were seen) so concurrent
   tests stay reproducible.
@@ -59,7 +60,7 @@ from pydantic import BaseModel
 from portraitcraft.config import EndpointConfig
 from tools.vlm import VLMClient
 
-FaultKind = Literal["status", "timeout", "cut", "malformed"]
+FaultKind = Literal["status", "timeout", "cut", "malformed", "shape"]
 DEFAULT_MODEL = "fake-vl"
 API_KEY_ENV = "FAKE_VLM_API_KEY"
 
@@ -158,7 +159,7 @@ class Script:
     def fault(self, kind: FaultKind = "status", *, status: int = 500, message: str = "scripted fault",
               retry_after: float | str | None = None, seconds: float = 5.0, times: int = 1) -> Script:
         """Queue a failure for the next request(s) in order."""
-        if kind not in ("status", "timeout", "cut", "malformed"):
+        if kind not in ("status", "timeout", "cut", "malformed", "shape"):
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._queue.extend([Fault(kind, status, message, retry_after, seconds)] * times)
@@ -411,6 +412,9 @@ class FakeVLMServer:
             while time.monotonic() < deadline and not await request.is_disconnected():
                 await asyncio.sleep(0.02)
             return _error(504, "scripted timeout")
+        if fault.kind == "shape":
+            return JSONResponse({"id": "chatcmpl-shape", "object": "chat.completion", "created": 0, "model": "x",
+                                 "choices": [{"index": 0, "finish_reason": "stop"}]})
         if fault.kind == "malformed":
             return Response('{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"content": "',
                             media_type="application/json")

@@ -111,6 +111,7 @@ async def test_garbage_twice_becomes_typed_answer_error(fake_vlm: FakeVLMServer)
     async with make_client(fake_vlm) as vlm:
         with pytest.raises(VLMAnswerError) as info:
             await vlm.ask("Check.", schema=Verdict)
+        assert vlm.stats.summary()["answer_failures"] == 1 and vlm.stats.reasks == 1
     assert info.value.raw == "Still no JSON, sorry."
     assert "no complete JSON object" in info.value.problem
     assert len(fake_vlm.chat_requests) == 2
@@ -136,6 +137,33 @@ async def test_bad_image_fails_before_any_request(fake_vlm: FakeVLMServer, tmp_p
             await vlm.ask("Check.", [broken], schema=Verdict)
         with pytest.raises(ImageError, match=r"images\[1\]: empty file"):
             await vlm.ask("Check.", [Image.new("RGB", (8, 8)), b""], schema=Verdict)
+    assert fake_vlm.chat_requests == []
+
+
+async def test_one_bare_image_is_one_image(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
+    path = tmp_path / "portrait.png"
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(path)
+    fake_vlm.script.default({"level": 2})
+    async with make_client(fake_vlm) as vlm:
+        for bare in (str(path), path, path.read_bytes(), Image.open(path)):
+            assert await vlm.ask("Rate.", bare, schema=Level) == Level(level=2)
+    assert [r.images for r in fake_vlm.chat_requests] == [[(20, 10)]] * 4
+
+
+async def test_bad_arguments_are_clear_errors_before_any_request(fake_vlm: FakeVLMServer) -> None:
+    async with make_client(fake_vlm) as vlm:
+        with pytest.raises(ValueError, match="samples_if_no_logprobs must be at least 1, got 0"):
+            await vlm.choice_probs("Pick.", choices=["A", "B"], samples_if_no_logprobs=0)
+        with pytest.raises(ValueError, match="not one string 'AB'"):
+            await vlm.choice_probs("Pick.", choices="AB")
+        with pytest.raises(ValueError, match=r"at least two different values, got \{\}"):
+            await vlm.expected_score("Rate.", levels={})
+        with pytest.raises(ValueError, match="map each option to a number"):
+            await vlm.expected_score("Rate.", levels={"low": "bad", "high": 2})
+        with pytest.raises(TypeError, match="pydantic BaseModel subclass"):
+            await vlm.ask("Rate.", schema=dict)  # type: ignore[type-var]
+        with pytest.raises(ValueError, match="k must be at least 1"):
+            await vlm.ask_votes("Rate.", schema=Level, k=0)
     assert fake_vlm.chat_requests == []
 
 
@@ -196,6 +224,7 @@ async def test_invalid_vote_is_reasked_alone_and_stays_an_error_in_place(fake_vl
     fake_vlm.script.push("garbage again")
     async with make_client(fake_vlm) as vlm:
         votes = await vlm.ask_votes("Rate.", schema=Level, k=3, temperature=0.7)
+        assert (vlm.stats.reasks, vlm.stats.answer_failures) == (1, 1)
     assert votes[0] == Level(level=2) and votes[2] == Level(level=3)
     assert isinstance(votes[1], VLMAnswerError) and votes[1].raw == "garbage again"
     assert [r.body.get("n") for r in fake_vlm.chat_requests] == [3, None]

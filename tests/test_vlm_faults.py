@@ -134,13 +134,22 @@ async def test_timeout_is_retried(fake_vlm: FakeVLMServer) -> None:
     assert [r.outcome for r in fake_vlm.chat_requests] == ["fault:timeout", "ok"]
 
 
-@pytest.mark.parametrize("kind", ["cut", "malformed"])
+@pytest.mark.parametrize("kind", ["cut", "malformed", "shape"])
 async def test_cut_connection_and_malformed_body_are_retried(fake_vlm: FakeVLMServer, kind: str) -> None:
     fake_vlm.script.fault(kind, times=2).push({"level": 2})
     async with make_client(fake_vlm) as vlm:
         assert (await vlm.ask("Rate.", schema=Level)).level == 2
         assert vlm.stats.retries == 2 and vlm.stats.attempts == 3
     assert [r.outcome for r in fake_vlm.chat_requests] == [f"fault:{kind}", f"fault:{kind}", "ok"]
+
+
+async def test_a_reply_without_a_message_outlasting_retries_is_a_transport_error(fake_vlm: FakeVLMServer) -> None:
+    fake_vlm.script.fault("shape", times=3)
+    async with make_client(fake_vlm, max_retries=2) as vlm:
+        with pytest.raises(VLMTransportError, match=r"malformed reply .*unreadable choices") as info:
+            await vlm.ask("Rate.", schema=Level)
+        assert vlm.stats.failures == 1
+    assert info.value.attempts == 3 and len(fake_vlm.chat_requests) == 3
 
 
 async def test_unreachable_server_is_a_transport_error() -> None:

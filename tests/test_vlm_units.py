@@ -11,7 +11,8 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tools.vlm_cache import VLMCache
+from tools.vlm_cache import CACHE_FILE, VLMCache
+from tools.vlm_errors import VLMError
 from tools.vlm_formats import AnswerInvalid, choice_format, first_json_object, json_format, strict_json_schema
 from tools.vlm_logprobs import (
     ChoiceDistribution,
@@ -167,6 +168,17 @@ def test_cache_round_trip_persists_and_keys_are_canonical(tmp_path: Path) -> Non
     assert reopened.get(key) == {"replies": [{"text": "é", "finish_reason": "stop", "tokens": None}]}
     assert len(reopened) == 1
     reopened.close()
+
+
+def test_unusable_cache_location_is_a_clear_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "cache_is_a_file"
+    a_file.write_text("x")
+    with pytest.raises(VLMError, match=r"cache_is_a_file.*cannot be opened"):
+        VLMCache(a_file)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / CACHE_FILE).write_bytes(b"not a database " * 200)
+    with pytest.raises(VLMError, match=r"cannot be opened \(DatabaseError"):
+        VLMCache(tmp_path / "junk")
 
 
 def _status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:

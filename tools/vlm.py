@@ -172,7 +172,8 @@ class VLMClient:
 
         Args:
             prompt (str): the user text.
-            images (sequence of path | bytes | PIL image, optional): images shown with the prompt.
+            images (sequence of path | bytes | PIL image, optional): images shown with the prompt (one image
+                may be given bare).
             schema (type[BaseModel]): the answer's type, enforced by the endpoint's dialect.
             system (str, optional): a system message.
             temperature (float, optional, defaults to cfg.temperature): sampling temperature.
@@ -260,6 +261,8 @@ class VLMClient:
             >>> dist.probs                                                                     # doctest: +SKIP
             {'yes': 0.83, 'no': 0.17}
         """
+        if samples_if_no_logprobs < 1:
+            raise ValueError(f"samples_if_no_logprobs must be at least 1, got {samples_if_no_logprobs}")
         fmt = choice_format(choices, self.cfg.kind)
         options = [str(c) for c in choices]
         conv = await self._conversation(prompt, images, system, fmt)
@@ -330,9 +333,11 @@ class VLMClient:
             >>> value, unit, dist = await vlm.expected_score("Rate 1-5.", ["a.png"],
             ...                                              levels={str(i): i for i in range(1, 6)})  # doctest: +SKIP
         """
-        values = {str(k): float(v) for k, v in levels.items()}
-        low, high = min(values.values()), max(values.values())
-        if high <= low:
+        try:
+            values = {str(k): float(v) for k, v in levels.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"levels must map each option to a number, got {dict(levels)!r}") from None
+        if len(values) < 2 or (high := max(values.values())) <= (low := min(values.values())):
             raise ValueError(f"levels need at least two different values, got {dict(levels)}")
         dist = await self.choice_probs(prompt, images, choices=list(values), system=system, seed=seed)
         value = dist.expected(values)
@@ -362,6 +367,8 @@ class VLMClient:
 
     async def _conversation(self, prompt: str, images: Sequence[ImageInput], system: str | None,
                             fmt: AnswerFormat) -> _Conversation:
+        if isinstance(images, ImageInput):  # one image given bare: a str or bytes would iterate as pieces
+            images = [images]
         encoded = await asyncio.gather(*(
             asyncio.to_thread(encode_image, img, fmt=self._image_format, max_pixels=self.cfg.max_image_pixels,
                               name=None if isinstance(img, str | Path) else f"images[{i}]")
@@ -458,6 +465,7 @@ class VLMClient:
         second_problem = self._problem(fmt, second)
         if second_problem is None:
             return fmt.parse(second.text), second
+        self.stats.answer_failures += 1
         error = VLMAnswerError(
             f"{self.cfg.model} at {self.url}: unusable answer after one re-ask: {second_problem} "
             f"(reply: {second.text[:200]!r})",
@@ -492,17 +500,22 @@ class VLMClient:
 
         semaphore = shared_semaphore(self.cfg.base_url, self.cfg.model, self.cfg.max_concurrency)
 
-        async def once() -> ChatCompletion:
+        async def once() -> tuple[ChatCompletion, list[_Reply]]:
             async with semaphore:
                 completion = await self._client.chat.completions.create(**body)
             if not isinstance(completion, ChatCompletion) or not completion.choices:
                 raise MalformedReply(f"not a chat completion: {str(completion)[:120]!r}")
-            return completion
+            try:  # the SDK does not validate shapes: a choice without a message is only seen here
+                choices = sorted(completion.choices, key=lambda c: c.index or 0)
+                return completion, [_Reply.from_choice(c) for c in choices]
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                raise MalformedReply(f"unreadable choices ({type(exc).__name__}: {exc}) in "
+                                     f"{str(completion.choices)[:120]!r}") from None
 
         self.stats.requests += 1
         started = time.perf_counter()
         try:
-            completion = await self._backoff.call(
+            completion, replies = await self._backoff.call(
                 once, where=f"{self.url}/chat/completions ({self.cfg.model})",
                 on_attempt=self._count_attempt, on_retry=self._note_retry)
         except VLMTransportError as exc:
@@ -518,7 +531,6 @@ class VLMClient:
         if completion.usage is not None:
             self.stats.prompt_tokens += completion.usage.prompt_tokens or 0
             self.stats.completion_tokens += completion.usage.completion_tokens or 0
-        replies = [_Reply.from_choice(c) for c in sorted(completion.choices, key=lambda c: c.index)]
         if cache_key is not None:
             self._cache.put(cache_key, {"replies": [r.to_json() for r in replies]})
         return replies

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tools.vlm_errors import VLMError
+
 CACHE_FILE = "vlm_cache.sqlite3"
 _FORMAT = 1  # bump when the stored value format changes
 
@@ -35,14 +37,18 @@ class VLMCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / CACHE_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise VLMError(f"VLM reply cache {self.path}: cannot be opened ({type(exc).__name__}: {exc}); "
+                           "choose another cache folder or delete the file") from None
 
     @staticmethod
     def key(request: Mapping[str, Any]) -> str:

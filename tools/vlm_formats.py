@@ -111,6 +111,8 @@ def json_format(schema: type[BaseModel], kind: Kind) -> AnswerFormat:
         >>> json_format(Verdict, "vllm").fields["extra_body"]["structured_outputs"]["json"]["type"]
         'object'
     """
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise TypeError(f"schema must be a pydantic BaseModel subclass, got {schema!r}")
     json_schema = schema.model_json_schema()
 
     def parse(text: str) -> BaseModel:
@@ -144,6 +146,8 @@ def choice_format(choices: Sequence[str], kind: Kind) -> AnswerFormat:
         >>> choice_format(["yes", "no"], "vllm").parse(" no")
         'no'
     """
+    if isinstance(choices, str):
+        raise ValueError(f"choices must be a list of options, not one string {choices!r}")
     options = [str(c) for c in choices]
     if len(options) < 2 or len(set(options)) != len(options) or any(not c.strip() for c in options):
         raise ValueError(f"choices must be at least two distinct non-empty strings, got {options!r}")

@@ -21,6 +21,7 @@ class EndpointStats:
         latencies: seconds per successful request, retries and backoff included.
         cache_hits: requests answered from the on-disk cache.
         reasks: answers asked again after a parse/validation failure or truncation.
+        answer_failures: answers still unusable after their re-ask (each became a VLMAnswerError).
         n_fallbacks: requests for K samples that had to be split into several n=1 requests.
     """
 
@@ -33,6 +34,7 @@ class EndpointStats:
     latencies: list[float] = field(default_factory=list)
     cache_hits: int = 0
     reasks: int = 0
+    answer_failures: int = 0
     n_fallbacks: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class EndpointStats:
             "failures": self.failures,
             "cache_hits": self.cache_hits,
             "reasks": self.reasks,
+            "answer_failures": self.answer_failures,
             "n_fallbacks": self.n_fallbacks,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
