@@ -298,6 +298,8 @@ def load_policy(path: str | Path) -> CanvasPolicy:
         raise InputError(f"canvas policy {p}: file does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"canvas policy {p}: not a JSON file ({exc})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise InputError(f"canvas policy {p}: cannot be read ({exc.strerror or exc})") from None
     try:
         return CanvasPolicy.model_validate(data)
     except ValidationError as exc:

@@ -18,9 +18,9 @@ import asyncio
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from portraitcraft.config import JudgeConfig
 from portraitcraft.errors import PortraitcraftError
@@ -32,6 +32,9 @@ LEVELS: dict[str, float] = {str(d): float(d) for d in range(10)}
 """The logprob mode's answer tokens and their values; the expected value is normalised to 0-100."""
 ASPECTS: tuple[str, ...] = ("content", "composition")
 REASON_CHARS = 600
+Reason = Annotated[str, AfterValidator(lambda text: text.strip()[:REASON_CHARS])]
+"""A judge's reason, clipped to REASON_CHARS after parsing: a long reason must not cost a valid score, and a
+length limit in the JSON schema is refused by some strict structured-output endpoints."""
 
 
 class JudgeError(PortraitcraftError):
@@ -41,17 +44,17 @@ class JudgeError(PortraitcraftError):
 class JudgeVerdict(BaseModel):
     """One sampled verdict: reasons first, so the model explains before it scores."""
 
-    content_reason: str = Field(max_length=REASON_CHARS)
+    content_reason: Reason
     content_score: int = Field(ge=0, le=100)
-    composition_reason: str = Field(max_length=REASON_CHARS)
+    composition_reason: Reason
     composition_score: int = Field(ge=0, le=100)
 
 
 class JudgeNotes(BaseModel):
     """The logprob mode's first step: the judge's reasons before it scores."""
 
-    content_reason: str = Field(max_length=REASON_CHARS)
-    composition_reason: str = Field(max_length=REASON_CHARS)
+    content_reason: Reason
+    composition_reason: Reason
 
 
 @dataclass
@@ -103,7 +106,11 @@ class Judge:
     @staticmethod
     def _load_rubric(rubric: str) -> str:
         if Path(rubric).is_file():
-            return render_text(Path(rubric).read_text(encoding="utf-8"))
+            try:
+                text = Path(rubric).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise JudgeError(f"judge rubric {rubric}: not a readable UTF-8 text file ({exc})") from None
+            return render_text(text)
         try:
             return render_prompt(f"judge/{rubric}.md")
         except PromptError as exc:
@@ -164,6 +171,7 @@ class Judge:
                 render_prompt(f"judge/level_{aspect}.md", content=content, composition=composition,
                               reason=reasons[aspect]),
                 [image], levels=LEVELS, system=self.system, seed=self.cfg.seed,
+                samples_if_no_logprobs=self.cfg.samples,
             )
             for aspect in ASPECTS
         ))

@@ -81,6 +81,10 @@ def agreement(judge: dict[str, float], human: dict[str, float], judge_column: st
                      warnings)
 
 
+def _examples(ids: set[str]) -> str:
+    return ", ".join(sorted(ids)[:3]) or "none"
+
+
 def _first(table: ScoreTable, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in table.columns), None)
 
@@ -93,7 +97,7 @@ def calibrate(judge_csv: str | Path, human_csv: str | Path) -> CalibrationReport
         human_csv (str | Path): human ratings, several rows per image allowed.
 
     Raises:
-        DataError: unreadable CSVs, or no score column the two files share.
+        DataError: unreadable CSVs, no score column the two files share, or no image scored in both.
 
     Example:
         >>> calibrate("judge.csv", "human.csv").overall.spearman  # doctest: +SKIP
@@ -117,6 +121,12 @@ def calibrate(judge_csv: str | Path, human_csv: str | Path) -> CalibrationReport
         )
     judge_ids = {k for col in judge.columns for k in judge.column(col)}
     human_ids = {k for col in human.columns for k in human.column(col)}
+    if not judge_ids & human_ids:
+        raise DataError(
+            f"{judge_csv} ({len(judge_ids)} images) and {human_csv} ({len(human_ids)} images) share no image "
+            f"with scores to compare (images are matched by file name; e.g. {_examples(judge_ids)} vs "
+            f"{_examples(human_ids)})"
+        )
     return CalibrationReport(
         overall=overall,
         per_score=per_score,

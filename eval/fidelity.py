@@ -224,7 +224,8 @@ def edit_drift(
         with_lpips (bool, optional, defaults to True): try LPIPS (reported unavailable when it cannot run).
 
     Raises:
-        InputError: unreadable images, a size mismatch (without `resize`), or a mask of another size.
+        InputError: unreadable images, a size mismatch (without `resize`), images under 11 pixels on a side
+            (the SSIM window), or a mask of another size.
 
     Example:
         >>> rep = edit_drift("draft.png", "edited.png", "person_mask.png")  # doctest: +SKIP
@@ -242,6 +243,10 @@ def edit_drift(
             "(pass resize=True / --resize to compare anyway)"
         )
     size = (a.shape[1], a.shape[0])
+    try:
+        ssim_global = ssim(a, b)
+    except ValueError as exc:  # too small for the SSIM window
+        raise InputError(f"before/after: {size[0]}x{size[1]} images are too small ({exc})") from None
     person = to_mask(mask, size)
     background = ~person
     notes: list[str] = []
@@ -255,7 +260,7 @@ def edit_drift(
         lp, status = None, "unavailable: not requested" if not with_lpips else "unavailable: empty person mask"
     return FidelityReport(
         psnr_background=psnr(a, b, background) if background.any() else None,
-        ssim_global=ssim(a, b),
+        ssim_global=ssim_global,
         delta_e_person=delta_e(a, b, person) if person.any() else None,
         lpips_person=lp,
         lpips_status=status,

@@ -54,6 +54,8 @@ def read_score_csv(
         77.5
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, expected a CSV file")
     if not p.is_file():
         raise DataError(f"{p}: file does not exist")
     try:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from eval.correlation import correlation
-from portraitcraft.data import parse_items, read_records
+from portraitcraft.data import MalformedLine, parse_items, read_records
 from portraitcraft.errors import DataError
 from portraitcraft.schemas import ANSWER_LETTERS, ATTRIBUTES, LEVEL_CODES, Level, level_from_score
 
@@ -182,6 +182,9 @@ def load_predictions(source: str | Path | Sequence[Any]) -> tuple[dict[str, Trac
     duplicates: list[str] = []
     problems: list[str] = []
     for index, rec in enumerate(records):
+        if isinstance(rec, MalformedLine):
+            problems.append(f"prediction {index}: {rec.message}")
+            continue
         if not isinstance(rec, Mapping) or not isinstance(rec.get("image_path"), str) or not rec["image_path"]:
             problems.append(f"prediction {index}: no image_path (expected an object with image_path)")
             continue
@@ -204,7 +207,10 @@ def load_ground_truth(source: str | Path | Sequence[Any]) -> tuple[dict[str, Tra
         DataError: the file is not Track 1 data, or every item is an unlabelled template placeholder.
     """
     records = read_records(source) if isinstance(source, str | Path) else list(source)
-    parsed = parse_items(records)
+    try:
+        parsed = parse_items(records)
+    except DataError as exc:  # kind detection does not know the file's name
+        raise DataError(f"ground truth {source}: {exc}") from None
     if parsed.kind not in ("track1_train", "track1_test"):
         raise DataError(f"ground truth {source}: expected Track 1 items, found a {parsed.kind} file")
     problems = [str(p) for p in parsed.problems]
@@ -255,6 +261,8 @@ def score_items(
     matched_rows = np.array([k in preds for k in keys], dtype=bool)
     invalid_labels = int((guess[matched_rows] < 0).sum())
     level_acc = float((guess == truth).mean()) if n else 0.0
+    if invalid_labels:
+        warnings.append(f"{invalid_labels} predicted levels are missing or invalid (scored wrong)")
 
     paired = [(preds[k].total_score, gt[k].total_score) for k in keys if k in preds]
     invalid_scores = [k for k in keys if k in preds and preds[k].total_score is None]
@@ -272,6 +280,8 @@ def score_items(
         answers = [preds[k].answer if k in preds else None for k in keys]
         invalid_answers = sum(1 for k, a in zip(keys, answers, strict=True) if k in preds and a is None)
         qa_acc = sum(a == gt[k].answer for k, a in zip(keys, answers, strict=True)) / n if n else 0.0
+        if invalid_answers:
+            warnings.append(f"{invalid_answers} predicted answers are missing or not A-D (scored wrong)")
         composite_over = "srcc, plcc, level_acc, qa_acc"
     else:
         composite_over = "srcc, plcc, level_acc (the ground truth has no questions, so qa_acc is null)"
@@ -291,11 +301,33 @@ def score_items(
         invalid_labels=invalid_labels,
         invalid_scores=invalid_scores,
         invalid_answers=invalid_answers,
+        prediction_problems=_item_problems(preds, keys, has_qa),
         warnings=warnings,
     )
     if per_attribute:
         report.per_attribute = attribute_stats(truth, guess)
     return report
+
+
+def _item_problems(preds: Mapping[str, Track1Item], keys: Sequence[str], has_qa: bool) -> list[str]:
+    """One line per matched prediction with something unusable, naming the item and the fields."""
+    out: list[str] = []
+    for k in keys:
+        p = preds.get(k)
+        if p is None:
+            continue
+        bad = [a for a in ATTRIBUTES if p.levels.get(a) is None]
+        what = []
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            what.append(f"{len(bad)} missing or invalid level(s) ({shown}), scored wrong")
+        if p.total_score is None:
+            what.append("total_score missing or not a finite number, left out of SRCC/PLCC")
+        if has_qa and p.answer is None:
+            what.append("answer missing or not one of A-D, scored wrong")
+        if what:
+            out.append(f"{k}: " + "; ".join(what))
+    return out
 
 
 def attribute_stats(truth: np.ndarray, guess: np.ndarray) -> dict[str, AttributeStats]:
@@ -334,7 +366,7 @@ def score_track1(
     report = score_items(preds, gt, has_qa=has_qa, per_attribute=per_attribute)
     report.duplicates = duplicates
     report.ground_truth_problems = gt_problems
-    report.prediction_problems = pred_problems
+    report.prediction_problems = pred_problems + report.prediction_problems
     if gt_problems:
         report.warnings.insert(0, f"{len(gt_problems)} ground-truth items were left out (see ground_truth_problems)")
     if duplicates:

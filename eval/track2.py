@@ -164,6 +164,11 @@ def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = Non
         scores=list(scores),
     )
     if human is not None:
+        items = {PurePath(s.image_path).name for s in scores}
+        unmatched = sorted(k for k in human if k not in items)
+        if unmatched:
+            shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+            report.human_problems.append(f"{len(unmatched)} rated images are not among the items (ignored): {shown}")
         rated = [s.human for s in scores if s.human is not None]
         report.n_human = len(rated)
         report.human = _mean(rated)

@@ -57,7 +57,7 @@ def main() -> int:
     model_dir = ensure_tiny_model("zimage")
     cfg = load_config(overrides={
         "generator": {"backend": "zimage-turbo", "model": str(model_dir), "device": "cpu", "dtype": "float32",
-                      "steps": 2, "max_sequence_length": 64},
+                      "steps": 2},
         "planner": {"long_side": args.long_side, "multiple": 16, "spatial_first": True},
         "run": {"out_dir": str(args.out), "name": args.name},
     })

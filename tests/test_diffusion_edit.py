@@ -147,6 +147,11 @@ def test_a_text_to_image_backend_as_editor_means_sdedit(
     editor = build_editor(cpu_cfg(EditorConfig, tiny_zimage, backend="zimage-turbo"), cpu_pool)
     assert isinstance(editor, Img2ImgEditor)
     assert editor.edit(source_image(), "a portrait", seed=1).size == (64, 48)
+    # a photo off the model's multiple (4 for the tiny VAE) is rounded down, as the Qwen editor does
+    odd = source_image().resize((66, 51))
+    assert editor.edit(odd, "a portrait", seed=1).size == (64, 48)
+    with pytest.raises(InputError, match=r"image size 0x0 is not valid"):
+        editor.edit(odd.resize((3, 3)), "a portrait", seed=1)
 
 
 def test_a_checkpoint_that_cannot_do_img2img_is_a_clear_error(

@@ -150,8 +150,14 @@ def test_single_file_controlnet_loads_with_a_local_config(
 
 
 def test_attention_backend_is_set_on_the_transformer(cpu_cfg: Callable[..., Any], tiny_zimage: Path) -> None:
+    from diffusers import ZImagePipeline
+
     gen = build_generator(cpu_cfg(GeneratorConfig, tiny_zimage, attention_backend="native"), ModelPool("cpu"))
     assert gen.generate(PROMPT, 32, 32, seed=1).size == (32, 32)
+    transformer = gen.local.get(ZImagePipeline).transformer
+    backends = {getattr(m.processor._attention_backend, "value", None) for m in transformer.modules()
+                if hasattr(getattr(m, "processor", None), "_attention_backend")}
+    assert backends == {"native"}  # every attention processor of the transformer uses the chosen kernel
     bad = build_generator(cpu_cfg(GeneratorConfig, tiny_zimage, attention_backend="no-such-kernel"),
                           ModelPool("cpu"))
     with pytest.raises(DiffusionError, match="no-such-kernel"):

@@ -154,3 +154,22 @@ def test_device_and_backend_mistakes_are_refused_early(
         build_generator(cpu_cfg(GeneratorConfig, tiny_zimage, backend="qwen-image-edit"))
     with pytest.raises(DiffusionError, match=r"wants device 'cpu'.*'cuda'"):
         ZImageGenerator(cpu_cfg(GeneratorConfig, tiny_zimage), ModelPool(device="cuda"))
+
+
+def test_tiny_zimage_takes_a_full_length_prompt_and_a_canvas_over_128_px(zimage: ZImageGenerator) -> None:
+    # the default max_sequence_length (512 byte tokens) and a canvas wider than the old 128 px RoPE table
+    prompt = "A woman stands on the left third, facing right, in a wide coastal landscape. " * 12
+    image = zimage.generate(prompt, 160, 96, seed=1, params=GenParams(steps=1))
+    assert image.size == (160, 96) and meta_of(image).prompt == prompt.strip()
+
+
+def test_bad_call_arguments_are_clear_errors_not_tracebacks(zimage: ZImageGenerator) -> None:
+    with pytest.raises(InputError, match=r"seed 18446744073709551616 is not valid"):
+        zimage.generate("a portrait", 64, 48, seed=2**64)
+    with pytest.raises(InputError, match=r"sides must be integers"):
+        zimage.generate("a portrait", "64", 48, seed=1)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="prompt must be text"):
+        zimage.generate(["a portrait"], 64, 48, seed=1)  # type: ignore[arg-type]
+    with pytest.raises(DiffusionError, match=r"ZImagePipeline .*refused the call.*no_such_argument"):
+        zimage.generate("a portrait", 64, 48, seed=1, params=GenParams(extra={"no_such_argument": 1}))
+    assert zimage.generate("a portrait", 64, 48, seed=1).size == (64, 48)  # the backend is still usable

@@ -9,7 +9,7 @@ from PIL import Image
 
 from portraitcraft.errors import DataError, InputError
 from tools.diffusion import GenParams, ImageMeta, attach_meta, meta_of, read_png_meta, save_png
-from tools.diffusion.base import check_size
+from tools.diffusion.base import check_seed, check_size
 from tools.diffusion.metadata import LoraMeta
 
 
@@ -77,3 +77,19 @@ def test_check_size_names_the_size_and_the_multiple() -> None:
         check_size(830, 1216, 16, model="m")
     with pytest.raises(InputError, match="0x16"):
         check_size(0, 16, 16, model="m")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("steps", 0), ("steps", 2.5), ("strength", 0.0), ("strength", 1.5), ("guidance_scale", -1.0),
+    ("true_cfg_scale", -0.1), ("max_sequence_length", 0), ("width", -16), ("height", "48"), ("steps", True),
+])
+def test_gen_params_refuse_values_no_pipeline_accepts(field: str, value: object) -> None:
+    with pytest.raises(InputError, match=rf"generation parameter {field}=.* is not valid"):
+        GenParams(**{field: value})
+
+
+def test_seeds_are_checked_against_the_generator_range() -> None:
+    assert check_seed(-(2**63)) == -(2**63) and check_seed(2**64 - 1) == 2**64 - 1
+    for bad in (2**64, -(2**63) - 1, 1.5, "7", None):
+        with pytest.raises(InputError, match="is not valid"):
+            check_seed(bad)  # type: ignore[arg-type]

@@ -73,6 +73,11 @@ def test_no_shared_column_is_a_clear_error(tmp_path: Path) -> None:
         calibrate(judge, human)
     with pytest.raises(DataError, match="image_path column"):
         calibrate(write_csv(tmp_path / "x.csv", ["name", "score"], [["a", 1]]), human)
+    other = write_csv(tmp_path / "o.csv", ["image_path", "content"], [["b.png", 40], ["c.png", 30]])
+    with pytest.raises(DataError, match=r"share no image .*a\.png vs b\.png, c\.png"):
+        calibrate(judge, other)
+    with pytest.raises(DataError, match="is a folder"):
+        calibrate(judge, tmp_path)
 
 
 def test_cli_calibrate_judge_json(tmp_path: Path) -> None:

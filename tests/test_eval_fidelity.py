@@ -107,6 +107,8 @@ def test_empty_mask_size_mismatch_and_resize() -> None:
     with pytest.raises(InputError, match="differs from before"):
         edit_drift(a, bigger, np.ones((32, 32), dtype=bool))
     resized = edit_drift(a, bigger, np.ones((32, 32), dtype=bool), resize=True)
+    with pytest.raises(InputError, match="8x10 images are too small"):
+        edit_drift(a[:10, :8], a[:10, :8], np.ones((10, 8), dtype=bool))
     assert resized.psnr_background is None and resized.delta_e_person is not None
 
 

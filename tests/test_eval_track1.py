@@ -168,3 +168,32 @@ def test_cli_json_has_the_contract_keys(tmp_path: Path) -> None:
     assert out["per_attribute"]["Subject Integrity"]["confusion"] == [[0, 0, 0], [0, 3, 0], [0, 0, 0]]
     table = CliRunner().invoke(app, ["eval", "track1", str(tmp_path / "p.json"), str(tmp_path / "gt.json")])
     assert table.exit_code == 0 and "composite" in table.output and "no prediction" in table.output
+
+
+def test_unusable_predictions_are_named_item_by_item(tmp_path: Path) -> None:
+    gt = [gt_item(f"{i}.jpg", ["B"] * 13, 10 * i, "A") for i in range(4)]
+    good = json.dumps(pred_item("0.jpg", ["B"] * 13, 1, "A"))
+    lines = [
+        good,
+        '{"image_path": "1.jpg", "criteria": ',                           # cut off: malformed JSON line
+        json.dumps(pred_item("2.jpg", ["B"] * 11 + ["NOT_RES", "x"], None, "E")),
+        json.dumps(pred_item("3.jpg", ["B"] * 13, 30, "A")),
+    ]
+    pred_file = tmp_path / "p.jsonl"
+    pred_file.write_text("\n".join(lines) + "\n")
+    report = score_track1(pred_file, write(tmp_path / "gt.json", gt))
+    assert report.missing == ["1.jpg"] and report.invalid_labels == 2 and report.invalid_answers == 1
+    assert report.invalid_scores == ["2.jpg"]
+    assert any(p.startswith("prediction 1: malformed JSON on line 2") for p in report.prediction_problems)
+    [item2] = [p for p in report.prediction_problems if p.startswith("2.jpg:")]
+    assert "2 missing or invalid level(s)" in item2 and "Appropriateness of Negative Space" in item2
+    assert "total_score" in item2 and "answer" in item2
+    assert not any(p.startswith(("0.jpg", "3.jpg")) for p in report.prediction_problems)
+    assert any("2 predicted levels" in w for w in report.warnings)
+    assert any("1 predicted answers" in w for w in report.warnings)
+    assert report.level_acc == pytest.approx((13 + 11 + 13) / (4 * 13))
+
+
+def test_unrecognisable_ground_truth_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"ground truth .*gt\.json: cannot tell the file kind"):
+        score_track1(write(tmp_path / "p.json", []), write(tmp_path / "gt.json", [{"foo": 1}]))

@@ -38,6 +38,7 @@ def test_human_scores_average_raters_and_summary_without_results(tmp_path: Path)
     assert len(problems) == 1 and "oops" in problems[0]
     report = summarise([], scores)
     assert report.auto is None and report.final is None and report.n_scored == 0
+    assert report.human_problems == ["2 rated images are not among the items (ignored): a.png, b.png"]
 
 
 def write_items(folder: Path) -> Path:
@@ -101,6 +102,10 @@ def test_cli_track2_json_out_csv_and_calibration(
     track1_file = CliRunner().invoke(app, ["eval", "track2", str(examples_dir / "track_1_train.json"),
                                            "--images", str(tmp_path), "--json"])
     assert track1_file.exit_code != 0 and "track1_train" in str(track1_file.exception)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('[{"foo": 1}]')
+    not_items = CliRunner().invoke(app, ["eval", "track2", str(unknown), "--images", str(tmp_path), "--json"])
+    assert not_items.exit_code != 0 and "unknown.json: cannot tell the file kind" in str(not_items.exception)
 
     cal = CliRunner().invoke(app, ["eval", "calibrate-judge", str(out_csv), str(human), "--json"])
     assert cal.exit_code == 0, cal.output

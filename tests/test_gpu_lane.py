@@ -169,6 +169,15 @@ def test_sync_callers_get_a_future_and_a_closed_lane_refuses_work() -> None:
         lane.submit_future(pow, 2, 2)
 
 
+def test_a_bad_priority_is_refused_and_leaves_the_accounting_alone(lane: GpuLane) -> None:
+    for bad in ("high", float("nan"), None.__class__):
+        with pytest.raises(ValueError, match="priority must be a number"):
+            lane.submit_future(pow, 2, 2, priority=bad)  # type: ignore[arg-type]
+    stats = lane.stats()
+    assert (stats.queued, stats.elapsed_seconds) == (0, 0.0)
+    assert lane.submit_future(pow, 2, 3, priority=1.5).result(timeout=5) == 8
+
+
 # ---- the model pool on tiny pipelines ---------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from fake_vlm import API_KEY_ENV, Answer, FakeVLMServer
 from PIL import Image
 
-from agents.judge import LEVELS, Judge, JudgeError, JudgeResult
+from agents.judge import LEVELS, REASON_CHARS, Judge, JudgeError, JudgeResult
 from eval.track2 import judge_items, summarise
 from portraitcraft.config import JudgeConfig
 from portraitcraft.schemas import Track2Spec
@@ -145,6 +146,9 @@ async def test_auto_mode_switches_to_sampled_when_the_endpoint_has_no_logprobs(
     assert (second.mode, second.content, second.composition, second.n_samples) == ("sampled", 55.0, 45.0, 4)
     [sampled_request] = fake_vlm.chat_requests[n_first:]
     assert sampled_request.body["n"] == 4 and not sampled_request.body.get("logprobs")
+    digit_votes = [r.body["n"] for r in fake_vlm.chat_requests[:n_first]
+                   if "single digit" in user_text(r.body) and not r.body.get("logprobs")]
+    assert digit_votes == [4, 4]  # the logprob fallback draws judge.samples votes per score, not a fixed 8
 
 
 def test_rubric_digits_match_the_logprob_normalisation() -> None:
@@ -165,6 +169,10 @@ async def test_unknown_rubric_is_a_clear_error_and_a_rubric_file_is_used(
         with pytest.raises(JudgeError, match="'nope'"):
             Judge(judge_cfg(fake_vlm, rubric="nope"), client)
         assert Judge(judge_cfg(fake_vlm, rubric=str(custom)), client).system == "Score harshly."
+        binary = tmp_path / "binary.md"
+        binary.write_bytes(b"\xff\xfe\x00 not text")
+        with pytest.raises(JudgeError, match=r"binary\.md: not a readable UTF-8"):
+            Judge(judge_cfg(fake_vlm, rubric=str(binary)), client)
 
 
 def write_images(folder: Path, reds: list[int]) -> list[Track2Spec]:
@@ -240,3 +248,32 @@ async def test_rerun_is_served_from_the_cache(fake_vlm: FakeVLMServer, tmp_path:
     async with client_for(cfg, cache_dir=tmp_path / "cache") as client:
         await judge_items(changed, tmp_path / "images", Judge(cfg, client))
     assert len(fake_vlm.chat_requests) == first_requests + 3  # a new description is judged again
+
+
+async def test_run_judges_images_concurrently_within_the_client_limit(
+    fake_vlm: FakeVLMServer, tmp_path: Path,
+) -> None:
+    specs = write_images(tmp_path / "images", [0, 10, 20, 30, 0, 10])
+
+    def slow(body: dict[str, Any]) -> Answer:
+        red = red_of(body)
+        return Answer(content=json.dumps(verdict(60 + red // 2, 50 + red)), delay=0.2)
+
+    fake_vlm.script.default(fn=slow)
+    cfg = judge_cfg(fake_vlm, samples=1, max_concurrency=2)
+    async with client_for(cfg) as client:
+        scores = await judge_items(specs, tmp_path / "images", Judge(cfg, client), progress=True)
+    assert fake_vlm.max_in_flight == 2  # concurrent, and never past judge.max_concurrency
+    assert summarise(scores).n_scored == 6
+
+
+async def test_a_long_reason_is_clipped_not_a_lost_score(fake_vlm: FakeVLMServer) -> None:
+    fake_vlm.script.push(verdict(88, 77, tag=" and more" * 200))
+    cfg = judge_cfg(fake_vlm, samples=1, kind="openai")
+    async with client_for(cfg) as client:
+        result = await Judge(cfg, client).score(image(7), CONTENT_TEXT, COMPOSITION_TEXT)
+    assert (result.content, result.composition, result.n_samples) == (88.0, 77.0, 1)
+    assert len(result.content_reason) == REASON_CHARS and result.content_reason.startswith("content 88 and more")
+    [req] = fake_vlm.chat_requests  # no re-ask
+    schema = req.body["response_format"]["json_schema"]["schema"]
+    assert "maxLength" not in json.dumps(schema) and schema["properties"]["content_score"]["maximum"] == 100

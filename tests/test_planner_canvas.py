@@ -169,6 +169,8 @@ def test_bad_policy_files_raise_input_errors_naming_the_file(tmp_path: Path) -> 
     (tmp_path / "garbage.json").write_text("{not json")
     with pytest.raises(InputError, match=r"garbage\.json: not a JSON file"):
         load_policy(tmp_path / "garbage.json")
+    with pytest.raises(InputError, match=r"canvas policy .*: cannot be read"):
+        load_policy(tmp_path)  # a folder
     data = rule_policy(CFG.aspect_ratios).model_dump()
     data["tall_cuts"] = [1.0, 0.5, 2.0]
     (tmp_path / "unordered.json").write_text(json.dumps(data))

@@ -78,6 +78,8 @@ def test_user_errors_are_portraitcraft_errors(tmp_path: Path) -> None:
     assert isinstance(result.exception, DataError) and "none.json" in str(result.exception)
     result = runner.invoke(app, ["fit", "x.json", "--images", str(tmp_path / "no_dir"), "--out", "p.json"])
     assert isinstance(result.exception, InputError) and "not a folder" in str(result.exception)
+    result = runner.invoke(app, ["fit", "x.json", "--images", str(tmp_path), "--out", str(tmp_path)])
+    assert isinstance(result.exception, InputError) and "is a folder" in str(result.exception)
 
 
 @pytest.mark.parametrize("holdout", ["-0.1", "0.95"])

@@ -350,6 +350,17 @@ async def test_cache_makes_a_rerun_free(fake_vlm: FakeVLMServer, tmp_path: Path)
     assert len(fake_vlm.chat_requests) == sent  # no HTTP at all on the re-run
 
 
+async def test_cache_key_includes_the_endpoint(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
+    """Two servers may serve different weights under one model name: they never share cached answers."""
+    fake_vlm.script.default({"level": 4})
+    img = Image.new("RGB", (8, 8), (1, 2, 3))
+    other_url = fake_vlm.base_url.replace("127.0.0.1", "localhost")
+    for base_url, expected_requests in ((fake_vlm.base_url, 1), (other_url, 2), (fake_vlm.base_url + "/", 2)):
+        async with make_client(fake_vlm, cache_dir=tmp_path, base_url=base_url) as vlm:
+            await vlm.ask("Rate.", [img], schema=Level)
+        assert len(fake_vlm.chat_requests) == expected_requests, base_url
+
+
 async def test_unseeded_sampling_is_not_cached(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
     fake_vlm.script.default({"level": 2})
     for _ in range(2):

@@ -115,11 +115,13 @@ class GpuLane:
                 raise RuntimeError("the GPU lane is closed")
             if priority is None:
                 priority = PRIORITY_IN_PROGRESS if item_id in self._started_items else PRIORITY_NEW
+            elif isinstance(priority, bool) or not isinstance(priority, (int, float)) or priority != priority:
+                raise ValueError(f"GPU lane priority must be a number (lower runs sooner), not {priority!r}")
             if self._first_submit is None:
                 self._first_submit = self._clock()
-            self._queued += 1
             job = _Job(priority, next(self._seq), fn, args, kwargs, kind=kind, item_id=item_id)
             self._queue.put(job)
+            self._queued += 1
         return job.future
 
     def submit(

@@ -318,6 +318,7 @@ class VLMClient:
         *,
         levels: Mapping[str, float],
         system: str | None = None,
+        samples_if_no_logprobs: int = 8,
         seed: int | None = None,
     ) -> tuple[float, float, ChoiceDistribution]:
         """The probability-weighted score over discrete levels (Q-Align / PortraitRL).
@@ -328,6 +329,8 @@ class VLMClient:
             prompt, images, system, seed: as for `ask`.
             levels (mapping str -> float): each option's numeric value, e.g. {"Poor": 0, "Medium": 5,
                 "Good": 10}.
+            samples_if_no_logprobs (int, optional, defaults to 8): votes drawn where the endpoint gives no
+                logprobs (as for `choice_probs`).
 
         Example:
             >>> value, unit, dist = await vlm.expected_score("Rate 1-5.", ["a.png"],
@@ -339,7 +342,8 @@ class VLMClient:
             raise ValueError(f"levels must map each option to a number, got {dict(levels)!r}") from None
         if len(values) < 2 or (high := max(values.values())) <= (low := min(values.values())):
             raise ValueError(f"levels need at least two different values, got {dict(levels)}")
-        dist = await self.choice_probs(prompt, images, choices=list(values), system=system, seed=seed)
+        dist = await self.choice_probs(prompt, images, choices=list(values), system=system, seed=seed,
+                                       samples_if_no_logprobs=samples_if_no_logprobs)
         value = dist.expected(values)
         return value, (value - low) / (high - low), dist
 
@@ -492,7 +496,8 @@ class VLMClient:
                           top_logprobs=top_logprobs)
         cache_key = None
         if self._cache is not None and (temperature == 0 or seed is not None):
-            cache_key = VLMCache.key(dict(body, messages=conv.key))
+            # The endpoint is part of the key: two servers may serve different weights under one model name.
+            cache_key = VLMCache.key(dict(body, messages=conv.key, endpoint=self.cfg.base_url.rstrip("/")))
             hit = self._cache.get(cache_key)
             if hit is not None:
                 self.stats.cache_hits += 1

@@ -82,7 +82,10 @@ def track2(
         raise InputError(f"--images {images}: not a folder")
     cfg = config_from_cli(config, sets)
     records = read_records(items)
-    kind = detect_kind(records)
+    try:
+        kind = detect_kind(records)
+    except DataError as exc:  # kind detection does not know the file's name
+        raise DataError(f"{items}: {exc}") from None
     if kind != "track2":
         raise DataError(f"{items}: expected Track 2 items (image_path, content_description, "
                         f"composition_analysis), found a {kind} file")

@@ -36,10 +36,15 @@ def fit(
     cfg = config_from_cli(config, sets)
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
     train_set = read_train_set(train, images)
     settings = FitSettings(holdout=holdout, seed=seed, maxiter=maxiter, popsize=popsize, min_count=min_count)
     policy = fit_policy(train_set, rule_policy(cfg.planner.aspect_ratios), settings)
-    policy.save(out)
+    try:
+        policy.save(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
     report = report_of(policy)
     if as_json:
         print_json({"policy": str(out), **report.model_dump(mode="json")})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from numbers import Integral
 from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
@@ -60,6 +61,29 @@ class GenParams:
     reference_images: Sequence[Image.Image] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse values no pipeline accepts, naming the field (diffusers would fail deep inside the call)."""
+        checks = (
+            ("steps", self.steps, lambda v: isinstance(v, Integral) and v >= 1, "an integer >= 1"),
+            ("strength", self.strength, lambda v: 0 < v <= 1, "in (0, 1]"),
+            ("guidance_scale", self.guidance_scale, lambda v: v >= 0, ">= 0"),
+            ("true_cfg_scale", self.true_cfg_scale, lambda v: v >= 0, ">= 0"),
+            ("controlnet_scale", self.controlnet_scale, lambda v: v >= 0, ">= 0"),
+            ("max_sequence_length", self.max_sequence_length, lambda v: isinstance(v, Integral) and v >= 1,
+             "an integer >= 1"),
+            ("width", self.width, lambda v: isinstance(v, Integral) and v > 0, "a positive integer"),
+            ("height", self.height, lambda v: isinstance(v, Integral) and v > 0, "a positive integer"),
+        )
+        for name, value, ok, wanted in checks:
+            if value is None:
+                continue
+            try:
+                valid = not isinstance(value, bool) and bool(ok(value))
+            except TypeError:
+                valid = False
+            if not valid:
+                raise InputError(f"generation parameter {name}={value!r} is not valid: must be {wanted}")
+
     def merged(self, other: GenParams | None) -> GenParams:
         """These params with every non-None field of `other` laid on top (`extra` dicts merged)."""
         if other is None:
@@ -96,6 +120,8 @@ def check_size(width: int, height: int, multiple: int, *, model: str) -> None:
     Example:
         >>> check_size(64, 48, 16, model="tiny")
     """
+    if not all(isinstance(v, Integral) and not isinstance(v, bool) for v in (width, height)):
+        raise InputError(f"image size {width!r}x{height!r} is not valid for {model}: sides must be integers")
     if width <= 0 or height <= 0 or width % multiple or height % multiple:
         raise InputError(
             f"image size {width}x{height} is not valid for {model}: both sides must be positive multiples of "
@@ -103,8 +129,26 @@ def check_size(width: int, height: int, multiple: int, *, model: str) -> None:
         )
 
 
+SEED_RANGE = (-(2**63), 2**64 - 1)
+"""Seeds `torch.Generator.manual_seed` accepts."""
+
+
+def check_seed(seed: int) -> int:
+    """Return `seed` as an int; raise `InputError` unless it is an integer in `SEED_RANGE`.
+
+    Example:
+        >>> check_seed(7)
+        7
+    """
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise InputError(f"seed {seed!r} is not valid: must be an integer in [-2**63, 2**64 - 1]")
+    return int(seed)
+
+
 def check_prompt(prompt: str, *, what: str = "prompt") -> str:
     """Return the prompt stripped; raise `InputError` when it is empty."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"the {what} must be text, not {type(prompt).__name__}")
     text = (prompt or "").strip()
     if not text:
         raise InputError(f"the {what} is empty")

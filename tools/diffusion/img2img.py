@@ -11,9 +11,9 @@ import inspect
 
 from PIL import Image
 
-from tools.diffusion.base import DiffusionError, GenParams, ImageEditor, ImageGenerator, check_prompt, check_size
-from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalBackend, guidance_kwargs, pipeline_family
+from tools.diffusion.base import DiffusionError, GenParams, ImageEditor, ImageGenerator, check_prompt
+from tools.diffusion.loading import vae_multiple
+from tools.diffusion.local import LocalBackend, call_kwargs, edit_size, pipeline_family
 from tools.diffusion.metadata import attach_meta, meta_of
 
 
@@ -34,7 +34,8 @@ class Img2ImgEditor(LocalBackend):
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """Re-draw `image` towards the prompt `instruction` at `params.strength` (config default otherwise);
-        the output keeps the input's size unless `params.width` / `params.height` are given."""
+        the output keeps the input's size (rounded down to the model's multiple) unless `params.width` /
+        `params.height` are given."""
         prompt = check_prompt(instruction, what="img2img prompt")
         p = self.local.params(params)
         from diffusers import AutoPipelineForImage2Image
@@ -46,21 +47,10 @@ class Img2ImgEditor(LocalBackend):
                 "use a text-to-image checkpoint, or backend qwen-image-edit for edit models"
             )
         family = pipeline_family(pipe)
-        width, height = p.width or image.width, p.height or image.height
-        check_size(width, height, vae_multiple(pipe), model=self.cfg.model)
-        kwargs = {
-            "prompt": prompt,
-            "image": image.convert("RGB"),
-            "strength": p.strength,
-            "width": width,
-            "height": height,
-            "num_inference_steps": p.steps,
-            "generator": seeded_generator(seed),
-            "max_sequence_length": p.max_sequence_length,
-            **guidance_kwargs(family, p),
-            **p.extra,
-        }
-        out = pipe(**kwargs).images[0]
+        width, height = edit_size(image, p, vae_multiple(pipe), model=self.cfg.model)
+        kwargs = call_kwargs(family, seed, p, prompt=prompt, image=image.convert("RGB"), strength=p.strength,
+                             width=width, height=height)
+        out = self.local.run(pipe, **kwargs)
         meta = self.local.meta(prompt=prompt, seed=seed, width=out.width, height=out.height, family=family, p=p,
                                strength=p.strength, instruction=prompt, source_size=image.size)
         return attach_meta(out, meta)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from portraitcraft.config import DiffusionConfig
-from tools.diffusion.base import DiffusionError
+from tools.diffusion.base import DiffusionError, check_seed
 
 DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -43,7 +43,7 @@ def check_device(device: str, offload: str = "none") -> str:
 
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU `torch.Generator` seeded with `seed`: the same seed gives the same noise on any device."""
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.Generator(device="cpu").manual_seed(check_seed(seed))
 
 
 def pool_key(cfg: DiffusionConfig) -> str:

@@ -8,9 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from PIL import Image
+
 from portraitcraft.config import DiffusionConfig, LoraConfig
-from tools.diffusion.base import DiffusionError, GenParams
-from tools.diffusion.loading import check_device, load_pipeline, pool_key, set_attention_backend, torch_dtype
+from tools.diffusion.base import DiffusionError, GenParams, check_size
+from tools.diffusion.loading import (
+    check_device,
+    load_pipeline,
+    pool_key,
+    seeded_generator,
+    set_attention_backend,
+    torch_dtype,
+)
 from tools.diffusion.lora import lora_meta, sync_loras
 from tools.diffusion.metadata import ImageMeta
 from tools.gpu import ModelPool
@@ -46,11 +55,35 @@ def guidance_kwargs(family: str, p: GenParams) -> dict[str, Any]:
     return kwargs
 
 
+def call_kwargs(family: str, seed: int, p: GenParams, **call: Any) -> dict[str, Any]:
+    """A pipeline call's keyword arguments: the call-specific ones (prompt, image, size...), then steps, the
+    seeded generator, the text length, the family's CFG arguments, and `p.extra` last (it may override)."""
+    return {
+        **call,
+        "num_inference_steps": p.steps,
+        "generator": seeded_generator(seed),
+        "max_sequence_length": p.max_sequence_length,
+        **guidance_kwargs(family, p),
+        **p.extra,
+    }
+
+
 def cfg_meta_fields(family: str, p: GenParams) -> dict[str, Any]:
     """The CFG fields recorded in image metadata for a family."""
     if family == "qwen":
         return {"true_cfg_scale": p.true_cfg_scale, "negative_prompt": p.negative_prompt}
     return {"guidance_scale": p.guidance_scale, "negative_prompt": p.negative_prompt if p.guidance_scale else None}
+
+
+def edit_size(image: Image.Image, p: GenParams, multiple: int, *, model: str) -> tuple[int, int]:
+    """An edit's output size: `p.width` / `p.height` when given, else the input's size rounded down to the
+    model's multiple; `InputError` when that is not a valid size."""
+    if p.width is not None or p.height is not None:
+        width, height = p.width or image.width, p.height or image.height
+    else:
+        width, height = image.width // multiple * multiple, image.height // multiple * multiple
+    check_size(width, height, multiple, model=model)
+    return width, height
 
 
 class LocalPipeline:
@@ -118,6 +151,14 @@ class LocalPipeline:
             return cls.from_pipe(base, dtype=dtype, **components)
 
         return make
+
+    def run(self, pipe: Any, **kwargs: Any) -> Any:
+        """Call `pipe(**kwargs)` and return its first image; arguments the pipeline refuses (its own
+        `check_inputs`, an unknown key in `extra`) become a `DiffusionError` naming the model."""
+        try:
+            return pipe(**kwargs).images[0]
+        except (ValueError, TypeError) as exc:
+            raise DiffusionError(f"{type(pipe).__name__} ({self.cfg.model!r}) refused the call: {exc}") from None
 
     def _load(self) -> Any:
         return load_pipeline(self.cfg)

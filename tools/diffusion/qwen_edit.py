@@ -18,9 +18,9 @@ from typing import Any
 from PIL import Image
 
 from portraitcraft.config import DiffusionConfig
-from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
-from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalBackend, guidance_kwargs
+from tools.diffusion.base import DiffusionError, GenParams, check_prompt
+from tools.diffusion.loading import vae_multiple
+from tools.diffusion.local import LocalBackend, call_kwargs, edit_size
 from tools.diffusion.metadata import attach_meta
 from tools.gpu import ModelPool
 
@@ -91,32 +91,16 @@ class QwenImageEditor(LocalBackend):
         instruction = check_prompt(instruction, what="edit instruction")
         p = self.local.params(params)
         pipe = self.local.get(self._pipeline_class())
-        multiple = vae_multiple(pipe)
-        if p.width is not None or p.height is not None:
-            width, height = p.width or image.width, p.height or image.height
-            check_size(width, height, multiple, model=self.cfg.model)
-        else:
-            width, height = image.width // multiple * multiple, image.height // multiple * multiple
-            check_size(width, height, multiple, model=self.cfg.model)
+        width, height = edit_size(image, p, vae_multiple(pipe), model=self.cfg.model)
         source = image.convert("RGB")
         images: Any = source
         if self.cfg.backend == "qwen-image-edit-plus":
             images = [source, *(ref.convert("RGB") for ref in p.reference_images or ())]
         elif p.reference_images:
             raise DiffusionError("reference images need backend qwen-image-edit-plus (Qwen-Image-Edit-2509/2511)")
-        kwargs = {
-            "image": images,
-            "prompt": instruction,
-            "width": width,
-            "height": height,
-            "num_inference_steps": p.steps,
-            "generator": seeded_generator(seed),
-            "max_sequence_length": p.max_sequence_length,
-            **guidance_kwargs("qwen", p),
-            **p.extra,
-        }
+        kwargs = call_kwargs("qwen", seed, p, image=images, prompt=instruction, width=width, height=height)
         with edit_area_limit(self.cfg.edit_max_area):
-            out = pipe(**kwargs).images[0]
+            out = self.local.run(pipe, **kwargs)
         meta = self.local.meta(prompt=instruction, seed=seed, width=out.width, height=out.height, family="qwen",
                                p=p, instruction=instruction, source_size=image.size)
         return attach_meta(out, meta)

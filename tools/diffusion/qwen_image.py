@@ -5,8 +5,8 @@ from __future__ import annotations
 from PIL import Image
 
 from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
-from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalBackend, guidance_kwargs
+from tools.diffusion.loading import vae_multiple
+from tools.diffusion.local import LocalBackend, call_kwargs
 from tools.diffusion.metadata import attach_meta
 
 
@@ -36,16 +36,7 @@ class QwenImageGenerator(LocalBackend):
             raise DiffusionError("pose / control-image conditioning is available for the Z-Image backends only")
         pipe = self.local.get(QwenImagePipeline)
         check_size(width, height, vae_multiple(pipe), model=self.cfg.model)
-        kwargs = {
-            "prompt": prompt,
-            "width": width,
-            "height": height,
-            "num_inference_steps": p.steps,
-            "generator": seeded_generator(seed),
-            "max_sequence_length": p.max_sequence_length,
-            **guidance_kwargs("qwen", p),
-            **p.extra,
-        }
-        image = pipe(**kwargs).images[0]
+        kwargs = call_kwargs("qwen", seed, p, prompt=prompt, width=width, height=height)
+        image = self.local.run(pipe, **kwargs)
         meta = self.local.meta(prompt=prompt, seed=seed, width=image.width, height=image.height, family="qwen", p=p)
         return attach_meta(image, meta)

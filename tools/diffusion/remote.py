@@ -27,7 +27,7 @@ from tenacity import (
 
 from portraitcraft.config import DiffusionConfig, mask_secrets
 from portraitcraft.errors import InputError
-from tools.diffusion.base import DiffusionError, GenParams, check_prompt
+from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_seed
 from tools.diffusion.metadata import ImageMeta, attach_meta
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -126,6 +126,7 @@ class RemoteImageBackend:
     # ---- requests -----------------------------------------------------------------------------------------
     def _body(self, seed: int, p: GenParams) -> dict[str, Any]:
         body = {**self.cfg.extra, **p.extra}
+        seed = check_seed(seed)
         if self.cfg.send_seed:
             body["seed"] = seed
         return body

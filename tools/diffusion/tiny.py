@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: RoPE tables as long as the real model's (long prompts, canvases over 128 px)
 TINY_KINDS = ("zimage", "zimage-controlnet", "qwen-image", "qwen-image-edit")
 ENV_ROOT = "PORTRAITCRAFT_TINY_MODELS"
 _COMPLETE = ".complete"
@@ -69,7 +69,7 @@ def _zimage_pipeline() -> Any:
 
     transformer = ZImageTransformer2DModel(
         all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, n_layers=2, qk_norm=True, cap_feat_dim=16,
-        rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 4, 4], axes_lens=[256, 32, 32], **ZIMAGE_DIMS,
+        rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 4, 4], axes_lens=[1024, 512, 512], **ZIMAGE_DIMS,
     )
     with torch.no_grad():  # created with torch.empty: left as is, outputs can be NaN
         transformer.x_pad_token.fill_(1.0)

@@ -10,8 +10,8 @@ from PIL import Image
 
 from tools.diffusion.base import GenParams, check_prompt, check_size
 from tools.diffusion.controlnet import control_image_for, controlnet_variant
-from tools.diffusion.loading import seeded_generator, vae_multiple
-from tools.diffusion.local import LocalBackend, guidance_kwargs
+from tools.diffusion.loading import vae_multiple
+from tools.diffusion.local import LocalBackend, call_kwargs
 from tools.diffusion.metadata import attach_meta
 
 
@@ -45,21 +45,12 @@ class ZImageGenerator(LocalBackend):
         else:
             pipe = self.local.get(ZImagePipeline)
         check_size(width, height, vae_multiple(pipe), model=self.cfg.model)
-        kwargs = {
-            "prompt": prompt,
-            "width": width,
-            "height": height,
-            "num_inference_steps": p.steps,
-            "generator": seeded_generator(seed),
-            "max_sequence_length": p.max_sequence_length,
-            **guidance_kwargs("zimage", p),
-            **p.extra,
-        }
+        kwargs = call_kwargs("zimage", seed, p, prompt=prompt, width=width, height=height)
         extra_meta = {}
         if control is not None:
             kwargs.update(control_image=control, controlnet_conditioning_scale=p.controlnet_scale)
             extra_meta = {"controlnet": self.cfg.controlnet, "controlnet_scale": p.controlnet_scale}
-        image = pipe(**kwargs).images[0]
+        image = self.local.run(pipe, **kwargs)
         meta = self.local.meta(prompt=prompt, seed=seed, width=image.width, height=image.height, family="zimage",
                                p=p, **extra_meta)
         return attach_meta(image, meta)
