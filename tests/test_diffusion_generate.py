@@ -173,3 +173,11 @@ def test_bad_call_arguments_are_clear_errors_not_tracebacks(zimage: ZImageGenera
     with pytest.raises(DiffusionError, match=r"ZImagePipeline .*refused the call.*no_such_argument"):
         zimage.generate("a portrait", 64, 48, seed=1, params=GenParams(extra={"no_such_argument": 1}))
     assert zimage.generate("a portrait", 64, 48, seed=1).size == (64, 48)  # the backend is still usable
+
+
+@pytest.mark.parametrize("backend", ["qwen-image-edit-plus", "remote"])
+def test_a_refiner_must_refine_by_strength(backend: str) -> None:
+    refiner = DiffusionConfig(backend=backend, model="Qwen/Qwen-Image-Edit-2509", device="cpu")
+    cfg = GeneratorConfig(backend="remote", model="gpt-image-1", refiner=refiner)
+    with pytest.raises(DiffusionError, match=rf"refiner backend '{backend}' cannot refine at a strength .*img2img"):
+        build_generator(cfg)

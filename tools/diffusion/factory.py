@@ -83,8 +83,12 @@ def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None) -> Imag
         return generator
     from tools.diffusion.img2img import RefinedGenerator
 
-    if refiner_cfg.backend not in EDITORS:
-        raise DiffusionError(f"refiner backend {refiner_cfg.backend!r} cannot edit images")
+    if EDITORS.get(refiner_cfg.backend, ("", ""))[1] != "Img2ImgEditor":
+        sdedit = sorted(b for b, (_, cls) in EDITORS.items() if cls == "Img2ImgEditor")
+        raise DiffusionError(
+            f"refiner backend {refiner_cfg.backend!r} cannot refine at a strength (SDEdit); choose one of "
+            f"{', '.join(sdedit)}"
+        )
     refiner_pool = pool if pool is not None and pool.device == refiner_cfg.device else None
     refiner = build_editor(refiner_cfg, refiner_pool)
     return RefinedGenerator(generator, refiner, strength=cfg.refiner_strength)
