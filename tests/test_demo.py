@@ -36,3 +36,9 @@ def test_demo_writes_both_submissions(tmp_path: Path, tiny_zimage: Path) -> None
     with zipfile.ZipFile(run / "track1_submission.zip") as zf:
         assert zf.namelist() == ["track_1_test.json"]
     assert "composite" in proc.stdout
+    rerun = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(tmp_path), "--name", "d",
+                            "--examples", str(ROOT / "examples")], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (run / "results.jsonl").read_text().count("\n") == len(specs)  # resumed: nothing drawn twice
+    assert "finished before" in rerun.stdout
