@@ -251,3 +251,25 @@ async def test_unknown_model_is_a_404_naming_the_served_model(vllm_server: VLLMS
     assert "no-such-model" in str(caught.value)
     assert vllm_server.model in str(caught.value)
     assert vlm.stats.retries == 0
+
+
+async def test_judge_logprob_mode_reads_real_digit_probabilities(vllm_server: VLLMServer, tmp_path) -> None:
+    """The Track 2 judge's logprob path against real vLLM tokens: a distribution over the ten digits
+    (renormalised by the structured `choice`) and a 0-100 expected score.
+
+    The tiny model's tokenizer is byte-level (one token per byte) and its context 2048 tokens, so the shipped
+    rubric (about 4,000 bytes) does not fit: a short rubric file stands in for it here."""
+    from agents.judge import Judge
+    from portraitcraft.config import JudgeConfig
+
+    rubric = tmp_path / "short.md"
+    rubric.write_text("Score Content and Composition from 0 to 100.")
+    cfg = JudgeConfig(**{**vllm_server.endpoint().model_dump(), "mode": "logprob", "samples": 3,
+                         "max_tokens": 96, "rubric": str(rubric)})
+    async with VLMClient(cfg) as client:
+        result = await Judge(cfg, client).score(picture(41), "A woman in a red coat.", "Subject on the left third.")
+        assert client.stats.requests == 3  # the reasons, then one digit distribution per score
+    assert result.mode == "logprob" and result.source == "logprobs" and result.n_samples == 0
+    for score, spread in ((result.content, result.content_std), (result.composition, result.composition_std)):
+        # random weights: a spread-out distribution over the ten digits, its mean on the 0-100 scale
+        assert 0.0 <= score <= 100.0 and 0.0 < spread <= 50.0
