@@ -20,8 +20,6 @@ import asyncio
 import base64
 import hashlib
 import io
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -29,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from local_server import LocalServer
 from PIL import Image, ImageOps
 
 from portraitcraft.config import DiffusionConfig
@@ -97,22 +95,18 @@ def prompt_colour(prompt: str) -> tuple[int, int, int]:
     return digest[0], digest[1], digest[2]
 
 
-class FakeImageAPI:
+class FakeImageAPI(LocalServer):
     """The server; use the `fake_image_api` fixture, or `with FakeImageAPI() as api:` outside pytest."""
 
+    name = "fake-image-api"
+
     def __init__(self) -> None:
+        super().__init__()
         self.script = Script()
         self.requests: list[Recorded] = []
         self.app = self._build_app()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     prompt_colour = staticmethod(prompt_colour)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def config(self, **overrides: Any) -> DiffusionConfig:
         """A remote backend config pointing at this server, with fast retries."""
@@ -183,35 +177,6 @@ class FakeImageAPI:
             return JSONResponse({"created": int(time.time()), "data": [{"b64_json": _png_b64(edited)}]})
 
         return app
-
-    def start(self) -> FakeImageAPI:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="critical", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                        name="fake-image-api")
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake image API did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> FakeImageAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="session")

@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from local_server import LocalServer
 from PIL import Image
 from pydantic import BaseModel
 
@@ -277,23 +277,19 @@ def _logprobs_block(answer: Answer, k: int) -> dict[str, Any]:
     return {"content": content}
 
 
-class FakeVLMServer:
+class FakeVLMServer(LocalServer):
     """The fake server; `start()` / `stop()` or use it as a context manager."""
 
+    name = "fake_vlm"
+
     def __init__(self) -> None:
+        super().__init__()
         self.script = Script()
         self._records: list[RecordedRequest] = []
         self._records_lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.app = self._build_app()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def model(self) -> str:
@@ -424,34 +420,6 @@ class FakeVLMServer:
             raise ConnectionAbortedError("fake_vlm: scripted cut connection")
 
         return StreamingResponse(cut(), media_type="application/json")
-
-    def start(self) -> FakeVLMServer:
-        # port 0: the OS picks a free port. (Handing uvicorn a pre-bound socket instead leaves TCP_NODELAY
-        # off on its connections: every reply then waits ~40 ms for a delayed ACK.)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="critical", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name="fake_vlm")
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake_vlm server did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeVLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def endpoint_config(fake_vlm: FakeVLMServer, **overrides: Any) -> EndpointConfig:
