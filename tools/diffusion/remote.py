@@ -182,53 +182,61 @@ class RemoteImageBackend:
                          **fields)
 
     # ---- the protocols ------------------------------------------------------------------------------------
+    def _prepare_generate(
+        self, prompt: str, width: int, height: int, seed: int, params: GenParams | None
+    ) -> tuple[dict[str, Any], Callable[[Any], Image.Image]]:
+        """The request arguments of one generation and the function that turns its response into the image."""
+        prompt = check_prompt(prompt)
+        p = params or GenParams()
+
+        def finish(response: Any) -> Image.Image:
+            return self._finish(self._decode(response, "generate"), width, height,
+                                self._meta(prompt, seed, width, height, p))
+
+        return self._generate_args(prompt, width, height, seed, p), finish
+
+    def _prepare_edit(
+        self, image: Image.Image, instruction: str, seed: int, params: GenParams | None
+    ) -> tuple[dict[str, Any], Callable[[Any], Image.Image]]:
+        """The request arguments of one edit and the function that turns its response into the image."""
+        instruction = check_prompt(instruction, what="edit instruction")
+        p = params or GenParams()
+        width, height = p.width or image.width, p.height or image.height
+
+        def finish(response: Any) -> Image.Image:
+            return self._finish(self._decode(response, "edit"), width, height,
+                                self._meta(instruction, seed, width, height, p, instruction=instruction,
+                                           source_size=image.size))
+
+        return self._edit_args(image, instruction, seed, p), finish
+
     def generate(
         self, prompt: str, width: int, height: int, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """Generate through `images.generate`; the answer is resized to `width` x `height` if it differs."""
-        prompt = check_prompt(prompt)
-        p = params or GenParams()
-        args = self._generate_args(prompt, width, height, seed, p)
-        response = self._call("generate", lambda: self.client.images.generate(**args))
-        return self._finish(self._decode(response, "generate"), width, height,
-                            self._meta(prompt, seed, width, height, p))
+        args, finish = self._prepare_generate(prompt, width, height, seed, params)
+        return finish(self._call("generate", lambda: self.client.images.generate(**args)))
 
     def edit(
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """Edit through `images.edit` (extra `reference_images` are sent as more images)."""
-        instruction = check_prompt(instruction, what="edit instruction")
-        p = params or GenParams()
-        args = self._edit_args(image, instruction, seed, p)
-        width, height = p.width or image.width, p.height or image.height
-        response = self._call("edit", lambda: self.client.images.edit(**args))
-        return self._finish(self._decode(response, "edit"), width, height,
-                            self._meta(instruction, seed, width, height, p, instruction=instruction,
-                                       source_size=image.size))
+        args, finish = self._prepare_edit(image, instruction, seed, params)
+        return finish(self._call("edit", lambda: self.client.images.edit(**args)))
 
     async def agenerate(
         self, prompt: str, width: int, height: int, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """`generate` on the async client (no GPU lane needed for a remote model)."""
-        prompt = check_prompt(prompt)
-        p = params or GenParams()
-        args = self._generate_args(prompt, width, height, seed, p)
-        response = await self._acall("generate", lambda: self.async_client.images.generate(**args))
-        return self._finish(self._decode(response, "generate"), width, height,
-                            self._meta(prompt, seed, width, height, p))
+        args, finish = self._prepare_generate(prompt, width, height, seed, params)
+        return finish(await self._acall("generate", lambda: self.async_client.images.generate(**args)))
 
     async def aedit(
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """`edit` on the async client."""
-        instruction = check_prompt(instruction, what="edit instruction")
-        p = params or GenParams()
-        args = self._edit_args(image, instruction, seed, p)
-        width, height = p.width or image.width, p.height or image.height
-        response = await self._acall("edit", lambda: self.async_client.images.edit(**args))
-        return self._finish(self._decode(response, "edit"), width, height,
-                            self._meta(instruction, seed, width, height, p, instruction=instruction,
-                                       source_size=image.size))
+        args, finish = self._prepare_edit(image, instruction, seed, params)
+        return finish(await self._acall("edit", lambda: self.async_client.images.edit(**args)))
 
     def close(self) -> None:
         """Close the sync client's connections (the async one closes with its event loop)."""
