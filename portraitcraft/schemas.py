@@ -300,3 +300,83 @@ class ItemProblem:
 
     def __str__(self) -> str:
         return f"item {self.index} ({self.image_path or '?'}): {self.field}: {self.problem}"
+
+
+# --- Composition vocabulary: what the vision tools measure, what a description asks, what a critic finds ---
+# Every direction is in the VIEWER's frame (the side of the image) unless a field says otherwise; coordinates
+# are normalised 0-1 with the origin at the top-left.
+
+Horizontal = Literal["left", "center", "right"]
+Vertical = Literal["upper", "middle", "lower"]
+CropLevel = Literal["close-up", "head-and-shoulders", "half-body", "three-quarter", "full-body"]
+CROP_LEVELS: tuple[str, ...] = ("close-up", "head-and-shoulders", "half-body", "three-quarter", "full-body")
+"""Crop levels from tightest to loosest (index order is meaningful: a tighter crop has a lower index)."""
+Direction = Literal["left", "right", "camera"]
+Orientation = Literal["portrait", "landscape", "square"]
+Frame = Literal["viewer", "subject"]
+FindingSource = Literal["vlm", "geometry", "heuristic"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PersonDetection(_Open):
+    """One detected person: box `[x0, y0, x1, y1]`, detector score, COCO-17 keypoints name -> `[x, y, score]`."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: dict[str, tuple[float, float, float]] = Field(default_factory=dict)
+
+
+class SubjectFeatures(_Open):
+    """The main subject's measured composition (viewer's frame). The `portraitcraft inspect --json` contract."""
+
+    box: tuple[float, float, float, float]
+    centroid: tuple[float, float]
+    face_center: tuple[float, float] | None = None
+    horizontal: Horizontal
+    vertical: Vertical
+    thirds_distance: float
+    headroom: float
+    crop_level: CropLevel | None = None
+    facing: Direction | None = None
+    gaze: Direction | None = None
+    tilt_deg: float | None = None
+    people: int = 1
+
+
+class CompositionTargets(_Open):
+    """What a description demands, in the same vocabulary as `SubjectFeatures`; None where the text is silent.
+
+    `phrases` maps each non-null key to the words it came from (evidence for a report or a finding).
+    """
+
+    horizontal: Horizontal | None = None
+    vertical: Vertical | None = None
+    crop_level: CropLevel | None = None
+    facing: Direction | None = None
+    gaze: Direction | None = None
+    orientation: Orientation | None = None
+    people: int | None = None
+    phrases: dict[str, str] = Field(default_factory=dict)
+
+
+class Finding(_Open):
+    """One critic verdict on one rule for one image.
+
+    `detected` means the failure mode IS present (the image violates the rule). `expected` / `measured` carry
+    the values compared (geometry) and `frame` the reference frame they are in; `instruction` is the edit that
+    would fix it, phrased in the viewer's frame.
+    """
+
+    rule: str
+    detected: bool
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    evidence: str = ""
+    expected: str | int | float | None = None
+    measured: str | int | float | None = None
+    frame: Frame | None = None
+    instruction: str = ""
+    source: FindingSource
+    severity: Annotated[int, Field(ge=1, le=5)] = 3
