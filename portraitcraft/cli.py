@@ -20,6 +20,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "config": ("config", "Show the effective configuration."),
     "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
+    "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,7 +54,9 @@ for _name, (_module, _func) in COMMANDS.items():
 def main() -> None:
     """Console-script entry: known errors become one readable line and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a `typer.Exit(n)` code instead of raising it
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PortraitcraftError as exc:
         if _state["debug"] or "--debug" in sys.argv:
             raise
