@@ -109,3 +109,36 @@ class ScriptedDrawer:
 
     async def aclose(self) -> None:
         return None
+
+
+def image_from_body(body: dict[str, Any]) -> Image.Image:
+    """The first image of a chat request (a data URL) as a PIL image."""
+    import base64
+    import io
+
+    for message in body["messages"]:
+        if isinstance(message.get("content"), list):
+            for part in message["content"]:
+                if part.get("type") == "image_url":
+                    payload = part["image_url"]["url"].split(",", 1)[1]
+                    return Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB")
+    raise AssertionError("no image in the request")
+
+
+def placement_vlm(wrong_side: str = "right", instruction: str = "move the woman to the left third"):
+    """A fake-VLM reply function: the placement rule fires when the red figure is on `wrong_side`."""
+    def reply(body: dict[str, Any]) -> dict[str, Any]:
+        img = image_from_body(body)
+        where = figure_analysis_image(img).horizontal
+        if where == wrong_side:
+            return {"detected": True, "evidence": f"the woman stands on the {where}", "instruction": instruction}
+        return {"detected": False, "evidence": f"the woman stands on the {where}", "instruction": ""}
+    return reply
+
+
+def figure_analysis_image(img: Image.Image) -> FakeAnalysis:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".png") as fh:
+        img.save(fh.name)
+        return figure_analysis(fh.name)
