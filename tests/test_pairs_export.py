@@ -107,7 +107,7 @@ def test_margin_none_keeps_judged_pairs(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_not_a_run_folder_and_unknown_format(tmp_path: Path, run_dir: Path) -> None:
-    with pytest.raises(PairsError, match="no pairs.jsonl"):
+    with pytest.raises(PairsError, match=r"no pairs\.jsonl"):
         read_pairs([tmp_path / "empty"], ExportReport())
     with pytest.raises(PairsError, match="unknown pairs format 'tar'"):
         export_pairs([run_dir], tmp_path / "o", fmt="tar")

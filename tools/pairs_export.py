@@ -131,7 +131,8 @@ def _inside(root: Path, relative: str) -> Path | None:
 
 def thumbnail_difference(a: Path, b: Path, size: int = 64) -> float:
     """Mean absolute difference (0-1) of two images resized to `size` x `size`: ~0 for the same picture."""
-    arrays = [np.asarray(load_image(p).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) for p in (a, b)]
+    arrays = [np.asarray(load_image(p).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+              for p in (a, b)]
     return float(np.abs(arrays[0] - arrays[1]).mean() / 255.0)
 
 
