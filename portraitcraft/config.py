@@ -171,7 +171,7 @@ class MinerConfig(EndpointConfig):
 
 
 class PlannerConfig(_Section):
-    """The planner: canvas policy, canvas size and prompt layout (agents/planner.py)."""
+    """The planner: canvas policy, canvas size and prompt layout (agents/planner/)."""
 
     long_side: Annotated[int, Field(ge=64, le=4096)] = 1024
     multiple: Annotated[int, Field(ge=1, le=256)] = 16
