@@ -25,6 +25,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "mine": ("mine", "mine"),
 }
 
 err_console = Console(stderr=True)

@@ -166,6 +166,7 @@ class AssessorConfig(EndpointConfig):
 
 
 class MinerConfig(EndpointConfig):
+    enabled: bool = Field(False, description="ask this endpoint for discrepancies; off = geometry-only mining")
     sample_size: Annotated[int, Field(ge=1)] = 200
     max_modes: Annotated[int, Field(ge=1, le=64)] = 12
 
