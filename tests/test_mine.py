@@ -92,7 +92,7 @@ def dataset(tmp_path: Path) -> tuple[list[Track2Spec], Path, Path]:
     for i in range(5):
         _write(real / f"p{i}.png", i)
         _write(gen / f"p{i}.png", 100 + i)
-    return items[:4] + [Track2Spec(image_path="missing.png", content="x", composition="y")], real, gen
+    return [*items[:4], Track2Spec(image_path="missing.png", content="x", composition="y")], real, gen
 
 
 def _reply(body: dict[str, Any]) -> dict[str, Any]:
