@@ -29,6 +29,8 @@ _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|
 class ConfigError(PortraitcraftError, ValueError):
     """A configuration problem, worded for the user (names the key and the problem)."""
 
+    exit_code = 2  # bad input, like DataError and InputError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
