@@ -281,7 +281,7 @@ async def name_mode(vlm: Any, mode: FailureMode) -> FailureMode:
 
 def write_rule_set(modes: Sequence[FailureMode], out: Path, *, total: int) -> list[Path]:
     """One rule file per failure mode under `out` (the critic's rules folder format)."""
-    from portraitcraft.runs import atomic_write_text
+    from portraitcraft.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -33,9 +33,10 @@ from agents.miner import (
     write_rule_set,
 )
 from graphs.mine_state import MineContext, MineState
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.runs import RunFolder, atomic_write_json, atomic_write_text
+from portraitcraft.runs import RunFolder
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
 
 
@@ -115,8 +116,8 @@ async def _mine_one(graph: Any, ctx: MineContext, run: RunFolder, item: Track2Sp
     folder = run.item_dir(item.id)
     local_real = folder / f"real{real.suffix.lower()}"
     local_gen = folder / f"generated{generated.suffix.lower()}"
-    shutil.copyfile(real, local_real)
-    shutil.copyfile(generated, local_gen)
+    atomic_write_bytes(local_real, real.read_bytes())
+    atomic_write_bytes(local_gen, generated.read_bytes())
     try:
         state = await graph.ainvoke({"id": item.id, "description": item.description, "real": str(local_real),
                                      "generated": str(local_gen)}, context=ctx)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_text
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.runs import atomic_write_bytes, atomic_write_text
 from tools.images import load_image
 
 PairFormat = Literal["pickapic", "jsonl", "diffsynth", "kohya", "flowfactory"]
@@ -241,7 +240,7 @@ def _copy_images(pairs: list[Pair], out: Path, chosen_dir: str, rejected_dir: st
             rejected_name = chosen_name if pair.rejected.suffix.lower() == pair.chosen.suffix.lower() else rejected_name
         for src, folder, name in ((pair.chosen, chosen_dir, chosen_name), (pair.rejected, rejected_dir, rejected_name)):
             (out / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, out / folder / name)
+            atomic_write_bytes(out / folder / name, src.read_bytes())
         if pair.pose_png is not None and not same_names:
             atomic_write_bytes(out / "poses" / f"{index:06d}.png", pair.pose_png)
         names.append((f"{chosen_dir}/{chosen_name}", f"{rejected_dir}/{rejected_name}"))
@@ -280,7 +279,7 @@ def write_kohya(pairs: list[Pair], out: Path) -> list[Path]:
         name = f"{index:06d}"
         for src, folder in ((pair.chosen, "w"), (pair.rejected, "l")):
             (out / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, out / folder / f"{name}{src.suffix.lower() or '.png'}")
+            atomic_write_bytes(out / folder / f"{name}{src.suffix.lower() or '.png'}", src.read_bytes())
             written.append(atomic_write_text(out / folder / f"{name}.caption", pair.row.prompt))
     return written
 
