@@ -24,6 +24,8 @@ SUBAPPS: dict[str, tuple[str, str]] = {
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "inspect": ("inspect", "inspect"),
+    "reframe": ("reframe", "reframe"),
 }
 
 err_console = Console(stderr=True)
