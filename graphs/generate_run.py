@@ -9,6 +9,7 @@ item, and an unfinished thread continues from its last checkpoint (`ainvoke(None
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -42,12 +43,22 @@ def default_targets(spec: Track2Spec, plan: Any) -> CompositionTargets:
     return extract_targets(spec.content, spec.composition)
 
 
-def default_reframe() -> Callable[..., Any] | None:
+def default_reframe(cfg: PortraitcraftConfig) -> Callable[..., Any] | None:
+    """agents.reframe.reframe with the run's [vision] settings, or None when the vision part is missing."""
     try:
         from agents.reframe import reframe
     except ImportError:
         return None
-    return reframe
+    return functools.partial(reframe, config=cfg.vision)
+
+
+def default_analyze(cfg: PortraitcraftConfig) -> Callable[..., Any] | None:
+    """tools.vision.analyze with the run's [vision] settings, or None when the vision part is missing."""
+    try:
+        from tools.vision import analyze
+    except ImportError:
+        return None
+    return functools.partial(analyze, config=cfg.vision)
 
 
 def build_drawer(cfg: PortraitcraftConfig) -> Any:
@@ -80,9 +91,11 @@ def build_context(
     from agents.planner import Planner
 
     rules = load_rules(rules_dir or cfg.critic.rules_dir, cfg.critic.rules or None)
+    if cfg.critic.geometry and analyze is None:
+        analyze = default_analyze(cfg)
     critic = Critic(rules, cfg.critic, vlm=vlm, analyze=analyze, geometry=geometry)
     axes = {r.id: r.geometry for r in rules if r.geometry}
-    reframer = default_reframe() if reframe is True else (reframe or None)
+    reframer = default_reframe(cfg) if reframe is True else (reframe or None)
     editor = Editor(cfg.loop, cfg.critic.min_confidence, rule_axes=axes, can_edit=can_edit,
                     can_reframe=reframer is not None, reframeable=reframeable_rules())
     pairs = ResultsLog(run.root / "pairs.jsonl")

@@ -4,7 +4,6 @@ state update. Kept apart from graphs/generate.py so the graph module reads as wi
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path, PurePath
 from typing import Any
@@ -13,9 +12,9 @@ from PIL import Image
 
 from agents.editor import EditPlan, best_round
 from graphs.generate_state import GenerateContext, GenerateState, Round
+from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
-from portraitcraft.runs import save_image_atomic
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
 from tools.images import load_image
 
@@ -35,14 +34,23 @@ def add_cost(state: GenerateState, **delta: float) -> dict[str, float]:
     return cost
 
 
-def image_seconds(image: Image.Image, wall: float) -> float:
-    """GPU-lane seconds of a drawn image: its metadata when the drawer recorded them, else the call's wall time."""
-    for key in ("gpu_seconds", "seconds"):
-        try:
-            return float(image.info[key])
-        except (KeyError, TypeError, ValueError):
-            continue
-    return wall
+class GpuClock:
+    """GPU seconds of one drawer call: the drawer's own per-item accounting (`item_seconds`), else wall time."""
+
+    def __init__(self, drawer: Any, item_id: str) -> None:
+        self.drawer, self.item_id = drawer, item_id
+        self.before = self._seconds()
+        self.start = time.perf_counter()
+
+    def _seconds(self) -> float | None:
+        get = getattr(self.drawer, "item_seconds", None)
+        return float(get(self.item_id)) if callable(get) else None
+
+    def spent(self) -> float:
+        after = self._seconds()
+        if after is None or self.before is None:
+            return time.perf_counter() - self.start
+        return after - self.before
 
 
 def save_round(ctx: GenerateContext, item_id: str, k: int, image: Image.Image) -> str:
@@ -79,10 +87,10 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
         first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)
         return {"rounds": [first], "cost": add_cost(state)}
     seed = int(plan["seed"])
-    start = time.perf_counter()
+    clock = GpuClock(ctx.drawer, spec.id)
     image = await ctx.drawer.generate(plan["prompt"], plan["width"], plan["height"], seed, item_id=spec.id,
                                       negative_prompt=ctx.cfg.generator.negative_prompt)
-    gpu = image_seconds(image, time.perf_counter() - start)
+    gpu = clock.spent()
     rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image)
     first = Round(round=0, image=rel, seed=seed, made_by="draft", findings=None, passed=None, action=None)
     return {"rounds": [first], "cost": add_cost(state, generations=1, gpu_seconds=gpu)}
@@ -144,15 +152,15 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
             decision.reason += f"; reframe failed ({error}), edited instead"
             decision.action = made_by = "edit" if ctx.editor.can_edit else "regenerate"
             decision.prompt = decision.prompt or plan.get("prompt", "")
-    start = time.perf_counter()
+    clock = GpuClock(ctx.drawer, spec.id)
     if decision.action == "edit":
         source = await asyncio.to_thread(load_image, abs_path(ctx, base["image"]))
         image = await ctx.drawer.edit(source, decision.instruction, seed=seed, item_id=spec.id)
-        cost.update(edits=1, gpu_seconds=image_seconds(image, time.perf_counter() - start))
+        cost.update(edits=1, gpu_seconds=clock.spent())
     elif decision.action == "regenerate":
         image = await ctx.drawer.generate(decision.prompt or plan.get("prompt", ""), plan["width"], plan["height"],
                                           seed, item_id=spec.id, negative_prompt=ctx.cfg.generator.negative_prompt)
-        cost.update(generations=1, gpu_seconds=image_seconds(image, time.perf_counter() - start))
+        cost.update(generations=1, gpu_seconds=clock.spent())
     assert image is not None
     rel = await asyncio.to_thread(save_round, ctx, spec.id, k, image)
     rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
@@ -217,10 +225,7 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
 
 def _copy_image(src: Path, dst: Path) -> None:
     if src.suffix.lower() == dst.suffix.lower():
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        atomic_write_bytes(dst, src.read_bytes())
         return
     with Image.open(src) as im:
         save_image_atomic(im.convert("RGB"), dst)

@@ -28,6 +28,8 @@ SUBAPPS: dict[str, tuple[str, str]] = {
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "generate": ("generate", "generate"),
+    "report": ("report", "report"),
     "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),
