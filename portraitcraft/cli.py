@@ -27,9 +27,9 @@ SUBAPPS: dict[str, tuple[str, str]] = {
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),
-    "mine": ("mine", "mine"),
 }
 
 err_console = Console(stderr=True)
