@@ -98,7 +98,7 @@ def test_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(ImageError, match="broken.png"):
+    with pytest.raises(ImageError, match=r"broken\.png"):
         analyze(bad)
 
 
