@@ -18,11 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from portraitcraft.errors import DataError
+from portraitcraft.ids import item_key
 from portraitcraft.schemas import (
     ATTRIBUTES,
     ItemProblem,
     Level,
-    Track1Prediction,
     Track1TestItem,
     Track1TrainItem,
     Track2Spec,
@@ -144,7 +144,8 @@ def _image_path_of(rec: Any) -> str:
     return ""
 
 
-def _problems_from(exc: ValidationError, index: int, image_path: str) -> list[ItemProblem]:
+def problems_from_validation(exc: ValidationError, index: int, image_path: str) -> list[ItemProblem]:
+    """One `ItemProblem` per pydantic error, worded for the user (field path, problem, offending value)."""
     out = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "item"
@@ -181,6 +182,7 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
     parsed = Parsed(kind=kind, n_records=len(records))
     model = _model_for(kind)
     seen: dict[str, int] = {}
+    ids: dict[str, int] = {}
     for index, rec in enumerate(records):
         image_path = _image_path_of(rec)
         if isinstance(rec, MalformedLine):
@@ -200,14 +202,20 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
             try:
                 item = model.model_validate(_track2_record(rec) if kind == "track2" else rec)
             except ValidationError as exc:
-                parsed.problems.extend(_problems_from(exc, index, image_path))
+                parsed.problems.extend(problems_from_validation(exc, index, image_path))
                 continue
-        key = PurePath(item.image_path).name
+        key = item_key(item.image_path)
         if key in seen:
             parsed.problems.append(
                 ItemProblem(index, item.image_path, "image_path", f"duplicate of item {seen[key]}")
             )
             continue
+        if isinstance(item, Track2Spec):  # two items may not share an id (a run folder, a thread)
+            if item.id in ids:
+                parsed.problems.append(ItemProblem(index, item.image_path, "id",
+                                                   f"id {item.id!r} is also item {ids[item.id]}'s id"))
+                continue
+            ids[item.id] = index
         seen[key] = index
         parsed.items.append(item)
         parsed.indices.append(index)
@@ -242,46 +250,12 @@ def load_track2(path: str | Path, *, strict: bool = True) -> list[Track2Spec]:
     return parsed.items
 
 
-def _prediction_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """Accept the submission shape (criteria: {attr: {level}}) as well as Track1Prediction's (levels)."""
-    out = {k: rec[k] for k in ("image_path", "total_score", "answer", "scores", "levels") if k in rec}
-    if "levels" not in rec and isinstance(rec.get("criteria"), dict):
-        out["levels"] = {a: (v.get("level") if isinstance(v, dict) else v) for a, v in rec["criteria"].items()}
-    return out
-
-
-def parse_track1_predictions(records: Sequence[Any]) -> tuple[list[Track1Prediction], list[ItemProblem]]:
-    """Validate Track 1 predictions (submission-shaped or Track1Prediction-shaped), listing every bad one."""
-    preds: list[Track1Prediction] = []
-    problems: list[ItemProblem] = []
-    seen: dict[str, int] = {}
-    for index, rec in enumerate(records):
-        image_path = _image_path_of(rec)
-        if not isinstance(rec, dict):
-            kind_name = type(rec).__name__
-            problem = rec.message if isinstance(rec, MalformedLine) else f"expected a JSON object, got {kind_name}"
-            problems.append(ItemProblem(index, "", "item", problem))
-            continue
-        try:
-            pred = Track1Prediction.model_validate(_prediction_record(rec))
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, index, image_path))
-            continue
-        key = PurePath(pred.image_path).name
-        if key in seen:
-            problems.append(ItemProblem(index, pred.image_path, "image_path", f"duplicate of item {seen[key]}"))
-            continue
-        seen[key] = index
-        preds.append(pred)
-    return preds, problems
-
-
 def resolve_image(images_dir: str | Path | None, image_path: str) -> Path | None:
     """Find an item's image: the path as given, then its basename in the root, then in images_00..images_10."""
     if images_dir is None:
         return None
     root = Path(images_dir)
-    name = PurePath(image_path).name
+    name = item_key(image_path)
     candidates = [root / image_path, root / name, *(root / shard / name for shard in SHARD_DIRS)]
     for cand in candidates:
         if cand.is_file():
@@ -408,7 +382,7 @@ __all__ = [
     "load_track2",
     "parse_items",
     "parse_text",
-    "parse_track1_predictions",
+    "problems_from_validation",
     "read_records",
     "resolve_image",
     "validate_file",

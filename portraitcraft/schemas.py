@@ -225,7 +225,8 @@ class Track1Prediction(_Strict):
 
     image_path: ImagePath
     levels: dict[str, LevelField]
-    total_score: Annotated[float, Field(ge=0, le=100)]
+    total_score: Annotated[float, Field(ge=0, le=100, strict=True, allow_inf_nan=False)]
+    """A finite number (a string, a bool, NaN or infinity is refused, never coerced)."""
     answer: Literal["A", "B", "C", "D"]
     scores: dict[str, float] | None = None
     """Optional continuous 0-10 attribute scores behind the levels."""
