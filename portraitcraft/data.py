@@ -12,7 +12,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -250,16 +250,72 @@ def load_track2(path: str | Path, *, strict: bool = True) -> list[Track2Spec]:
     return parsed.items
 
 
+NAME_MAX_BYTES = 255
+"""The longest file name (in UTF-8 bytes) most filesystems allow; a longer name cannot be an image here."""
+
+
+@dataclass(frozen=True)
+class ImageLookup:
+    """Where an item's image is (`path`, resolved, inside the folder) or why it is not (`problem`)."""
+
+    path: Path | None
+    problem: str | None = None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
+    """Find an item's image INSIDE `images_dir`: its basename in the root, then in images_00..images_10.
+
+    Nothing outside the folder is ever returned: only the basename (`item_key`) is looked up, and a candidate
+    whose real path leaves the folder (a symlink, or a shard folder that is a link) is refused. The
+    returned path is the resolved real path, a regular file.
+    """
+    root = Path(images_dir)
+    try:
+        real_root = root.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return ImageLookup(None, f"images folder {root} does not exist")
+    name = item_key(image_path)
+    if name in ("", ".", "..") or "\x00" in name:
+        return ImageLookup(None, f"image_path {image_path!r} has no usable file name")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        return ImageLookup(None, f"image file name is longer than {NAME_MAX_BYTES} bytes")
+    refused: list[str] = []
+    for folder in (root, *(root / shard for shard in SHARD_DIRS)):
+        candidate = folder / name
+        try:
+            if not candidate.exists():
+                continue
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):  # a link loop, a name the OS refuses
+            continue
+        if not _inside(real, real_root):
+            refused.append(str(candidate.relative_to(root)))
+            continue
+        if real.is_file():
+            return ImageLookup(real)
+    if refused:
+        return ImageLookup(None, f"refused {', '.join(refused)}: it resolves outside {root} (a symbolic link)")
+    return ImageLookup(None, f"image not found under {root}")
+
+
 def resolve_image(images_dir: str | Path | None, image_path: str) -> Path | None:
-    """Find an item's image: the path as given, then its basename in the root, then in images_00..images_10."""
+    """The item's image inside `images_dir` (see `find_image`), or None when there is none to use."""
     if images_dir is None:
         return None
-    root = Path(images_dir)
-    name = item_key(image_path)
-    candidates = [root / image_path, root / name, *(root / shard / name for shard in SHARD_DIRS)]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
+    return find_image(images_dir, image_path).path
+
+
+def unsafe_image_path(image_path: str) -> str | None:
+    """Why an image path could name a file outside an images folder (absolute, drive, `..`), else None."""
+    text = image_path.replace("\\", "/")
+    if text.startswith("/") or PureWindowsPath(image_path).drive or PureWindowsPath(image_path).root:
+        return "is an absolute path; give the file name (optionally under images_00..images_10)"
+    if ".." in text.split("/"):
+        return "contains '..'; give the file name (optionally under images_00..images_10)"
     return None
 
 
@@ -347,15 +403,19 @@ def validate_file(path: str | Path, images_dir: str | Path | None = None) -> Val
         report.total_score_range = _range(i.total_score for i in labelled)
         balance.update(lv.value for i in labelled for lv in i.levels.values() if lv is not None)
     report.level_balance = {lv.value: balance.get(lv.value, 0) for lv in Level} if balance else {}
+    if images_dir is None and parsed.kind in ("track1_train", "track1_test", "track2"):
+        for index, item in zip(parsed.indices, parsed.items, strict=True):
+            why = unsafe_image_path(item.image_path)
+            if why:
+                report.problems.append(ItemProblem(index, item.image_path, "image_path", why))
     if images_dir is not None and parsed.kind in ("track1_train", "track1_test", "track2"):
         for index, item in zip(parsed.indices, parsed.items, strict=True):
             report.images_checked += 1
-            found = resolve_image(images_dir, item.image_path)
+            lookup = find_image(images_dir, item.image_path)
+            found = lookup.path
             if found is None:
                 report.images_missing += 1
-                report.problems.append(
-                    ItemProblem(index, item.image_path, "image", f"image not found under {images_dir}")
-                )
+                report.problems.append(ItemProblem(index, item.image_path, "image", str(lookup.problem)))
                 continue
             problem = check_image(found)
             if problem:
@@ -369,6 +429,7 @@ __all__ = [
     "ATTRIBUTES",
     "KINDS",
     "SHARD_DIRS",
+    "ImageLookup",
     "ItemProblem",
     "Kind",
     "MalformedLine",
@@ -376,6 +437,7 @@ __all__ = [
     "ValidationReport",
     "check_image",
     "detect_kind",
+    "find_image",
     "load",
     "load_track1_test",
     "load_track1_train",
@@ -385,6 +447,7 @@ __all__ = [
     "problems_from_validation",
     "read_records",
     "resolve_image",
+    "unsafe_image_path",
     "validate_file",
 ]
 
