@@ -99,7 +99,7 @@ def main() -> None:
     except PortraitcraftError as exc:
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click): usage line, exit 2
         exc.show()  # type: ignore[attr-defined]
@@ -117,7 +117,7 @@ def main() -> None:
         if _state["debug"] or debug:
             raise
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         sys.exit(1)
     # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None).
     sys.exit(code if isinstance(code, int) else 0)
