@@ -27,7 +27,7 @@ COMPOSITION_TEXT = "Subject on the left third, gaze to the right, wide negative 
 
 def judge_cfg(fake: FakeVLMServer, **overrides: Any) -> JudgeConfig:
     values: dict[str, Any] = {"base_url": fake.base_url, "model": fake.model, "api_key_env": API_KEY_ENV,
-                              "kind": "vllm", "timeout": 5.0, "max_retries": 1, "mode": "sampled", "samples": 3}
+                              "dialect": "vllm", "timeout": 5.0, "max_retries": 1, "mode": "sampled", "samples": 3}
     return JudgeConfig(**(values | overrides))
 
 
@@ -269,7 +269,7 @@ async def test_run_judges_images_concurrently_within_the_client_limit(
 
 async def test_a_long_reason_is_clipped_not_a_lost_score(fake_vlm: FakeVLMServer) -> None:
     fake_vlm.script.push(verdict(88, 77, tag=" and more" * 200))
-    cfg = judge_cfg(fake_vlm, samples=1, kind="openai")
+    cfg = judge_cfg(fake_vlm, samples=1, dialect="openai")
     async with client_for(cfg) as client:
         result = await Judge(cfg, client).score(image(7), CONTENT_TEXT, COMPOSITION_TEXT)
     assert (result.content, result.composition, result.n_samples) == (88.0, 77.0, 1)
