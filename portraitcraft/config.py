@@ -182,10 +182,16 @@ class CriticConfig(EndpointConfig):
 
 
 class JudgeConfig(EndpointConfig):
-    mode: Literal["sampled", "logprob", "auto"] = "auto"
+    mode: Literal["sampled", "logprob", "auto"] = Field(
+        "auto", description="scoring method; auto probes the endpoint once per run (logprob if it returns "
+        "logprobs, else sampled) and scores every image that one way"
+    )
     samples: Annotated[int, Field(ge=1, le=64)] = 5
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
     rubric: str = Field("default", description="rubric name under prompts/judge/")
+    item_deadline: Annotated[float, Field(gt=0, le=86400)] = Field(
+        300.0, description="total seconds one image may take (every request, retry and wait) before it fails"
+    )
 
 
 class AssessorConfig(EndpointConfig):

@@ -254,6 +254,7 @@ class VLMClient:
         system: str | None = None,
         samples_if_no_logprobs: int = 8,
         seed: int | None = None,
+        fallback: bool = True,
     ) -> ChoiceDistribution:
         """The model's probability of each option of a closed set (levels, yes/no, A-D).
 
@@ -267,6 +268,8 @@ class VLMClient:
             choices (sequence of str): the options, e.g. ["A", "B", "C", "D"]; best if they differ in their
                 first token.
             samples_if_no_logprobs (int, optional, defaults to 8): votes for the sampled fallback.
+            fallback (bool, optional, defaults to True): False raises VLMAnswerError instead of sampling
+                when the reply carries no usable logprobs (a caller that must score every item one way).
 
         Example:
             >>> dist = await vlm.choice_probs("Is the gaze to the left? Answer yes or no.", ["a.png"],
@@ -285,11 +288,14 @@ class VLMClient:
             try:
                 dist = await self._logprob_distribution(conv, fmt, options, params, samples_if_no_logprobs)
             except VLMRequestError as exc:
-                if exc.status not in (400, 422):
+                if exc.status not in (400, 422) or not fallback:
                     raise
                 refused, dist = exc, None  # some hosted models refuse the logprobs parameter itself
             if dist is not None:
                 return dist
+        if not fallback:
+            raise VLMAnswerError(f"{self.cfg.model} at {self.url}: the reply carries no usable logprobs for the "
+                                 f"choices {options}", raw="", problem="no usable logprobs")
         sample_params = dict(params, temperature=self.cfg.temperature or 1.0)
         replies = await self._samples(conv, fmt, n=samples_if_no_logprobs, **sample_params)
         if refused is not None:  # sampling worked, so the 400 was about logprobs
@@ -312,8 +318,8 @@ class VLMClient:
             raise value
         if not used.tokens:
             self._logprobs_supported = False
-            self._warn_once("logprobs", "%s (%s) returns no logprobs: estimating choice probabilities from "
-                            "%d samples instead", self.url, self.cfg.model, fallback_k)
+            then = f": estimating choice probabilities from {fallback_k} samples instead" if fallback_k else ""
+            self._warn_once("logprobs", "%s (%s) returns no logprobs%s", self.url, self.cfg.model, then)
             return None
         offset = fmt.value_offset(used.text)
         dist = distribution_from_logprobs(used.tokens, offset, options) if offset is not None else None
@@ -333,6 +339,7 @@ class VLMClient:
         system: str | None = None,
         samples_if_no_logprobs: int = 8,
         seed: int | None = None,
+        fallback: bool = True,
     ) -> tuple[float, float, ChoiceDistribution]:
         """The probability-weighted score over discrete levels (Q-Align / PortraitRL).
 
@@ -344,6 +351,7 @@ class VLMClient:
                 "Good": 10}.
             samples_if_no_logprobs (int, optional, defaults to 8): votes drawn where the endpoint gives no
                 logprobs (as for `choice_probs`).
+            fallback (bool, optional, defaults to True): as for `choice_probs`.
 
         Example:
             >>> value, unit, dist = await vlm.expected_score("Rate 1-5.", ["a.png"],
@@ -356,9 +364,42 @@ class VLMClient:
         if len(values) < 2 or (high := max(values.values())) <= (low := min(values.values())):
             raise ValueError(f"levels need at least two different values, got {dict(levels)}")
         dist = await self.choice_probs(prompt, images, choices=list(values), system=system, seed=seed,
-                                       samples_if_no_logprobs=samples_if_no_logprobs)
+                                       samples_if_no_logprobs=samples_if_no_logprobs, fallback=fallback)
         value = dist.expected(values)
         return value, (value - low) / (high - low), dist
+
+    async def logprobs_available(
+        self,
+        prompt: str,
+        images: Sequence[ImageInput] = (),
+        *,
+        choices: Sequence[str],
+        system: str | None = None,
+    ) -> bool:
+        """Whether the endpoint returns usable top_logprobs for a closed-set answer: one request (remembered by
+        the client), for callers that choose ONE scoring method before a run (e.g. the judge's auto mode).
+
+        A refusal of the logprobs parameter (HTTP 400/422) counts as "no"; transport faults and other
+        refusals raise as for `ask`.
+
+        Example:
+            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"], choices=list("0123456789"))
+            True
+        """
+        if self._logprobs_supported is not None:
+            return self._logprobs_supported
+        fmt = choice_format(choices, self.cfg.dialect)
+        conv = await self._conversation(prompt, images, system, fmt)
+        try:
+            dist = await self._logprob_distribution(conv, fmt, [str(c) for c in choices],
+                                                    self._params(None, None, None), 0)
+        except VLMRequestError as exc:
+            if exc.status not in (400, 422):
+                raise
+            self._warn_once("logprobs", "%s (%s) refused logprobs (%s)", self.url, self.cfg.model, exc)
+            dist = None
+        self._logprobs_supported = dist is not None
+        return self._logprobs_supported
 
     async def list_models(self) -> list[str]:
         """The model names the endpoint serves (GET /models), with the same retries as chat requests."""
