@@ -237,7 +237,10 @@ class RunConfig(_Section):
     name: str = ""
     seed: int = 0
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
-    cache_dir: str = Field(".cache/portraitcraft", description="on-disk model-call cache")
+    cache_dir: str | None = Field(
+        None, description="the cache root (VLM replies, tiny models); unset = $PORTRAITCRAFT_CACHE_DIR, else the "
+        "platform cache folder (~/.cache/portraitcraft on Linux); see portraitcraft/paths.py"
+    )
     hf_home: str | None = None
 
 

@@ -147,9 +147,10 @@ async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool,
                  on_result: Callable[[int, Any], None]) -> list[Any]:
     from agents.judge import Judge
     from eval.track2 import judge_items
+    from portraitcraft.paths import cache_root
     from tools.vlm import VLMClient
 
-    cache_dir = Path(cfg.run.cache_dir) if cfg.judge.cache else None
+    cache_dir = cache_root(cfg.run.cache_dir) / "vlm" if cfg.judge.cache else None
     async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
         return await judge_items(specs, images, Judge(cfg.judge, client), progress=progress, on_result=on_result)
 
