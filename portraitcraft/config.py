@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.urls import mask_url_secrets
 
 ENV_PREFIX = "PORTRAITCRAFT_"
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|cookie)", re.I)
@@ -36,29 +37,63 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class EndpointConfig(_Section):
-    """An OpenAI-compatible model endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
+class RemoteEndpoint(_Section):
+    """What every HTTP model endpoint has (VLM sections and the remote image backend): where it is, how to
+    authenticate, how long to wait and how often to retry (tools/retry.py applies the same rule to all).
+
+    `timeout` bounds the wait for a reply of one attempt; `connect_timeout` bounds opening the connection,
+    so a host that is down fails in seconds while a slow model still gets its time.
+    """
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL, ending in /v1")
     model: str = Field("Qwen/Qwen3-VL-8B-Instruct", description="model name the server serves")
     api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the API key")
-    kind: Literal["vllm", "openai", "plain"] = Field(
-        "vllm",
-        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse)",
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        120.0, description="read timeout: seconds one attempt may wait for its reply"
     )
-    timeout: Annotated[float, Field(gt=0)] = 120.0
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        10.0, description="seconds to wait for a connection before the attempt fails"
+    )
+    max_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        4, description="retries of a transient fault (timeout, cut connection, malformed reply, 408/409/425/429/5xx)"
+    )
+    retry_backoff: Annotated[float, Field(ge=0, le=600)] = Field(
+        0.5, description="seconds before the first retry (doubles per retry, plus jitter); a Retry-After wins"
+    )
+    extra: dict[str, Any] = Field(default_factory=dict, description="passed as extra_body on every request")
+
+    def api_key(self) -> str:
+        """The key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
+        return os.environ.get(self.api_key_env, "") or "EMPTY"
+
+    @property
+    def safe_url(self) -> str:
+        """`base_url` with credentials and secret query values masked: the only form to print or log."""
+        return mask_url_secrets(self.base_url)
+
+
+Dialect = Literal["vllm", "openai", "plain"]
+
+
+class EndpointConfig(RemoteEndpoint):
+    """An OpenAI-compatible VLM endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
+
+    dialect: Dialect = Field(
+        "vllm", validation_alias=AliasChoices("dialect", "kind"),
+        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse); "
+        "the old key `kind` is accepted",
+    )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
-    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     max_tokens: Annotated[int, Field(ge=1)] = 1024
     max_image_pixels: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
     seed: int | None = 0
     cache: bool = True
-    extra: dict[str, Any] = Field(default_factory=dict, description="passed as extra_body on every request")
 
-    def api_key(self) -> str:
-        """The key from the environment at call time; 'EMPTY' when unset (local vLLM needs none)."""
-        return os.environ.get(self.api_key_env, "") or "EMPTY"
+    @property
+    def kind(self) -> Dialect:
+        """The old name of `dialect` (kept for code written against it)."""
+        return self.dialect
 
 
 DiffusionBackend = Literal[
@@ -75,7 +110,7 @@ class LoraConfig(_Section):
     weight_name: str | None = Field(None, description="the file inside a folder / repo holding the weights")
 
 
-class DiffusionConfig(_Section):
+class DiffusionConfig(RemoteEndpoint):
     """A diffusers backend (generator, editor or refiner), or a remote OpenAI-compatible image API.
 
     `backend` picks the pipeline family; `model` is a hub id or a local folder (a tiny offline model built by
@@ -107,13 +142,13 @@ class DiffusionConfig(_Section):
     edit_max_area: Annotated[int, Field(ge=64 * 64)] = Field(
         1024 * 1024, description="pixel area edit pipelines resize their input to (Qwen-Image-Edit: ~1 MP)"
     )
-    # remote image API (backend = "remote")
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout: Annotated[float, Field(gt=0)] = 300.0
-    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    # remote image API (backend = "remote"); the other endpoint keys come from RemoteEndpoint
+    base_url: str = Field("https://api.openai.com/v1", description="remote image API base URL (backend remote)")
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        300.0, description="read timeout of one remote image request (generation is slow)"
+    )
     retry_backoff: Annotated[float, Field(ge=0, le=600)] = Field(
-        1.0, description="seconds before the first retry of a transient fault; doubles per attempt"
+        1.0, description="seconds before the first retry (doubles per retry, plus jitter); a Retry-After wins"
     )
     send_seed: bool = Field(False, description="send the seed to the remote API (servers that accept one)")
     remote_size: str | None = Field(
@@ -121,10 +156,6 @@ class DiffusionConfig(_Section):
         "answer is resized to the asked size"
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="extra pipeline kwargs / remote extra_body")
-
-    def api_key(self) -> str:
-        """The remote API key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
-        return os.environ.get(self.api_key_env, "") or "EMPTY"
 
 
 class GeneratorConfig(DiffusionConfig):
@@ -153,10 +184,16 @@ class CriticConfig(EndpointConfig):
 
 
 class JudgeConfig(EndpointConfig):
-    mode: Literal["sampled", "logprob", "auto"] = "auto"
+    mode: Literal["sampled", "logprob", "auto"] = Field(
+        "auto", description="scoring method; auto probes the endpoint once per run (logprob if it returns "
+        "logprobs, else sampled) and scores every image that one way"
+    )
     samples: Annotated[int, Field(ge=1, le=64)] = 5
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
     rubric: str = Field("default", description="rubric name under prompts/judge/")
+    item_deadline: Annotated[float, Field(gt=0, le=86400)] = Field(
+        300.0, description="total seconds one image may take (every request, retry and wait) before it fails"
+    )
 
 
 class AssessorConfig(EndpointConfig):
@@ -203,7 +240,10 @@ class RunConfig(_Section):
     name: str = ""
     seed: int = 0
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
-    cache_dir: str = Field(".cache/portraitcraft", description="on-disk model-call cache")
+    cache_dir: str | None = Field(
+        None, description="the cache root (VLM replies, tiny models); unset = $PORTRAITCRAFT_CACHE_DIR, else the "
+        "platform cache folder (~/.cache/portraitcraft on Linux); see portraitcraft/paths.py"
+    )
     hf_home: str | None = None
 
 
@@ -330,11 +370,9 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
 def mask_secrets(data: Any, *, _key: str = "") -> Any:
-    """Replace secret-looking values (keys named like key/token/secret, URL credentials) with '***'.
+    """Replace secret-looking values (keys named like key/token/secret, URL credentials, secret query values
+    such as `?key=...`) with '***'.
 
     `api_key_env` holds a variable NAME, not a secret, and is kept.
     """
@@ -345,5 +383,5 @@ def mask_secrets(data: Any, *, _key: str = "") -> Any:
     if isinstance(data, str):
         if _key and _key != "api_key_env" and _SECRET_KEY.search(_key) and data:
             return "***"
-        return _URL_CREDENTIALS.sub("***@", data)
+        return mask_url_secrets(data)
     return data

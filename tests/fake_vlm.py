@@ -423,13 +423,13 @@ class FakeVLMServer(LocalServer):
 
 
 def endpoint_config(fake_vlm: FakeVLMServer, **overrides: Any) -> EndpointConfig:
-    """An EndpointConfig pointed at the fake server (kind vllm, 5 s timeout, 3 retries unless overridden).
+    """An EndpointConfig pointed at the fake server (dialect vllm, 5 s timeout, 3 retries unless overridden).
 
     Example:
-        >>> cfg = endpoint_config(fake_vlm, kind="openai", max_retries=5)       # doctest: +SKIP
+        >>> cfg = endpoint_config(fake_vlm, dialect="openai", max_retries=5)       # doctest: +SKIP
     """
     values: dict[str, Any] = {"base_url": fake_vlm.base_url, "model": fake_vlm.model, "api_key_env": API_KEY_ENV,
-                              "kind": "vllm", "timeout": 5.0, "max_retries": 3, "max_concurrency": 8}
+                              "dialect": "vllm", "timeout": 5.0, "max_retries": 3, "max_concurrency": 8}
     values.update(overrides)
     return EndpointConfig(**values)
 
