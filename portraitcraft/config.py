@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -158,17 +158,25 @@ class DiffusionConfig(RemoteEndpoint):
     extra: dict[str, Any] = Field(default_factory=dict, description="extra pipeline kwargs / remote extra_body")
 
 
+_MOVED_TO_GPU = ("pool_budget_gb", "pool_evict")
+
+
 class GeneratorConfig(DiffusionConfig):
-    """The text-to-image backend; also holds the GPU model pool settings shared by every local backend."""
+    """The text-to-image backend (the GPU model pool settings live in `[gpu]`)."""
 
     refiner: DiffusionConfig | None = Field(None, description="optional cascaded SDEdit refiner")
     refiner_strength: Annotated[float, Field(gt=0, le=1)] = 0.3
-    pool_budget_gb: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="GPU memory the model pool may fill with pipelines (GiB); None = no limit"
-    )
-    pool_evict: Literal["cpu", "drop"] = Field(
-        "cpu", description="what happens to the least recently used pipeline over budget: move to CPU, or drop"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_keys_moved(cls, data: Any) -> Any:
+        moved = [k for k in _MOVED_TO_GPU if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)} moved from [generator] to [gpu] (one model pool serves every local backend); "
+                f"write it under [gpu]"
+            )
+        return data
 
 
 class EditorConfig(DiffusionConfig):
@@ -235,6 +243,43 @@ class LoopConfig(_Section):
     select_by_judge: bool = True
 
 
+class GpuConfig(_Section):
+    """The GPU model pool every local backend of a process (or of one Ray actor) shares."""
+
+    pool_budget_gb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="GPU memory the model pool may fill with pipelines (GiB); None = no limit"
+    )
+    pool_evict: Literal["cpu", "drop"] = Field(
+        "cpu", description="what happens to the least recently used pipeline over budget: move to CPU, or drop"
+    )
+
+
+class RayConfig(_Section):
+    """The Ray executor (`[run] executor = "ray"`): a pool of GPU actors, one job at a time each."""
+
+    address: str | None = Field(
+        None, description='None starts a local Ray on 127.0.0.1; "auto" or "ray://host:port" joins a cluster'
+    )
+    actors: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None, description="number of GPU actors; None = one per gpus_per_actor GPUs the cluster reports"
+    )
+    gpus_per_actor: Annotated[float, Field(ge=0, le=64)] = Field(
+        1.0, description="GPUs each actor reserves (0 = none: CPU-only actors, e.g. the tiny test models)"
+    )
+    max_in_flight_per_actor: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, description="jobs queued on one actor at once (one runs, the rest wait there: no GPU idle gap)"
+    )
+    max_job_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        2, description="times a job is re-run on a surviving actor after its actor died"
+    )
+    num_cpus: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="CPUs of a locally started Ray (address None); None = Ray's own count"
+    )
+    object_store_gb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="object store size of a locally started Ray (GiB); None = Ray's default"
+    )
+
+
 class RunConfig(_Section):
     out_dir: str = "runs"
     name: str = ""
@@ -245,6 +290,9 @@ class RunConfig(_Section):
         "platform cache folder (~/.cache/portraitcraft on Linux); see portraitcraft/paths.py"
     )
     hf_home: str | None = None
+    executor: Literal["lane", "ray"] = Field(
+        "lane", description="who runs GPU jobs: the in-process GPU lane, or a pool of Ray actors ([ray])"
+    )
 
 
 _TOML_PATH: ContextVar[Path | None] = ContextVar("_TOML_PATH", default=None)
@@ -291,6 +339,8 @@ class PortraitcraftConfig(BaseSettings):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @classmethod
     def settings_customise_sources(
