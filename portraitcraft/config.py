@@ -185,9 +185,24 @@ class PlannerConfig(_Section):
     policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit); unset = rule")
     spatial_first: bool = True
     trigger_word: str = Field("", description="LoRA trigger word put first in the prompt, e.g. AES_COMP")
-    max_prompt_tokens: Annotated[int, Field(ge=16)] = 512
+    max_prompt_tokens: Annotated[int, Field(ge=16)] | None = Field(
+        None, description="the prompt's token budget; unset = the generator's max_sequence_length, capped by what "
+        "its diffusers pipeline accepts (Planner.from_config)"
+    )
     seed_mode: Literal["fixed", "per_item"] = Field(
         "fixed", description="fixed: every item uses run.seed; per_item: a stable seed from run.seed and the id"
+    )
+    prior_orientation: Literal["portrait", "square", "landscape"] = Field(
+        "portrait", description="the rule policy's canvas when nothing in the description decides"
+    )
+    convention: Literal["strict", "loose"] | None = Field(
+        None, description="how a side said in the subject's frame ('her left') is read: strict = the left of a "
+        "subject facing the camera is the viewer's right, loose = the viewer's left; unset = the fitted policy's "
+        "convention (plan fit-convention), else strict"
+    )
+    condense: Literal["off", "rules", "llm"] = Field(
+        "rules", description="fit an over-budget prompt: rules (drop repeats and filler, offline), llm (the "
+        "critic endpoint rewrites it; rules when it fails), off (warn only)"
     )
 
 
@@ -243,6 +258,10 @@ class VisionConfig(_Section):
     )
     reframe_margin: Annotated[float, Field(ge=0, le=0.2)] = Field(
         0.02, description="room kept around the head and the needed joints (fraction of the image side)"
+    )
+    targets: Literal["rules", "llm"] = Field(
+        "rules", description="composition targets from descriptions: rules (agents/planner/targets.py, offline) "
+        "or llm (the critic endpoint, structured output; the rules when it fails)"
     )
 
 

@@ -31,13 +31,13 @@ def test_show_table_lists_words_and_weights() -> None:
     result = runner.invoke(app, ["show", "A long road along the coastline"])
     assert result.exit_code == 0, result.output
     assert "coastline" in result.stdout and "+0.80" in result.stdout
-    assert "rule policy: score" in result.stdout and "landscape" in result.stdout
+    assert "weak cues: +1.60" in result.stdout and "rule policy -> 1024x688 = 3:2 landscape" in result.stdout
 
 
 def test_show_uses_config_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[planner]\nlong_side = 1584\nmultiple = 32\n")
-    result = runner.invoke(app, ["show", "a headshot", "--json", "--config", str(cfg)])
+    cfg.write_text("[planner]\nlong_side = 1584\nmultiple = 32\nprior_orientation = \"square\"\n")
+    result = runner.invoke(app, ["show", "a plain portrait of a man", "--json", "--config", str(cfg)])
     data = json.loads(result.stdout)
     assert (data["width"], data["height"]) == (1600, 1600)  # 1584 rounded to the multiple of 32
 
