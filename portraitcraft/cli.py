@@ -28,6 +28,8 @@ SUBAPPS: dict[str, tuple[str, str]] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
     "mine": ("mine", "mine"),
+    "inspect": ("inspect", "inspect"),
+    "reframe": ("reframe", "reframe"),
 }
 
 err_console = Console(stderr=True)

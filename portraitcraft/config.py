@@ -230,9 +230,24 @@ class PlannerConfig(_Section):
     policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit); unset = rule")
     spatial_first: bool = True
     trigger_word: str = Field("", description="LoRA trigger word put first in the prompt, e.g. AES_COMP")
-    max_prompt_tokens: Annotated[int, Field(ge=16)] = 512
+    max_prompt_tokens: Annotated[int, Field(ge=16)] | None = Field(
+        None, description="the prompt's token budget; unset = the generator's max_sequence_length, capped by what "
+        "its diffusers pipeline accepts (Planner.from_config)"
+    )
     seed_mode: Literal["fixed", "per_item"] = Field(
         "fixed", description="fixed: every item uses run.seed; per_item: a stable seed from run.seed and the id"
+    )
+    prior_orientation: Literal["portrait", "square", "landscape"] = Field(
+        "portrait", description="the rule policy's canvas when nothing in the description decides"
+    )
+    convention: Literal["strict", "loose"] | None = Field(
+        None, description="how a side said in the subject's frame ('her left') is read: strict = the left of a "
+        "subject facing the camera is the viewer's right, loose = the viewer's left; unset = the fitted policy's "
+        "convention (plan fit-convention), else strict"
+    )
+    condense: Literal["off", "rules", "llm"] = Field(
+        "rules", description="fit an over-budget prompt: rules (drop repeats and filler, offline), llm (the "
+        "critic endpoint rewrites it; rules when it fails), off (warn only)"
     )
 
 
@@ -295,6 +310,49 @@ class RunConfig(_Section):
     )
 
 
+class VisionConfig(_Section):
+    """Seeing the portrait (tools/vision): pose backend, thresholds, and the reframing editor's limits."""
+
+    pose_backend: Literal["mediapipe", "rtmlib"] = Field(
+        "mediapipe", description="mediapipe (weights bundled in the wheel; one pose per image, people counted by "
+        "its face detector) or rtmlib (every person; needs local ONNX files)"
+    )
+    model_complexity: Annotated[int, Field(ge=0, le=2)] = Field(1, description="mediapipe pose model size")
+    rtmlib_det_model: str | None = Field(None, description="local YOLOX end2end .onnx (person detector)")
+    rtmlib_pose_model: str | None = Field(None, description="local RTMPose COCO-17 .onnx (SimCC head)")
+    rtmlib_det_input_size: tuple[int, int] = Field((640, 640), description="detector input (height, width)")
+    rtmlib_pose_input_size: tuple[int, int] = Field((192, 256), description="pose input (width, height)")
+    rtmlib_device: str = Field("cpu", description='onnxruntime device: "cpu" or "cuda[:N]"')
+    max_side: Annotated[int, Field(ge=64, le=8192)] = Field(
+        1024, description="longer side images are scaled to before analysis (coordinates are normalised)"
+    )
+    person_threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="min person detection score")
+    keypoint_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="min keypoint visibility for a joint to count as seen"
+    )
+    mask_threshold: Annotated[float, Field(gt=0, lt=1)] = Field(0.5, description="person-mask probability cut")
+    face_threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="min face detection score")
+    facing_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.3, description="|turn score| above which the subject faces left/right rather than the camera"
+    )
+    gaze_threshold_deg: Annotated[float, Field(gt=0, le=90)] = Field(
+        15.0, description="gaze angle (head yaw + eye turn from the iris) beyond which the look is left/right"
+    )
+    reframe_fill: Literal["blur", "reflect"] = Field(
+        "blur", description="padding fill: blur (blurred background, person removed) or reflect (mirror the edge)"
+    )
+    reframe_max_pad: Annotated[float, Field(ge=0, le=0.9)] = Field(
+        0.35, description="max fraction of the reframed image that may be padding"
+    )
+    reframe_margin: Annotated[float, Field(ge=0, le=0.2)] = Field(
+        0.02, description="room kept around the head and the needed joints (fraction of the image side)"
+    )
+    targets: Literal["rules", "llm"] = Field(
+        "rules", description="composition targets from descriptions: rules (agents/planner/targets.py, offline) "
+        "or llm (the critic endpoint, structured output; the rules when it fails)"
+    )
+
+
 _TOML_PATH: ContextVar[Path | None] = ContextVar("_TOML_PATH", default=None)
 
 
@@ -341,6 +399,7 @@ class PortraitcraftConfig(BaseSettings):
     run: RunConfig = Field(default_factory=RunConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    vision: VisionConfig = Field(default_factory=VisionConfig)
 
     @classmethod
     def settings_customise_sources(
