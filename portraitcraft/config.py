@@ -29,6 +29,8 @@ _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|
 class ConfigError(PortraitcraftError, ValueError):
     """A configuration problem, worded for the user (names the key and the problem)."""
 
+    exit_code = 2  # bad input, like DataError and InputError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -190,12 +192,13 @@ class AssessorConfig(EndpointConfig):
 
 
 class MinerConfig(EndpointConfig):
+    enabled: bool = Field(False, description="ask this endpoint for discrepancies; off = geometry-only mining")
     sample_size: Annotated[int, Field(ge=1)] = 200
     max_modes: Annotated[int, Field(ge=1, le=64)] = 12
 
 
 class PlannerConfig(_Section):
-    """The planner: canvas policy, canvas size and prompt layout (agents/planner.py)."""
+    """The planner: canvas policy, canvas size and prompt layout (agents/planner/)."""
 
     long_side: Annotated[int, Field(ge=64, le=4096)] = 1024
     multiple: Annotated[int, Field(ge=1, le=256)] = 16

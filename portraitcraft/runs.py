@@ -1,8 +1,9 @@
 """The run folder: `runs/<name>/` with a manifest, an append-only results.jsonl and atomically written files.
 
-Crash safety: every file is written to a temp file and `os.replace`d into place; each results row is ONE
-`os.write` of a complete line on an O_APPEND descriptor, and opening a results file trims a torn tail (a
-line without its newline) left by a writer killed mid-write, so readers only ever see complete rows.
+Crash safety: every file is written through `portraitcraft.atomic` (temp file in the same folder, fsync,
+`os.replace`); each results row is ONE `os.write` of a complete line on an O_APPEND descriptor, and opening
+a results file trims a torn tail (a line without its newline) left by a writer killed mid-write, so readers
+only ever see complete rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import safe_id
@@ -38,50 +39,6 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and `os.replace` (never half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def save_image_atomic(image: Any, path: str | Path, *, pnginfo: Any = None) -> Path:
-    """Save a PIL image through a temp file + `os.replace`; the format follows the suffix."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(target.suffix.lower(), "PNG")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem[:40]}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        kwargs: dict[str, Any] = {"pnginfo": pnginfo} if (fmt == "PNG" and pnginfo is not None) else {}
-        if fmt == "JPEG":
-            kwargs["quality"] = 95
-        image.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 class ResultsLog:

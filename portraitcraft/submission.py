@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from portraitcraft.atomic import atomic_open, save_image_atomic
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.schemas import (
     ANSWER_LETTERS,
@@ -121,15 +120,8 @@ def write_track1_submission(
     _check_track1_records(records)
     payload = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
     out = Path(out_zip)
-    fd, tmp = tempfile.mkstemp(dir=out.parent if out.parent.exists() else None, suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(TRACK1_MEMBER, payload)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_open(out) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(TRACK1_MEMBER, payload)
     report.path = out
     return report
 
@@ -206,24 +198,15 @@ def write_track2_submission(
         if spec.image_path in missing:
             continue
         target = folder / spec.output_name
-        suffix = target.suffix.lower()
         with Image.open(images[spec.id]) as im:
             rgb = im.convert("RGB")
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix or ".png")
-        os.close(fd)
-        if suffix in (".jpg", ".jpeg"):
-            rgb.save(tmp, format="JPEG", quality=95)
-        else:
-            rgb.save(tmp, format="PNG")
-        os.replace(tmp, target)
+        fmt = "JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        save_image_atomic(rgb, target, fmt=fmt)
         written.append(target)
     zip_path = out / "submission.zip"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".zip")
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_open(zip_path) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
         for path in written:
             zf.write(path, arcname=path.name)
-    os.replace(tmp, zip_path)
     return Track2Submission(folder, zip_path, len(written), missing)
 
 

@@ -80,7 +80,7 @@ def main() -> int:
         finals[spec.id] = path
         run.results.append({"id": spec.id, "status": "finished", "image": str(path), "width": plan.width,
                             "height": plan.height, "seed": plan.seed, "reasons": plan.reasons})
-        table.add_row(spec.id[:28], f"{plan.width}x{plan.height}", "; ".join(plan.reasons)[:60], path.name)
+        table.add_row(spec.id[:28], f"{plan.width}x{plan.height}", plan.reasons[-1], path.name)
     console.print(table)
     sub2 = write_track2_submission(specs, finals, run.root)
     console.print(f"Track 2 submission: {sub2.n_images} images in {sub2.folder}, zipped at {sub2.zip_path}")

@@ -9,7 +9,7 @@ import pytest
 from planner_synthetic import make_synthetic_set
 from typer.testing import CliRunner
 
-from agents.canvas_policy import load_policy
+from agents.planner.canvas_policy import load_policy
 from portraitcraft.commands.plan import app
 from portraitcraft.errors import DataError, InputError
 
@@ -54,7 +54,7 @@ def test_fit_then_show_with_the_fitted_policy(tmp_path: Path) -> None:
     assert {i["image_path"] for i in report["missing"]} == set(synth.missing)
     assert {i["image_path"] for i in report["unreadable"]} == set(synth.corrupt)
     assert set(report["holdout"]) == {"fitted", "rule", "square"}
-    assert load_policy(out).kind == "fitted"
+    assert load_policy(out).method == "fitted"
 
     shown = runner.invoke(app, ["show", "A wide landscape opens around the small figure.", "--policy", str(out),
                                 "--json"])

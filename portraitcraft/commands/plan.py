@@ -30,8 +30,8 @@ def fit(
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
     """Fit phrase weights and cut points to the train images' aspect ratios; compare with rule and square."""
-    from agents.canvas_policy import rule_policy
-    from agents.plan_fit import FitSettings, fit_policy, read_train_set, report_of
+    from agents.planner.canvas_policy import rule_policy
+    from agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of
 
     cfg = config_from_cli(config, sets)
     if not images.is_dir():
@@ -89,10 +89,10 @@ def show(
         return
     if canvas.evidence:
         table = Table(title="canvas evidence")
-        for column in ("phrase", "group", "kind", "weight"):
+        for column in ("phrase", "group", "effect", "weight"):
             table.add_column(column)
         for e in canvas.evidence:
-            table.add_row(e.phrase, e.group, e.kind, f"{e.weight:+.2f}")
+            table.add_row(e.phrase, e.group, e.effect, f"{e.weight:+.2f}")
         console.print(table)
     for reason in canvas.reasons[len(canvas.evidence):]:
         console.print(reason, highlight=False, soft_wrap=True)

@@ -133,7 +133,7 @@ def _row(outcome: ItemOutcome, run_fingerprint: str) -> dict[str, Any]:
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    from portraitcraft.runs import atomic_write_text
+    from portraitcraft.atomic import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
@@ -281,7 +281,7 @@ def export_sft(
     """Write the Track 1 training set as chat SFT records with exactly the assessor's prompts and schema."""
     from agents.assessor_sft import SFT_FORMATS, dataset_info, sft_record
     from portraitcraft.data import load
-    from portraitcraft.runs import atomic_write_json
+    from portraitcraft.atomic import atomic_write_json
 
     if fmt not in SFT_FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(SFT_FORMATS)}")

@@ -1,7 +1,9 @@
-"""The planner role: a Track 2 spec -> a Plan (canvas, prompt, negative prompt, seed, reasons).
+"""The planner role: a Track 2 spec -> a Plan (canvas, prompt, seed, reasons).
 
-The canvas comes from a canvas policy (agents/canvas_policy.py: the rule policy, or a fitted one named by
-PlannerConfig.policy), the prompt from the prompt builder (agents/prompt_builder.py). No model is called.
+The canvas comes from a canvas policy (agents/planner/canvas_policy.py: the rule policy, or a fitted one named
+by PlannerConfig.policy), the prompt from the prompt builder (agents/planner/prompt_builder.py). No model is
+called. The plan carries no negative prompt: the draft call uses the generator's configured one
+(`generator.negative_prompt`, applied by the backend), so a copy here would only drift from it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import logging
 
 from pydantic import BaseModel, Field
 
-from agents.canvas_policy import CanvasPolicy, load_policy, rule_policy
-from agents.prompt_builder import PromptBuilder
+from agents.planner.canvas_policy import CanvasPolicy, load_policy, rule_policy
+from agents.planner.prompt_builder import PromptBuilder
 from portraitcraft.config import PlannerConfig, PortraitcraftConfig
 from portraitcraft.schemas import Track2Spec
 
@@ -26,7 +28,6 @@ class Plan(BaseModel):
     width: int
     height: int
     prompt: str
-    negative_prompt: str
     seed: int
     reasons: list[str] = Field(default_factory=list, description="the canvas evidence and decision, readable")
     warnings: list[str] = Field(default_factory=list, description="e.g. the prompt will be truncated")
@@ -56,7 +57,6 @@ class Planner:
         config (PlannerConfig, optional): the planner section; defaults to the defaults.
         policy (CanvasPolicy, optional): overrides the policy `config` names (tests, notebooks).
         seed (int, optional, defaults to 0): the run seed (`run.seed`).
-        negative_prompt (str, optional, defaults to " "): passed through to the plan.
 
     Example:
         >>> spec = Track2Spec(image_path="a.jpg", content="A full-body shot of a dancer.", composition="")
@@ -71,18 +71,16 @@ class Planner:
         *,
         policy: CanvasPolicy | None = None,
         seed: int = 0,
-        negative_prompt: str = " ",
     ) -> None:
         self.config = config or PlannerConfig()
         self.policy = policy or policy_from_config(self.config)
         self.builder = PromptBuilder.from_config(self.config)
         self.seed = seed
-        self.negative_prompt = negative_prompt
 
     @classmethod
     def from_config(cls, config: PortraitcraftConfig) -> Planner:
-        """A planner wired from the whole config: planner section, run.seed, generator.negative_prompt."""
-        return cls(config.planner, seed=config.run.seed, negative_prompt=config.generator.negative_prompt)
+        """A planner wired from the whole config: the planner section and run.seed."""
+        return cls(config.planner, seed=config.run.seed)
 
     def plan(self, spec: Track2Spec) -> Plan:
         """Plan one item (pure and fast: no model call)."""
@@ -94,6 +92,6 @@ class Planner:
         seed = self.seed if self.config.seed_mode == "fixed" else item_seed(self.seed, spec.id)
         return Plan(
             id=spec.id, width=canvas.width, height=canvas.height, prompt=prompt.text,
-            negative_prompt=self.negative_prompt, seed=seed, reasons=canvas.reasons,
+            seed=seed, reasons=canvas.reasons,
             warnings=prompt.warnings, prompt_tokens=prompt.tokens,
         )

@@ -23,7 +23,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from agents.plan_keywords import PhraseMatcher, load_planner_data
+from agents.planner.plan_keywords import PhraseMatcher, load_planner_data
 from portraitcraft.config import PlannerConfig
 from prompts.loader import render_prompt
 

@@ -11,7 +11,7 @@ below 1, nearest-to-square first; `wide_cuts` above 1). Weak evidence therefore 
 
 - The RULE policy takes its weights from prompts/planner/canvas_evidence.json (one weight per group) and
   spaces its cut points evenly (`square_margin`, then every `class_step`).
-- The FITTED policy (agents/plan_fit.py, `portraitcraft plan fit`) has per-phrase weights and cut points
+- The FITTED policy (agents/planner/plan_fit.py, `portraitcraft plan fit`) has per-phrase weights and cut points
   learned from the train images' real aspect ratios, and is stored as JSON.
 """
 
@@ -25,13 +25,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from agents.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data
+from agents.planner.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data
 from portraitcraft.errors import InputError
 
 EVIDENCE_FILE = "canvas_evidence.json"
-POLICY_FORMAT = "portraitcraft.canvas_policy/1"
+POLICY_FORMAT = "portraitcraft.canvas_policy/2"
+LEGACY_FORMAT = "portraitcraft.canvas_policy/1"  # the same with `method` spelled `kind`
 
-PhraseKind = Literal["orientation", "square"]
+Effect = Literal["orientation", "square"]
+"""What a phrase does: push the orientation (signed weight) or damp the score toward square."""
 Orientation = Literal["portrait", "square", "landscape"]
 
 
@@ -42,7 +44,7 @@ class Evidence(BaseModel):
 
     phrase: str
     group: str
-    kind: PhraseKind
+    effect: Effect
     weight: float
 
 
@@ -152,8 +154,8 @@ class CanvasPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["portraitcraft.canvas_policy/1"] = POLICY_FORMAT
-    kind: Literal["rule", "fitted"]
+    format: Literal["portraitcraft.canvas_policy/2"] = POLICY_FORMAT
+    method: Literal["rule", "fitted"] = Field(description="how the weights were set: the rule data or a fit")
     classes: list[float] = Field(description="canvas aspect ratios (width / height), sorted, including 1.0")
     weights: dict[str, float] = Field(description="orientation weight per phrase: < 0 taller, > 0 wider")
     damping: dict[str, float] = Field(description="square damping per phrase (>= 0)")
@@ -195,9 +197,9 @@ class CanvasPolicy(BaseModel):
         """The phrases of this policy present in `text`, with their weights."""
         found = []
         for phrase in self.matcher.find(text):
-            kind: PhraseKind = "orientation" if phrase in self.weights else "square"
-            weight = self.weights[phrase] if kind == "orientation" else self.damping[phrase]
-            found.append(Evidence(phrase=phrase, group=self.groups.get(phrase, ""), kind=kind, weight=weight))
+            effect: Effect = "orientation" if phrase in self.weights else "square"
+            weight = self.weights[phrase] if effect == "orientation" else self.damping[phrase]
+            found.append(Evidence(phrase=phrase, group=self.groups.get(phrase, ""), effect=effect, weight=weight))
         return found
 
     def choose(self, text: str, *, long_side: int, multiple: int) -> Canvas:
@@ -209,8 +211,8 @@ class CanvasPolicy(BaseModel):
             multiple (int): the model's side multiple.
         """
         found = self.evidence(text)
-        push = sum(e.weight for e in found if e.kind == "orientation")
-        damp = sum(e.weight for e in found if e.kind == "square")
+        push = sum(e.weight for e in found if e.effect == "orientation")
+        damp = sum(e.weight for e in found if e.effect == "square")
         score = push / (1.0 + damp)
         index = int(ordinal_index(np.array([score]), np.array(self.tall_cuts), np.array(self.wide_cuts),
                                   self.square_index)[0])
@@ -221,10 +223,10 @@ class CanvasPolicy(BaseModel):
         high = f"{self.wide_cuts[0]:.2f}" if self.wide_cuts else "inf"
         reasons = [_reason(e) for e in found] or ["no canvas evidence in the description"]
         reasons.append(
-            f"{self.kind} policy: score {push:+.2f} / (1 + {damp:.2f}) = {score:+.2f}, square band "
+            f"{self.method} policy: score {push:+.2f} / (1 + {damp:.2f}) = {score:+.2f}, square band "
             f"[{low}, {high}] -> {label} {orientation_of(aspect)}, {width}x{height}"
         )
-        return Canvas(width=width, height=height, aspect=aspect, label=label, policy=self.kind, score=score,
+        return Canvas(width=width, height=height, aspect=aspect, label=label, policy=self.method, score=score,
                       evidence=found, reasons=reasons)
 
     def save(self, path: str | Path) -> Path:
@@ -236,7 +238,7 @@ class CanvasPolicy(BaseModel):
 
 def _reason(e: Evidence) -> str:
     where = f" ({e.group})" if e.group else ""
-    if e.kind == "square":
+    if e.effect == "square":
         return f"'{e.phrase}'{where}: square damping {e.weight:.2f}"
     return f"'{e.phrase}'{where}: {e.weight:+.2f} toward {'wider' if e.weight > 0 else 'taller'}"
 
@@ -248,7 +250,7 @@ def rule_policy(aspect_ratios: list[float]) -> CanvasPolicy:
         aspect_ratios (list[float]): width / height ratios (PlannerConfig.aspect_ratios); 1.0 is added.
 
     Raises:
-        PlannerDataError: the evidence file is malformed (a phrase in two groups, a bad kind or weight).
+        PlannerDataError: the evidence file is malformed (a phrase in two groups, a bad effect or weight).
 
     Example:
         >>> rule_policy([9 / 16, 16 / 9]).classes
@@ -262,7 +264,7 @@ def rule_policy(aspect_ratios: list[float]) -> CanvasPolicy:
     try:
         margin, step = float(data["rule"]["square_margin"]), float(data["rule"]["class_step"])
         for group in data["groups"]:
-            target = {"orientation": weights, "square": damping}[group["kind"]]
+            target = {"orientation": weights, "square": damping}[group["effect"]]
             for phrase in PhraseMatcher(group["phrases"]).phrases:
                 if phrase in groups:
                     raise PlannerDataError(
@@ -277,7 +279,7 @@ def rule_policy(aspect_ratios: list[float]) -> CanvasPolicy:
     n_wide = len(classes) - n_tall - 1
     try:
         return CanvasPolicy(
-            kind="rule", classes=classes, weights=weights, damping=damping, groups=groups,
+            method="rule", classes=classes, weights=weights, damping=damping, groups=groups,
             tall_cuts=[margin + step * j for j in range(n_tall)],
             wide_cuts=[margin + step * j for j in range(n_wide)],
         )
@@ -300,6 +302,9 @@ def load_policy(path: str | Path) -> CanvasPolicy:
         raise InputError(f"canvas policy {p}: not a JSON file ({exc})") from None
     except OSError as exc:  # a folder, no permission, ...
         raise InputError(f"canvas policy {p}: cannot be read ({exc.strerror or exc})") from None
+    if isinstance(data, dict) and data.get("format") == LEGACY_FORMAT:
+        data = {**data, "format": POLICY_FORMAT, "method": data.get("kind")}
+        data.pop("kind", None)
     try:
         return CanvasPolicy.model_validate(data)
     except ValidationError as exc:
