@@ -22,6 +22,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "config": ("config", "Show the effective configuration."),
     "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
+    "understand": ("understand", "Track 1: views, votes and calibration over a VLM; the submission zip; SFT export."),
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
 }
 # Single commands: name -> (module, function name).

@@ -210,6 +210,30 @@ class AssessorConfig(EndpointConfig):
     max_pixels: list[int] = Field(default_factory=lambda: [448 * 448, 1024 * 1024])
     permute_options: bool = True
     linear_prior: float = Field(0.0, ge=0, le=1, description="weight of overall = 0.86*sum - 8.92")
+    # Track 1 understanding (agents/assessor.py, agents/assessor_vote.py, graphs/understand.py)
+    temperature: Annotated[float, Field(ge=0, le=2)] = Field(
+        0.7, description="sampling temperature of the K votes per view (0 makes K identical greedy requests)"
+    )
+    output: Literal["levels", "scores"] = Field(
+        "scores", description="attributes answered as levels (Poor/Medium/Good) or as 0-10 scores"
+    )
+    templates: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["default"], description="prompt-template variants (prompts/understand/templates/)"
+    )
+    option_orders: Annotated[int, Field(ge=1, le=24)] = Field(
+        2, description="distinct option orders rotated over the views when permute_options is on"
+    )
+    overall: Literal["mean", "trimmed_mean", "logprob"] = Field(
+        "mean", description="overall score: mean / trimmed mean of the votes, or the logprob expected score"
+    )
+    trim: Annotated[float, Field(ge=0, lt=0.5)] = Field(0.2, description="fraction cut at EACH end (trimmed_mean)")
+    level_mode: Literal["vote", "thresholds"] = Field(
+        "thresholds", description="levels by majority vote, or averaged 0-10 scores cut by per-attribute thresholds"
+    )
+    vqa_unflipped_only: bool = Field(True, description="the VQA answer is voted from un-mirrored views only")
+    explanations: bool = Field(False, description="ask for a short explanation before the scores")
+    calibration: str | None = Field(None, description="calib.json from `portraitcraft understand calibrate`")
+    geometry_hints: bool = Field(False, description="give measured subject geometry as context (needs tools.vision)")
 
 
 class MinerConfig(EndpointConfig):
