@@ -24,10 +24,13 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
     "understand": ("understand", "Track 1: views, votes and calibration over a VLM; the submission zip; SFT export."),
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
+    "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "generate": ("generate", "generate"),
+    "report": ("report", "report"),
     "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),

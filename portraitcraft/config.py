@@ -189,6 +189,18 @@ class CriticConfig(EndpointConfig):
     rules: list[str] = Field(default_factory=list, description="rule names to run; empty = every shipped rule")
     rules_dir: str | None = Field(None, description="a folder of extra rule prompts (*.md)")
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    enabled: bool = Field(True, description="ask the VLM; false = geometry + heuristics only (the offline profile)")
+    mode: Literal["json", "logprob"] = Field(
+        "json", description="json: a verdict + evidence + instruction per rule; logprob: a yes/no answer whose "
+        "logprobs give the confidence (instruction from the rule's template)")
+    batch_size: Annotated[int, Field(ge=1, le=32)] = Field(1, description="rules per request (json mode)")
+    geometry: bool = Field(True, description="run the geometric critic (pose, mask, gaze vs the targets)")
+    geometry_min_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="a geometric finding at least this confident decides over the VLM")
+    heuristics: bool = Field(True, description="run the model-free checks (sharpness, clipping, horizon tilt)")
+    min_sharpness: Annotated[float, Field(ge=0)] = Field(15.0, description="minimum variance of the Laplacian")
+    max_clipped: Annotated[float, Field(ge=0, le=1)] = Field(0.25, description="maximum clipped pixel fraction")
+    max_tilt_deg: Annotated[float, Field(ge=0, le=45)] = Field(2.0, description="maximum horizon tilt, degrees")
 
 
 class JudgeConfig(EndpointConfig):
@@ -280,6 +292,15 @@ class LoopConfig(_Section):
     max_generations: Annotated[int, Field(ge=1, le=200)] = 8
     drift_guard: bool = True
     select_by_judge: bool = True
+    max_edits: Annotated[int, Field(ge=0, le=50)] = Field(
+        2, description="edits in a row before the editor regenerates with a new seed instead")
+    drift_min_psnr_background: Annotated[float, Field(ge=0)] = Field(
+        16.0, description="drift guard: an edit whose background PSNR (dB) falls below this drifted")
+    drift_max_delta_e_person: Annotated[float, Field(ge=0)] = Field(
+        25.0, description="drift guard: an edit whose mean CIEDE2000 over the person exceeds this drifted")
+    strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
+        "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
+        "one-shot: one draft")
 
 
 class GpuConfig(_Section):
