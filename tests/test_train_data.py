@@ -108,7 +108,7 @@ def test_buckets_follow_the_planner_canvas_set_and_fit_centre_crops() -> None:
 
 def test_pose_control_from_keypoints_and_undecodable_bytes() -> None:
     chosen = Image.new("RGB", (40, 40))
-    keypoints = (np.zeros((17, 3)) + [0.5, 0.5, 1.0]).tolist()  # normalised: the middle of the image
+    keypoints = np.tile([0.5, 0.5, 1.0], (17, 1)).tolist()  # normalised: the middle of the image
     item = TrainItem(id="x", row=0, prompt="p", images=[b"", b""], pose_keypoints=keypoints)
     control = np.asarray(pose_control(item, chosen, (32, 32)))
     assert control.shape == (32, 32, 3) and control[14:18, 14:18].max() > 0 and control[:4, :4].max() == 0

@@ -160,6 +160,8 @@ class FlowModel:
             raise TrainError(f"pose ControlNet {source!r} could not be loaded: {exc}") from None
         controlnet = ZImageControlNetModel.from_transformer(controlnet, self.transformer)
         controlnet.requires_grad_(False)
+        if not hasattr(controlnet, "gradient_checkpointing"):  # read by its forward whenever grad is on
+            controlnet.gradient_checkpointing = False
         controlnet.register_forward_hook(lambda *_: self._count("controlnet"))
         self.controlnet = controlnet.to(self.device).eval()
 

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 
 app = typer.Typer(no_args_is_help=True)
+err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
 
 OutOption = typer.Option(..., "--out", help="The run folder (metrics.jsonl, checkpoints/, lora.safetensors).")
 MaxStepsOption = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats [train] epochs).")
@@ -54,7 +56,7 @@ def sft(
     cfg = config_from_cli(config, sets)
     items = read_sft_items(train_file, images, cfg.planner)
     result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
-                          console=console)
+                          console=err_console)
     _report(result, as_json)
 
 
@@ -76,5 +78,5 @@ def dpo(
     cfg = config_from_cli(config, sets)
     items = read_pairs(pairs)
     result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
-                          console=console)
+                          console=err_console)
     _report(result, as_json)
