@@ -25,6 +25,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "understand": ("understand", "Track 1: views, votes and calibration over a VLM; the submission zip; SFT export."),
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
     "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
+    "train": ("train", "LoRA training: SFT on Track 2 items, Diffusion-DPO on preference pairs."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -400,6 +400,86 @@ class VisionConfig(_Section):
     )
 
 
+class TrainConfig(_Section):
+    """LoRA training (`portraitcraft train sft|dpo`, train/): model, adapter, optimiser, data, DPO and logging.
+
+    `model` empty trains the `[generator]` model; the saved LoRA loads through `[generator] loras` unchanged.
+    """
+
+    model: str = Field("", description="model folder / hub id to train; empty = the [generator] model")
+    precision: Literal["bf16", "fp32"] = Field("bf16", description="mixed precision of the forward passes")
+    cpu: bool = Field(False, description="train on the CPU even when a GPU is visible")
+    seed: int = 0
+    lora_rank: Annotated[int, Field(ge=1, le=1024)] = 32
+    lora_alpha: Annotated[float, Field(gt=0)] = 32.0
+    lora_targets: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
+        description="transformer module names (or name suffixes) that get a LoRA; checked before training",
+    )
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    max_grad_norm: Annotated[float, Field(ge=0)] = Field(1.0, description="gradient clipping; 0 = none")
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        1, description="items (SFT) or pairs (DPO) per micro-batch"
+    )
+    grad_accum: Annotated[int, Field(ge=1, le=4096)] = Field(1, description="micro-batches per optimiser step")
+    epochs: Annotated[int, Field(ge=1, le=100000)] = 1
+    max_steps: Annotated[int, Field(ge=1)] | None = Field(None, description="stop after this many optimiser steps")
+    resolution: Annotated[int, Field(ge=16, le=4096)] = Field(
+        1024, description="long side of the aspect-ratio buckets ([planner] aspect_ratios)"
+    )
+    max_sequence_length: Annotated[int, Field(ge=16, le=1024)] = 512
+    timestep_sampling: Literal["uniform", "logit_normal"] = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: Annotated[float, Field(gt=0)] = 1.0
+    timestep_shift: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="sigma -> shift*sigma / (1 + (shift-1)*sigma) after sampling; 1 = none"
+    )
+    beta: Annotated[float, Field(gt=0)] = Field(5000.0, description="Diffusion-DPO beta (velocity MSE, mean)")
+    sft_weight: Annotated[float, Field(ge=0)] = Field(0.0, description="weight of an SFT term on the chosen side")
+    label_mode: Literal["soft", "hard"] = Field(
+        "soft", description="soft: expected DPO loss under label_0 (NaSPO probabilities); hard: chosen = argmax"
+    )
+    pose: bool = Field(False, description="DPO: condition on each pair's pose through the frozen ControlNet")
+    controlnet: str | None = Field(None, description="pose ControlNet folder; empty = [generator] controlnet")
+    controlnet_scale: Annotated[float, Field(ge=0)] = 0.75
+    gradient_checkpointing: bool = False
+    cache: bool = Field(True, description="cache VAE latents and text embeddings on disk (content-hash keys)")
+    cache_dir: str = Field("", description="latent/text cache folder; empty = <run.cache_dir>/train")
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
+    log_every: Annotated[int, Field(ge=1)] = 1
+    validate_prompts: list[str] = Field(
+        default_factory=lambda: [
+            "A woman stands on the left third of the frame, facing right, full body, soft evening light.",
+            "A close-up portrait of a man in the centre, looking at the camera, plain grey background.",
+        ],
+        description="prompts drawn with and without the LoRA by --validate",
+    )
+    validate_steps: Annotated[int, Field(ge=1, le=500)] = 9
+    validate_seed: int = 0
+    validate_guidance: Annotated[float, Field(ge=0)] = 0.0
+
+
+class RewardConfig(_Section):
+    """`portraitcraft serve reward`: the critic as a reward server (Flow-Factory's HTTP protocol).
+
+    Each scorer's values are z-scored within the request's group and combined with `weights` (PortraitRL);
+    a scorer that is not available is skipped with a message and its weight dropped.
+    """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"geometry": 0.3, "rules": 0.3, "content": 0.2, "composition": 0.2},
+        description="scorer name -> weight (geometry, rules, content, composition); renormalised to sum 1",
+    )
+    max_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(4, description="requests scored at once")
+    max_images: Annotated[int, Field(ge=1, le=4096)] = Field(64, description="images in one request at most")
+    max_image_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+
+
 _TOML_PATH: ContextVar[Path | None] = ContextVar("_TOML_PATH", default=None)
 
 
@@ -447,6 +527,8 @@ class PortraitcraftConfig(BaseSettings):
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
 
     @classmethod
     def settings_customise_sources(
