@@ -280,8 +280,8 @@ def export_sft(
 ) -> None:
     """Write the Track 1 training set as chat SFT records with exactly the assessor's prompts and schema."""
     from agents.assessor_sft import SFT_FORMATS, dataset_info, sft_record
-    from portraitcraft.data import load
     from portraitcraft.atomic import atomic_write_json
+    from portraitcraft.data import load
 
     if fmt not in SFT_FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(SFT_FORMATS)}")
