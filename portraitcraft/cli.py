@@ -78,11 +78,14 @@ for _name, (_module, _func) in COMMANDS.items():
 
 
 def _tidy_help(command: Any) -> None:
-    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`)."""
+    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`), and a
+    repeatable option shows its value's name (`--ids ID`), not `<list[str]>`."""
     help_option = command.get_help_option(typer.Context(command))  # created once and cached by click
     for param in [*command.params, help_option]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif getattr(param, "multiple", False) and param.metavar is None and getattr(param, "opts", None):
+            param.metavar = param.opts[0].lstrip("-").upper().rstrip("S").replace("-", "_") or None
     for sub in getattr(command, "commands", {}).values():
         _tidy_help(sub)
 
