@@ -160,9 +160,8 @@ class Critic:
 
     def _default_geometry(self) -> None:
         try:
-            from tools.vision import analyze
-
             from agents.geometry_critic import critique_geometry
+            from tools.vision import analyze
         except ImportError as exc:  # the vision extra (mediapipe / rtmlib) is not installed
             self.geometry_note = f"geometric critic unavailable ({exc})"
             return

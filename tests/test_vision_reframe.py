@@ -99,3 +99,20 @@ def test_cli_inspect_with_a_description_checks_targets(photos, capsys, monkeypat
     assert row["targets"]["horizontal"] == "right"
     finding = next(f for f in row["findings"] if f["rule"] == "horizontal")
     assert finding["detected"] and finding["measured"] == "left" and finding["source"] == "geometry"
+
+
+@pytest.mark.parametrize("level", ["head-and-shoulders", "close-up"])
+def test_a_crop_tightens_the_crop_level_and_never_loosens_it(level, photos, analyzed) -> None:  # noqa: F811
+    from agents.reframe import reframeable
+    from tools.vision import analyze
+
+    img = load(photos["astronaut"])
+    assert analyzed("astronaut").subject.crop_level == "half-body"
+    assert reframeable("crop_level", "half-body", level)
+    result = reframe(img, analyzed("astronaut"), crop_level=level)
+    again = analyze(result.image)
+    assert again.subject.crop_level == level and again.subject.face_center is not None
+    assert result.kept_fraction < 0.6
+    assert not reframeable("crop_level", "half-body", "full-body")
+    with pytest.raises(ReframeError, match="only tighten"):
+        reframe(img, analyzed("astronaut"), crop_level="full-body")
