@@ -87,6 +87,7 @@ def build_context(
     reframe: Callable[..., Any] | bool | None = True,
     targets_of: Callable[[Track2Spec, Any], CompositionTargets] = default_targets,
     can_edit: bool = True,
+    judge: Any = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> GenerateContext:
     """Everything a run needs, from the config, with any part injectable (tests, benchmarks)."""
@@ -106,7 +107,7 @@ def build_context(
         cfg=cfg, run=run, planner=planner or Planner.from_config(cfg), critic=critic, editor=editor, drawer=drawer,
         targets_of=targets_of, reframe=reframer,
         init_images=init_images, strategy=strategy, max_rounds=max_rounds, pairs=pairs,
-        pairs_done={r["id"] for r in pairs if "id" in r}, on_event=on_event)
+        pairs_done={r["id"] for r in pairs if "id" in r}, on_event=on_event, judge=judge)
 
 
 @contextlib.asynccontextmanager
