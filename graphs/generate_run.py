@@ -173,6 +173,9 @@ def drawer_utilisation(drawer: Any) -> float | None:
     stats = drawer.stats() if hasattr(drawer, "stats") else None
     if stats is None:
         return None
+    jobs = stats.get("jobs") if isinstance(stats, dict) else getattr(stats, "jobs", None)
+    if jobs == 0:  # nothing ran on the lane (e.g. reframes only): no utilisation to speak of
+        return None
     value = stats.get("utilisation") if isinstance(stats, dict) else getattr(stats, "utilisation", None)
     return round(float(value), 4) if isinstance(value, int | float) else None
 
