@@ -206,6 +206,17 @@ class RunConfig(_Section):
     hf_home: str | None = None
 
 
+class LimitsConfig(_Section):
+    """Bounds on what the CLI reads (`portraitcraft.bounded`)."""
+
+    max_input_mb: Annotated[int, Field(ge=1, le=1024 * 1024)] = Field(
+        512, description="largest data/prediction/CSV file (or zip member) read, in MB"
+    )
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this is refused (configs are a few KB; this catches a wrong path)."""
+
 _TOML_PATH: ContextVar[Path | None] = ContextVar("_TOML_PATH", default=None)
 
 
@@ -219,13 +230,16 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = _TOML_PATH.get()
         if path is None:
             return {}
+        from portraitcraft.bounded import decode_text, read_bytes
+
+        raw = read_bytes(path, what="config file", max_bytes=MAX_CONFIG_BYTES, error=ConfigError)
+        text = decode_text(raw, f"config file {path}", what="TOML file", error=ConfigError)
         try:
-            with open(path, "rb") as fh:
-                return tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} is nested too deeply to read") from None
 
 
 class PortraitcraftConfig(BaseSettings):
@@ -250,6 +264,7 @@ class PortraitcraftConfig(BaseSettings):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @classmethod
     def settings_customise_sources(

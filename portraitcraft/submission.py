@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from portraitcraft.atomic import atomic_open, save_image_atomic
+from portraitcraft.bounded import check_regular, decode_text, loads_json
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.ids import item_key
 from portraitcraft.predictions import FALLBACK, fill_predictions
@@ -130,16 +131,19 @@ def _check_track1_records(records: Sequence[dict[str, Any]]) -> None:
 
 
 def read_track1_submission(path: str | Path) -> list[dict[str, Any]]:
-    """Read a Track 1 submission zip, checking its root holds exactly `track_1_test.json`."""
+    """Read a Track 1 submission zip, checking its root holds exactly `track_1_test.json` (bounded read)."""
+    from portraitcraft.data import read_zip_member
+
     p = Path(path)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            names = zf.namelist()
-            if names != [TRACK1_MEMBER]:
-                raise DataError(f"{p}: the zip root must hold exactly {TRACK1_MEMBER}, found {names}")
-            data = json.loads(zf.read(TRACK1_MEMBER).decode("utf-8"))
-    except zipfile.BadZipFile:
-        raise DataError(f"{p}: not a valid zip file") from None
+    check_regular(p, what="zip file")
+
+    def pick(names: list[str]) -> str:
+        if names != [TRACK1_MEMBER]:
+            raise DataError(f"{p}: the zip root must hold exactly {TRACK1_MEMBER}, found {names}")
+        return TRACK1_MEMBER
+
+    name, raw = read_zip_member(p, pick)
+    data = loads_json(decode_text(raw, f"{p}!{name}"), f"{p}!{name}")
     if not isinstance(data, list):
         raise DataError(f"{p}: {TRACK1_MEMBER} is not a JSON array")
     return data
