@@ -76,7 +76,8 @@ def main() -> int:
             continue
         plan = planner.plan(spec)
         image = generator.generate(plan.prompt, plan.width, plan.height, plan.seed)
-        path = save_png(image, run.item_file(spec.id, "final.png"), meta_of(image))
+        # named after the item's output file, so `data submit track2 --images <run>/items` finds it
+        path = save_png(image, run.item_file(spec.id, f"{Path(spec.output_name).stem}.png"), meta_of(image))
         finals[spec.id] = path
         run.results.append({"id": spec.id, "status": "finished", "image": str(path), "width": plan.width,
                             "height": plan.height, "seed": plan.seed, "reasons": plan.reasons})
@@ -84,6 +85,8 @@ def main() -> int:
     console.print(table)
     sub2 = write_track2_submission(specs, finals, run.root)
     console.print(f"Track 2 submission: {sub2.n_images} images in {sub2.folder}, zipped at {sub2.zip_path}")
+    console.print(f"(the same from the per-item outputs: portraitcraft data submit track2 {ex / 'track_2_test.json'} "
+                  f"--images {run.root / 'items'})", highlight=False)
 
     console.rule("5. Track 1: a prior baseline, scored as the benchmark does")
     train = load_track1_train(ex / "track_1_train.json")

@@ -36,6 +36,13 @@ def test_demo_writes_both_submissions(tmp_path: Path, tiny_zimage: Path) -> None
     with zipfile.ZipFile(run / "track1_submission.zip") as zf:
         assert zf.namelist() == ["track_1_test.json"]
     assert "composite" in proc.stdout
+    # the per-item outputs feed the next command as they are
+    from console_script import run_script
+
+    sub = run_script("data", "submit", "track2", ROOT / "examples" / "track_2_test.json", "--images", run / "items",
+                     "--out", tmp_path / "again", "--json")
+    assert sub.code == 0, sub.output
+    assert json.loads(sub.stdout)["n_images"] == len(specs)
     rerun = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(tmp_path), "--name", "d",
                             "--examples", str(ROOT / "examples")], capture_output=True, text=True, env=env,
                            cwd=ROOT, timeout=300)
