@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +102,23 @@ def decode_text(data: bytes, name: str, *, what: str = "file", error: type[Excep
         raise error(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def parse_text(loads: Callable[[str], Any], text: str, name: str, *, what: str = "JSON",
+               error: type[Exception] = DataError) -> Any:
+    """`loads(text)` (json.loads, tomllib.loads) with malformed or too deeply nested input as one error
+    naming the file."""
+    try:
+        return loads(text)
+    except RecursionError:
+        raise error(f"{name}: {what} nested too deeply to read") from None
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError
+        if isinstance(exc, json.JSONDecodeError):
+            raise error(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise error(f"{name}: not valid {what}: {exc}") from None
+
+
 def loads_json(text: str, name: str) -> Any:
     """json.loads that names the file on malformed or too deeply nested input (raises DataError)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise DataError(f"{name}: JSON nested too deeply to read") from None
+    return parse_text(json.loads, text, name)
 
 
 __all__ = [
@@ -118,6 +128,7 @@ __all__ = [
     "decode_text",
     "loads_json",
     "max_input_bytes",
+    "parse_text",
     "read_bytes",
     "read_text",
     "set_max_input_mb",

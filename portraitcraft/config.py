@@ -230,16 +230,11 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = _TOML_PATH.get()
         if path is None:
             return {}
-        from portraitcraft.bounded import decode_text, read_bytes
+        from portraitcraft.bounded import decode_text, parse_text, read_bytes
 
         raw = read_bytes(path, what="config file", max_bytes=MAX_CONFIG_BYTES, error=ConfigError)
         text = decode_text(raw, f"config file {path}", what="TOML file", error=ConfigError)
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"config file {path} is nested too deeply to read") from None
+        return parse_text(tomllib.loads, text, f"config file {path}", what="TOML", error=ConfigError)
 
 
 class PortraitcraftConfig(BaseSettings):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from portraitcraft import bounded
 from portraitcraft.bounded import check_regular
 from portraitcraft.errors import DataError
-from portraitcraft.ids import item_key
+from portraitcraft.ids import earlier_duplicate, item_key
 from portraitcraft.schemas import (
     ATTRIBUTES,
     ItemProblem,
@@ -222,19 +222,16 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
             except ValidationError as exc:
                 parsed.problems.extend(problems_from_validation(exc, index, image_path))
                 continue
-        key = item_key(item.image_path)
-        if key in seen:
-            parsed.problems.append(
-                ItemProblem(index, item.image_path, "image_path", f"duplicate of item {seen[key]}")
-            )
+        if isinstance(item, Track2Spec) and item.id in ids:  # two items may not share an id (a folder, a thread)
+            parsed.problems.append(ItemProblem(index, item.image_path, "id",
+                                               f"id {item.id!r} is also item {ids[item.id]}'s id"))
             continue
-        if isinstance(item, Track2Spec):  # two items may not share an id (a run folder, a thread)
-            if item.id in ids:
-                parsed.problems.append(ItemProblem(index, item.image_path, "id",
-                                                   f"id {item.id!r} is also item {ids[item.id]}'s id"))
-                continue
+        earlier = earlier_duplicate(seen, item.image_path, index)
+        if earlier is not None:
+            parsed.problems.append(ItemProblem(index, item.image_path, "image_path", f"duplicate of item {earlier}"))
+            continue
+        if isinstance(item, Track2Spec):
             ids[item.id] = index
-        seen[key] = index
         parsed.items.append(item)
         parsed.indices.append(index)
     return parsed
