@@ -28,7 +28,7 @@ Script API (every call returns the script, so calls chain):
   `script.models = [...]` (GET /v1/models; other model names get 404), `script.api_key = "..."` (401 on a
   different bearer token).
 
-Recorder: `fake_vlm.requests` (every request: .path, .body, .headers, .outcome, .images sizes),
+Recorder: `fake_vlm.requests` (every request: .path, .query, .body, .headers, .outcome, .images sizes),
 `fake_vlm.chat_requests` (only POST /v1/chat/completions) and `fake_vlm.max_in_flight` (the most chat
 requests served at once). Images are validated as data URLs (400 on a
 corrupt one). Outside pytest (benchmarks): `with FakeVLMServer() as server: ...`.
@@ -98,6 +98,7 @@ class RecordedRequest:
     outcome: str = "pending"
     images: list[tuple[int, int]] = field(default_factory=list)
     time: float = field(default_factory=time.monotonic)
+    query: str = ""
 
 
 def _as_text(content: str | Mapping[str, Any] | BaseModel) -> str:
@@ -312,7 +313,8 @@ class FakeVLMServer(LocalServer):
             self.in_flight = self.max_in_flight = 0
 
     def _record(self, request: Request, body: dict[str, Any] | None) -> RecordedRequest:
-        record = RecordedRequest(request.method, request.url.path, dict(request.headers), body)
+        record = RecordedRequest(request.method, request.url.path, dict(request.headers), body,
+                                 query=request.url.query)
         with self._records_lock:
             self._records.append(record)
         return record
