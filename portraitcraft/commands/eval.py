@@ -39,25 +39,31 @@ def track1(
     gt: Path = typer.Argument(..., help="Ground truth: the labelled test file, or a train-format file (no QA)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     per_attribute: bool = typer.Option(False, "--per-attribute", help="Add per-attribute accuracy and confusion."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Score unusable or missing predictions as "
+                                       "the submission writer fills them (levels B, answer A, median total) "
+                                       "instead of refusing the file."),
 ) -> None:
-    """Score Track 1 predictions: SRCC, PLCC, level accuracy, QA accuracy and their mean (composite)."""
+    """Score Track 1 predictions: SRCC, PLCC, level accuracy, QA accuracy and their mean (composite).
+
+    A file with any unusable or missing prediction is refused (exit 2, every item listed) unless
+    --allow-invalid fills them; an unusable prediction never raises the score.
+    """
     from eval.track1 import score_track1
 
-    report = score_track1(pred, gt, per_attribute=per_attribute)
+    report = score_track1(pred, gt, per_attribute=per_attribute, allow_invalid=allow_invalid)
     if as_json:
         print_json(report.to_dict())
         return
     table = Table(title=f"Track 1: {pred.name} vs {gt.name}", show_header=False)
     for key in ("srcc", "plcc", "level_acc", "qa_acc", "composite"):
         table.add_row(key, _fmt(getattr(report, key)))
-    table.add_row("items", f"{report.n} ground truth, {report.n_matched} matched, {len(report.missing)} missing, "
-                  f"{len(report.extra)} extra")
+    table.add_row("items", f"{report.n} ground truth, {report.n_matched} predicted, {report.n_filled} filled "
+                  f"({len(report.missing)} missing), {len(report.extra)} extra")
     console.print(table)
     if report.per_attribute:
-        att = Table("attribute", "accuracy", "confusion (rows truth A/B/C, cols pred)", "invalid")
+        att = Table("attribute", "accuracy", "confusion (rows truth A/B/C, cols pred)")
         for name, s in report.per_attribute.items():
-            att.add_row(name, f"{s.accuracy:.4f}", " | ".join(" ".join(map(str, r)) for r in s.confusion),
-                        str(s.invalid))
+            att.add_row(name, f"{s.accuracy:.4f}", " | ".join(" ".join(map(str, r)) for r in s.confusion))
         console.print(att)
     _print_notes("warning", report.warnings)
     _print_notes("ground truth", report.ground_truth_problems)
