@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,9 +79,8 @@ class EndpointConfig(RemoteEndpoint):
     """An OpenAI-compatible VLM endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
 
     dialect: Dialect = Field(
-        "vllm", validation_alias=AliasChoices("dialect", "kind"),
-        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse); "
-        "the old key `kind` is accepted",
+        "vllm", description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain "
+        "(parse); the old key `kind` is accepted"
     )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
@@ -89,6 +88,14 @@ class EndpointConfig(RemoteEndpoint):
     max_image_pixels: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
     seed: int | None = 0
     cache: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key(cls, data: Any) -> Any:
+        """`kind` is the old name of `dialect` (files, env vars, --set and code may still use it; it wins)."""
+        if isinstance(data, dict) and "kind" in data:
+            data = {k: v for k, v in data.items() if k != "kind"} | {"dialect": data["kind"]}
+        return data
 
     @property
     def kind(self) -> Dialect:
@@ -446,7 +453,7 @@ class TrainConfig(_Section):
     controlnet_scale: Annotated[float, Field(ge=0)] = 0.75
     gradient_checkpointing: bool = False
     cache: bool = Field(True, description="cache VAE latents and text embeddings on disk (content-hash keys)")
-    cache_dir: str = Field("", description="latent/text cache folder; empty = <run.cache_dir>/train")
+    cache_dir: str = Field("", description="latent/text cache folder; empty = <cache root>/train")
     checkpoint_every: Annotated[int, Field(ge=1)] = 500
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     log_every: Annotated[int, Field(ge=1)] = 1

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from portraitcraft.config import PortraitcraftConfig, TrainConfig
+from portraitcraft.paths import cache_root as cache_root_dir
 from portraitcraft.runs import atomic_write_json
 from train import TrainError
 from train.cache import Prepared, SampleEncoder, TensorCache
@@ -192,7 +193,8 @@ def run_training(
     if on_model:
         on_model(model)
 
-    cache_root = (Path(tc.cache_dir) if tc.cache_dir else Path(cfg.run.cache_dir) / "train") if tc.cache else None
+    train_cache = Path(tc.cache_dir) if tc.cache_dir else cache_root_dir(cfg.run.cache_dir) / "train"
+    cache_root = train_cache if tc.cache else None
     cache = TensorCache(cache_root)
     buckets = Buckets.from_planner(cfg.planner, long_side=tc.resolution, multiple=model.multiple)
     encoder = SampleEncoder(model, cache, buckets, tc.max_sequence_length, pose=pose)

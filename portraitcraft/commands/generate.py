@@ -15,6 +15,7 @@ from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, print_json
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 err = Console(stderr=True)
 STRATEGIES = ("loop", "best-of-n", "one-shot")
@@ -142,7 +143,7 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
     if cfg.critic.enabled:
         from tools.vlm import VLMClient
 
-        vlm = VLMClient(cfg.critic, cache_dir=Path(cfg.run.cache_dir))
+        vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
     board = Board(len(specs) + len(problems), drawer, vlm)
     try:
         ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]

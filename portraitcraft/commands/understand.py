@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
     from graphs.understand import ItemOutcome
@@ -84,7 +85,7 @@ def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[Understa
                         option_orders=acfg.option_orders if acfg.permute_options else 1)
     # the views shrink images themselves; the client must not shrink them further than the largest budget
     client_cfg = acfg.model_copy(update={"max_image_pixels": max(acfg.max_pixels)})
-    client = VLMClient(client_cfg, cache_dir=Path(cfg.run.cache_dir))
+    client = VLMClient(client_cfg, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
     calib_path = calibration or (Path(acfg.calibration) if acfg.calibration else None)
     try:
         context = UnderstandContext(
@@ -325,7 +326,7 @@ async def _grade(rows: list[dict[str, Any]], cfg: PortraitcraftConfig) -> None:
     pending = [r for r in rows if r["format"] == "open" and r["predicted"] is not None]
     if not pending:
         return
-    async with VLMClient(cfg.judge, cache_dir=Path(cfg.run.cache_dir)) as judge:
+    async with VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm") as judge:
         async def one(row: dict[str, Any]) -> None:
             try:
                 row["correct"] = await grade_open(judge, row["question"], row["reference"], row["predicted"])
