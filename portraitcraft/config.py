@@ -345,6 +345,9 @@ class RayConfig(_Section):
     object_store_gb: Annotated[float, Field(gt=0)] | None = Field(
         None, description="object store size of a locally started Ray (GiB); None = Ray's default"
     )
+    start_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        600.0, description="how long the actors may take to come up (placement on GPUs) before a clear error"
+    )
 
 
 class RunConfig(_Section):
