@@ -22,14 +22,21 @@ from scipy.ndimage import gaussian_filter
 
 from portraitcraft.config import VisionConfig
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.schemas import CROP_LEVELS, Horizontal, Vertical
+from portraitcraft.schemas import CROP_LEVELS, CropLevel, Horizontal, Vertical
 from tools.images import load_image
 from tools.vision.analysis import Analysis
-from tools.vision.composition import CROP_JOINTS, LOWER_CUT, UPPER_CUT, seen
+from tools.vision.composition import (
+    CROP_JOINTS,
+    EXTENT_LEVELS,
+    HEAD_PER_FACE_BOX,
+    LOWER_CUT,
+    UPPER_CUT,
+    seen,
+)
 
 REFRAMEABLE_RULES: frozenset[str] = frozenset({"horizontal", "vertical", "orientation"})
-"""Geometric findings a crop can fix (crop_level too, only when `can_tighten` says the crop can be tightened;
-this editor does not tighten crops yet, so it is not listed)."""
+"""Geometric findings a crop can fix; crop_level too, only when `can_tighten(measured, expected)` (see
+`reframeable`)."""
 BANDS: dict[str, tuple[float, float]] = {
     "left": (0.27, 0.38), "center": (0.45, 0.55), "right": (0.62, 0.73),
     "upper": (0.27, 0.38), "middle": (0.45, 0.55), "lower": (0.62, 0.73),
@@ -67,6 +74,22 @@ def can_tighten(measured: str | None, target: str | None) -> bool:
             and CROP_LEVELS.index(target) < CROP_LEVELS.index(measured))
 
 
+def reframeable(rule: str, measured: object = None, expected: object = None) -> bool:
+    """Can a crop fix this geometric finding? Placement and orientation always may; a crop level only when the
+    target is tighter than what the picture shows.
+
+    Example:
+        >>> reframeable("horizontal"), reframeable("crop_level", "half-body", "head-and-shoulders")
+        (True, True)
+        >>> reframeable("crop_level", "head-and-shoulders", "full-body"), reframeable("gaze")
+        (False, False)
+    """
+    if rule == "crop_level":
+        return can_tighten(measured if isinstance(measured, str) else None,
+                           expected if isinstance(expected, str) else None)
+    return rule in REFRAMEABLE_RULES
+
+
 def parse_aspect(text: str) -> float:
     """'W:H' (or a number) -> width / height.
 
@@ -93,18 +116,21 @@ def _band(target: str | None, current: float, lo_cut: float = LOWER_CUT, hi_cut:
         lo, hi = BANDS[target]
         return lo, hi, (lo + hi) / 2
     if current < lo_cut:
-        return 0.02, lo_cut - KEEP_MARGIN, current
-    if current > hi_cut:
-        return hi_cut + KEEP_MARGIN, 0.98, current
-    return lo_cut + KEEP_MARGIN, hi_cut - KEEP_MARGIN, current
+        lo, hi = 0.02, lo_cut - KEEP_MARGIN
+    elif current > hi_cut:
+        lo, hi = hi_cut + KEEP_MARGIN, 0.98
+    else:
+        lo, hi = lo_cut + KEEP_MARGIN, hi_cut - KEEP_MARGIN
+    return min(lo, current), max(hi, current), current  # where it is now always stays allowed
 
 
-def protected_box(analysis: Analysis, margin: float) -> tuple[float, float, float, float]:
-    """Normalised box that must stay in frame: the head (to its top) and the joints the crop level needs."""
+def protected_box(analysis: Analysis, margin: float, level: str | None = None) -> tuple[float, float, float, float]:
+    """Normalised box that must stay in frame: the head (to its top) and the joints the crop level (the
+    subject's, or `level`) needs."""
     subject, person = analysis.subject, analysis.persons[0]
     assert subject is not None
     xs, ys = [], []
-    level = subject.crop_level
+    level = level or subject.crop_level
     needed = CROP_LEVELS.index(level) if level in CROP_LEVELS else 0
     for lvl, joints in CROP_JOINTS:
         if CROP_LEVELS.index(lvl) <= needed:
@@ -124,6 +150,26 @@ def protected_box(analysis: Analysis, margin: float) -> tuple[float, float, floa
             min(1.0, max(ys) + margin))
 
 
+def cut_line(analysis: Analysis, level: str, margin: float) -> float:
+    """The lowest the frame's bottom edge may sit (normalised y) for the picture to read as `level`: above every
+    seen joint of a looser crop, and within that level's reach below the crown in head heights."""
+    subject, person = analysis.subject, analysis.persons[0]
+    assert subject is not None
+    limit = 1.0
+    rank = CROP_LEVELS.index(level)
+    for lvl, joints in CROP_JOINTS:
+        if CROP_LEVELS.index(lvl) > rank:
+            for j in joints:
+                if seen(person, j, analysis.keypoint_threshold):
+                    limit = min(limit, person.keypoints[j][1] - margin)
+    if analysis.face is not None:
+        reach = dict((lvl, heads) for heads, lvl in EXTENT_LEVELS).get(level)
+        if reach is not None:
+            head = HEAD_PER_FACE_BOX * (analysis.face.box[3] - analysis.face.box[1])
+            limit = min(limit, subject.box[1] + (reach - 0.2) * head)
+    return limit
+
+
 def _tables(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Summed-area tables (mass, mass * x) of the person mask on a coarse grid."""
     h, w = mask.shape
@@ -141,18 +187,21 @@ def _box_sum(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, 
 
 
 def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str | None, vertical: str | None,
-            cfg: VisionConfig, pad: bool, bias: tuple[float, float] = (0.0, 0.0)
-            ) -> tuple[tuple[float, float, float, float], float, float] | None:
+            cfg: VisionConfig, pad: bool, bias: tuple[float, float] = (0.0, 0.0), pad_axes: str = "xy",
+            level: str | None = None) -> tuple[tuple[float, float, float, float], float, float] | None:
     """The best box (x0, y0, w, h) in source pixels and the subject's predicted (x, y) fractions in it, or None.
 
-    `bias` is added to the predicted fractions: what a previous try measured minus what it predicted."""
+    `bias` is added to the predicted fractions: what a previous try measured minus what it predicted;
+    `pad_axes` names the axes ("x", "y") padding may extend; `level` a tighter crop level to reach."""
     subject = analysis.subject
     assert subject is not None and analysis.mask is not None
-    px0, py0, px1, py1 = protected_box(analysis, cfg.reframe_margin)
+    px0, py0, px1, py1 = protected_box(analysis, cfg.reframe_margin, level)
+    max_bottom = cut_line(analysis, level, cfg.reframe_margin) * H if level else math.inf
     px0, px1, py0, py1 = px0 * W, px1 * W, py0 * H, py1 * H
     ref_y = (subject.face_center or subject.centroid)[1] * H
     hx = _band(horizontal, subject.centroid[0])
-    vy = _band(vertical, ref_y / H)
+    # tightening the crop moves the face down the frame by nature: then only an asked height constrains it
+    vy = _band(vertical, ref_y / H) if vertical or not level else (0.1, 0.9, ref_y / H)
     mask = analysis.subject_mask if analysis.subject_mask is not None else analysis.mask
     mass, mx, gh, gw = _tables(mask.astype(np.float64))
     fit_w = min(W, H * aspect)  # the largest box of this aspect inside the image
@@ -164,7 +213,10 @@ def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str |
         if w < px1 - px0 or h < py1 - py0:
             break
         if pad:
-            slack_x, slack_y = cfg.reframe_max_pad * w, cfg.reframe_max_pad * h
+            if ("x" not in pad_axes and w > W + 1e-6) or ("y" not in pad_axes and h > H + 1e-6):
+                continue
+            slack_x = cfg.reframe_max_pad * w if "x" in pad_axes else 0.0
+            slack_y = cfg.reframe_max_pad * h if "y" in pad_axes else 0.0
             xr = np.linspace(min(0.0, W - w) - slack_x, max(0.0, W - w) + slack_x, POSITIONS)
             yr = np.linspace(min(0.0, H - h) - slack_y, max(0.0, H - h) + slack_y, POSITIONS)
         else:
@@ -173,7 +225,7 @@ def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str |
             xr = np.linspace(0.0, W - w, POSITIONS)
             yr = np.linspace(0.0, H - h, POSITIONS)
         x0, y0 = np.meshgrid(xr, yr)
-        ok = (x0 <= px0) & (x0 + w >= px1) & (y0 <= py0) & (y0 + h >= py1)
+        ok = (x0 <= px0) & (x0 + w >= px1) & (y0 <= py0) & (y0 + h >= py1) & (y0 + h <= max_bottom)
         # kept part of the image and padding
         ix0, iy0 = np.clip(x0, 0, W), np.clip(y0, 0, H)
         ix1, iy1 = np.clip(x0 + w, 0, W), np.clip(y0 + h, 0, H)
@@ -192,7 +244,7 @@ def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str |
         ok &= (m > 0) & (fx >= hx[0]) & (fx <= hx[1]) & (fy >= vy[0]) & (fy <= vy[1])
         if not ok.any():
             continue
-        score = kept / (W * H) - pad_frac - 0.05 * (np.abs(fx - hx[2]) + np.abs(fy - vy[2]))
+        score = kept / (W * H) - 2.0 * pad_frac - 0.02 * (np.abs(fx - hx[2]) + np.abs(fy - vy[2]))
         score = np.where(ok, score, -np.inf)
         i = np.unravel_index(np.argmax(score), score.shape)
         if best is None or score[i] > best[0]:
@@ -250,7 +302,7 @@ def _render(img: Image.Image, box: tuple[int, int, int, int], analysis: Analysis
 
 def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: Horizontal | None = None,
             vertical: Vertical | None = None, aspect: float | None = None, config: VisionConfig | None = None,
-            verify: bool = True) -> ReframeResult:
+            verify: bool = True, crop_level: CropLevel | None = None) -> ReframeResult:
     """Crop (or pad) `image` so the subject sits where the targets ask, with the requested aspect.
 
     Args:
@@ -262,6 +314,8 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         config (VisionConfig, optional): margin, padding limit and fill (and the models for `verify`).
         verify (bool, optional, defaults to True): measure the result with the vision models and, where the
             placement reads differently than predicted (the segmenter sees a new picture), correct and retry.
+        crop_level (str, optional): a TIGHTER crop level to reach by cutting the frame's bottom above the
+            joints of looser crops (`can_tighten`); a looser one cannot be reached by cropping (ReframeError).
 
     Raises:
         ReframeError: no person in the image, or no crop or pad within the limits meets the targets.
@@ -279,10 +333,16 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
     if aspect is not None and not (aspect > 0 and math.isfinite(aspect)):
         raise ReframeError(f"aspect {aspect!r}: must be a positive number (width / height)")
     aspect = aspect or W / H
+    measured_level = analysis.subject.crop_level
+    if crop_level == measured_level:
+        crop_level = None
+    elif crop_level is not None and not can_tighten(measured_level, crop_level):
+        raise ReframeError(f"cannot reframe to crop level {crop_level}: the picture shows a {measured_level} "
+                           "shot and a crop can only tighten it")
     bias = (0.0, 0.0)
     measured = ""
     for _ in range(VERIFY_TRIES if verify else 1):
-        result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias)
+        result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias, crop_level)
         if not verify:
             return result
         from tools.vision.analysis import analyze
@@ -290,36 +350,48 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         after = analyze(result.image, cfg)
         result.after = after
         s = after.subject
-        if s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical):
+        if (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
+                and crop_level in (None, s.crop_level)):
             return result
         if s is None:
             measured = "no person in the reframed picture"
             break
         ref_y = (s.face_center or s.centroid)[1]
-        measured = f"it measures {s.horizontal} / {s.vertical} (x={s.centroid[0]:.2f}, y={ref_y:.2f})"
+        measured = (f"it measures {s.horizontal} / {s.vertical} (x={s.centroid[0]:.2f}, y={ref_y:.2f}), "
+                    f"{s.crop_level}")
         bias = (bias[0] + s.centroid[0] - predicted[0], bias[1] + ref_y - predicted[1])
-    raise ReframeError(f"cannot reframe to {_asked(horizontal, vertical, aspect)}: the best crop did not hold "
-                       f"the placement ({measured})")
+    raise ReframeError(f"cannot reframe to {_asked(horizontal, vertical, aspect, crop_level)}: the best crop "
+                       f"did not hold the placement ({measured})")
 
 
-def _asked(horizontal: str | None, vertical: str | None, aspect: float) -> str:
+def _asked(horizontal: str | None, vertical: str | None, aspect: float, level: str | None = None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (("horizontal", horizontal), ("vertical", vertical),
-                                             ("aspect", f"{aspect:.3g}")) if v is not None)
+                                             ("aspect", f"{aspect:.3g}"), ("crop level", level)) if v is not None)
 
 
 def _attempt(img: Image.Image, analysis: Analysis, aspect: float, horizontal: str | None, vertical: str | None,
-             cfg: VisionConfig, bias: tuple[float, float]) -> tuple[ReframeResult, tuple[float, float]]:
+             cfg: VisionConfig, bias: tuple[float, float], level: str | None = None
+             ) -> tuple[ReframeResult, tuple[float, float]]:
     W, H = img.size
-    found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=False, bias=bias)
+    found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=False, bias=bias, level=level)
     fill = "none"
     if found is None and cfg.reframe_max_pad > 0:
-        found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=True, bias=bias)
+        # pad only along the axes that have a target first (no stray strip above a head), then along both
+        axes = ("x" if horizontal else "") + ("y" if vertical else "")
+        for pad_axes in dict.fromkeys((axes, "xy")):
+            if pad_axes:
+                found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=True, bias=bias,
+                                pad_axes=pad_axes, level=level)
+            if found is not None:
+                break
         fill = cfg.reframe_fill
     if found is None:
         assert analysis.subject is not None
-        raise ReframeError(f"cannot reframe to {_asked(horizontal, vertical, aspect)}: every crop cuts the "
-                           f"subject's head or a joint its {analysis.subject.crop_level or 'crop'} level needs, "
-                           f"and padding would exceed {cfg.reframe_max_pad:.0%} of the picture")
+        needs = level or analysis.subject.crop_level or "crop"
+        raise ReframeError(f"cannot reframe to {_asked(horizontal, vertical, aspect, level)}: every crop cuts the "
+                           f"subject's head or a joint a {needs} shot needs"
+                           + (", or keeps a joint of a looser shot in frame" if level else "")
+                           + f", and padding would exceed {cfg.reframe_max_pad:.0%} of the picture")
     (x0, y0, w, h), fx, fy = found
     crop = (round(x0), round(y0), round(x0) + max(1, round(w)), round(y0) + max(1, round(h)))
     padding = (max(0, -crop[0]), max(0, -crop[1]), max(0, crop[2] - W), max(0, crop[3] - H))

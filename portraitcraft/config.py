@@ -229,7 +229,9 @@ class VisionConfig(_Section):
         "mediapipe", description="mediapipe (weights bundled in the wheel; one pose per image, people counted by "
         "its face detector) or rtmlib (every person; needs local ONNX files)"
     )
-    model_complexity: Annotated[int, Field(ge=0, le=2)] = Field(1, description="mediapipe pose model size")
+    model_complexity: Annotated[int, Field(ge=1, le=1)] = Field(
+        1, description="mediapipe pose model size; only 1 (pose_landmark_full) is bundled in the wheel"
+    )
     rtmlib_det_model: str | None = Field(None, description="local YOLOX end2end .onnx (person detector)")
     rtmlib_pose_model: str | None = Field(None, description="local RTMPose COCO-17 .onnx (SimCC head)")
     rtmlib_det_input_size: tuple[int, int] = Field((640, 640), description="detector input (height, width)")

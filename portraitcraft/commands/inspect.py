@@ -65,7 +65,7 @@ def inspect(
         specs = load_track2(spec)
         if not specs:
             raise InputError(f"--spec {spec}: no items")
-    fixed_targets = _targets_for("", description) if description is not None else None
+    fixed_targets = _targets_for(description, "") if description is not None else None
 
     from agents.geometry_critic import critique_geometry
     from tools.vision import analyze

@@ -141,6 +141,7 @@ def analyze(image: Image.Image | str | Path, config: VisionConfig | None = None)
         mask_threshold=cfg.mask_threshold,
         facing_threshold=cfg.facing_threshold,
         region=region,
+        face_height=(face.box[3] - face.box[1]) if face else None,
     )
     mask = prob >= cfg.mask_threshold
     return Analysis(width, height, persons, features, mask, face, faces, cfg.pose_backend, cfg.keypoint_threshold,

@@ -78,6 +78,31 @@ def crop_level(person: PersonDetection, threshold: float) -> CropLevel | None:
     return None
 
 
+HEAD_PER_FACE_BOX = 1.2
+"""Head height (crown to chin) in face-box heights."""
+EXTENT_LEVELS: tuple[tuple[float, CropLevel], ...] = (
+    (1.6, "close-up"), (2.6, "head-and-shoulders"), (4.2, "half-body"), (6.5, "three-quarter"),
+)
+"""Crop level by how far the body reaches below the crown, in head heights (a standing adult is ~7.5)."""
+
+
+def extent_level(top: float, bottom: float, face_height: float) -> CropLevel | None:
+    """Crop level from the subject's extent (normalised top and bottom) in head heights.
+
+    Example:
+        >>> extent_level(0.1, 0.9, 0.08)
+        'full-body'
+    """
+    head = HEAD_PER_FACE_BOX * face_height
+    if head <= 0:
+        return None
+    heads = (bottom - top) / head
+    for limit, level in EXTENT_LEVELS:
+        if heads < limit:
+            return level
+    return "full-body"
+
+
 def _px(person: PersonDetection, name: str, width: int, height: int) -> np.ndarray:
     kp = person.keypoints[name]
     return np.array([kp[0] * width, kp[1] * height])
@@ -181,6 +206,7 @@ def subject_features(
     mask_threshold: float = 0.5,
     facing_threshold: float = 0.3,
     region: tuple[tuple[float, float, float, float], tuple[float, float], np.ndarray | None] | None = None,
+    face_height: float | None = None,
 ) -> SubjectFeatures:
     """The main subject's composition features (viewer's frame, normalised).
 
@@ -194,6 +220,9 @@ def subject_features(
         gaze (Direction, optional): the gaze direction (None when no face is seen).
         people (int): how many people the image shows.
         region (tuple, optional): `subject_region(person, prob, mask_threshold)` when already computed.
+        face_height (float, optional): the face box's normalised height; with the subject's mask it bounds the
+            crop level by the body's extent in head heights (the tighter of that and the joints' reading:
+            a pose model guesses joints past a crop edge, or misses the body).
 
     Example:
         >>> p = PersonDetection(box=(0.2, 0.1, 0.4, 0.9), score=1, keypoints={"nose": (0.3, 0.2, 0.9)})
@@ -201,7 +230,14 @@ def subject_features(
         >>> f.horizontal, f.vertical, f.crop_level
         ('left', 'upper', 'close-up')
     """
-    box, centroid, _ = region or subject_region(person, prob, mask_threshold)
+    box, centroid, own_mask = region or subject_region(person, prob, mask_threshold)
+    level = crop_level(person, keypoint_threshold)
+    if face_height and own_mask is not None:
+        by_extent = extent_level(box[1], box[3], face_height)
+        if level is None or (by_extent is not None and CROP_LEVELS.index(by_extent) < CROP_LEVELS.index(level)):
+            level = by_extent
+        elif not any(seen(person, j, keypoint_threshold) for j in ("left_shoulder", "right_shoulder")):
+            level = by_extent or level  # only the head was posed: the extent is the better reading
     if face_center is None:
         face_center = head_center(person, keypoint_threshold)
     ref_y = face_center[1] if face_center is not None else centroid[1]
@@ -214,7 +250,7 @@ def subject_features(
         vertical=vertical_of(ref_y),
         thirds_distance=thirds_distance(centroid[0], ref_y),
         headroom=float(max(0.0, box[1])),
-        crop_level=crop_level(person, keypoint_threshold),
+        crop_level=level,
         facing=facing_of(score, facing_threshold),
         gaze=gaze,
         tilt_deg=tilt_deg(person, width, height, keypoint_threshold),

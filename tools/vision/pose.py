@@ -88,16 +88,42 @@ def _mediapipe_pose(complexity: int) -> object:
     return models.warmed(mp.solutions.pose.Pose(static_image_mode=True, model_complexity=complexity))
 
 
-def _mediapipe_persons(rgb: np.ndarray, cfg: VisionConfig) -> list[PersonDetection]:
+# COCO-17 index of the same joint on the other side (for reading a mirrored image back).
+_MIRROR = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+
+
+def _mediapipe_landmarks(rgb: np.ndarray, complexity: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """COCO-17 pixel keypoints and visibilities, or None when the pose model finds nobody."""
     height, width = rgb.shape[:2]
-    with models.use(("mediapipe", "pose", cfg.model_complexity),
-                    lambda: _mediapipe_pose(cfg.model_complexity)) as pose:
+    with models.use(("mediapipe", "pose", complexity), lambda: _mediapipe_pose(complexity)) as pose:
         result = pose.process(np.ascontiguousarray(rgb))
     if not result.pose_landmarks:
-        return []
+        return None
     marks = result.pose_landmarks.landmark
     keypoints = np.array([[marks[i].x * width, marks[i].y * height] for i in MEDIAPIPE_TO_COCO17])
-    scores = np.array([marks[i].visibility for i in MEDIAPIPE_TO_COCO17])
+    return keypoints, np.array([marks[i].visibility for i in MEDIAPIPE_TO_COCO17])
+
+
+def _mediapipe_persons(rgb: np.ndarray, cfg: VisionConfig) -> list[PersonDetection]:
+    """mediapipe's one pose. Its person detector misses some framings (a crop through the legs, an odd
+    aspect); then the mirrored image, then the image letterboxed to a square, are tried before giving up."""
+    height, width = rgb.shape[:2]
+    found = _mediapipe_landmarks(rgb, cfg.model_complexity)
+    if found is None:
+        mirrored = _mediapipe_landmarks(rgb[:, ::-1], cfg.model_complexity)
+        if mirrored is not None:
+            kp, vis = mirrored
+            kp = kp[list(_MIRROR)]
+            kp[:, 0] = width - kp[:, 0]
+            found = (kp, vis[list(_MIRROR)])
+    if found is None and width != height:
+        side = max(width, height)
+        square = np.full((side, side, 3), 128, np.uint8)
+        square[:height, :width] = rgb
+        found = _mediapipe_landmarks(square, cfg.model_complexity)
+    if found is None:
+        return []
+    keypoints, scores = found
     seen = (scores >= cfg.keypoint_threshold) & _in_frame(keypoints, width, height)
     person = _detection(keypoints, scores, width, height, seen)
     return [person] if person is not None else []
