@@ -116,6 +116,8 @@ class Lexicon:
     numbers: dict[str, int]
     copulas: frozenset[str]
     modifier_prefixes: tuple[str, ...]
+    subject_prefix: frozenset[str]
+    viewer_prefix: frozenset[str]
 
 
 def _bounded(pattern: str) -> str:
@@ -177,6 +179,8 @@ def lexicon() -> Lexicon:
             numbers={str(k): int(v) for k, v in data["numbers"].items()},
             copulas=frozenset(data["copulas"]),
             modifier_prefixes=tuple(f"{p} " for p in data["modifier_prefixes"]),
+            subject_prefix=frozenset(data["side_prefix"]["subject"]),
+            viewer_prefix=frozenset(data["side_prefix"]["viewer"]),
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:
         raise PlannerDataError(f"prompts/planner/{TARGETS_FILE}: malformed ({type(exc).__name__}: {exc})") from None
@@ -356,6 +360,12 @@ def read_statements(text: str, convention: Convention = "strict") -> tuple[list[
             start, end = m.start(), m.end()
             side = m.group("side") if "side" in m.re.groupindex else None
             frame: FrameOf = _side_frame(m) if side in _OPPOSITE else "bare"
+            if side in _OPPOSITE and frame == "bare":
+                prefix = _words_before(masked, 0, m.start("side"), 1)
+                if prefix and prefix[0] in lex.subject_prefix:
+                    frame = "subject"
+                elif prefix and prefix[0] in lex.viewer_prefix:
+                    frame = "viewer"
             said = side
             if side in _OPPOSITE:
                 after_frame, after_side, after_end = reader.frame_after(end)

@@ -71,6 +71,58 @@ def fit(
     console.print(f"policy written to {out}", highlight=False)
 
 
+@app.command("fit-convention")
+def fit_convention_cmd(
+    train: Path = typer.Argument(..., help="track_2_train.json (a JSON array or JSONL of Track 2 items)."),
+    images: Path = typer.Option(..., "--images", help="Folder of the train images (root, then images_00..10)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the policy JSON with the fitted convention."),
+    policy: Path | None = typer.Option(None, "--policy", help="The policy to add it to (default: planner.policy "
+                                       "from the config, else the rule policy), e.g. the output of plan fit."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after this many informative items."),
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the convention report as JSON."),
+) -> None:
+    """Measure with the vision models which reading of "her left" the train descriptions follow (strict: the
+    viewer's right for a subject facing the camera; loose: the viewer's left) and store it in the policy."""
+    from agents.planner import policy_from_config
+    from agents.planner.convention_fit import fit_convention
+
+    cfg = config_from_cli(config, sets)
+    if not images.is_dir():
+        raise InputError(f"--images {images}: not a folder")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
+    planner_cfg = cfg.planner if policy is None else cfg.planner.model_copy(update={"policy": str(policy)})
+    base = policy_from_config(planner_cfg)
+
+    def analyze(path: Path) -> Any:
+        from tools.vision import analyze as vision_analyze
+
+        return vision_analyze(path, cfg.vision)
+
+    report = fit_convention(train, images, analyze=analyze, limit=limit)
+    fitted = base.model_copy(update={"convention": report.model_dump(mode="json", exclude={"examples"})})
+    try:
+        fitted.save(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
+    if as_json:
+        print_json({"policy": str(out), **report.model_dump(mode="json")})
+        return
+    table = Table(title=f"reading of subject-frame sides: {report.value}")
+    for column in ("target", "agrees with strict", "agrees with loose", "neither"):
+        table.add_column(column)
+    for key, votes in report.per_key.items():
+        table.add_row(key, str(votes["strict"]), str(votes["loose"]), str(votes["neither"]))
+    table.add_row("all", str(report.strict), str(report.loose), str(report.neither))
+    console.print(table)
+    console.print(f"{report.n_records} records, {report.informative} with a side the readings disagree on; "
+                  f"{report.analysed} analysed ({report.no_person} without a person), {report.missing} image "
+                  f"missing, {report.unreadable} unreadable", highlight=False)
+    console.print(f"policy written to {out} (convention {report.value})", highlight=False)
+
+
 MAX_STDIN_CHARS = 1_000_000
 
 
