@@ -75,7 +75,7 @@ def test_condensing_order_filler_then_repeats_then_unkeyed_sentences() -> None:
 def test_backend_budget_uses_the_pipeline_limit() -> None:
     assert backend_token_budget(GeneratorConfig(backend="qwen-image", max_sequence_length=2048)) == 1024
     assert backend_token_budget(GeneratorConfig(backend="qwen-image", max_sequence_length=768)) == 768
-    assert backend_token_budget(GeneratorConfig(backend="zimage-turbo", max_sequence_length=1024)) == 1008
+    assert backend_token_budget(GeneratorConfig(backend="zimage-turbo", max_sequence_length=1024)) == 976
     assert backend_token_budget(GeneratorConfig(backend="remote", max_sequence_length=4096)) == 4096
     cfg = load_config(overrides={"generator": {"backend": "qwen-image", "max_sequence_length": 1024}})
     long = spec_of(max(ITEMS, key=lambda i: len(i["content_description"] + i["composition_analysis"])))

@@ -1,13 +1,6 @@
 """Fitting a canvas policy to the train images' real aspect ratios (`portraitcraft plan fit`).
 
-First the STRONG table (agents/planner/canvas_policy.py): for each strong entry of the rule policy
-(crop level, people, format word), the train items it decides vote with their images' orientation; an entry
-seen at least `min_count` times is kept when a majority (>= half) of them share one orientation, with that
-orientation's most common class as its default (its count and share are stored with it), and dropped
-otherwise; rarer entries keep their rule value. The PRIOR is the most common class of the items nothing
-strong decides.
-
-Then the weak cues: team sky tuned keyword weights and thresholds on the training set by evolutionary
+The weak cues first: team sky tuned keyword weights and thresholds on the training set by evolutionary
 search (methods.md); so does this, with scipy.optimize.differential_evolution over
 - one orientation weight per phrase of the rule vocabulary seen in at least `min_count` train texts,
 - one square damping weight per such square phrase,
@@ -15,7 +8,14 @@ search (methods.md); so does this, with scipy.optimize.differential_evolution ov
 Phrases seen fewer times keep their rule weight. The search starts from the rule policy (`x0`), so the fit
 is never worse than the rule on the train split. The objective, lower is better:
     error rate + 0.5 * mean |log(predicted ratio / true ratio)| + l2 * mean(weight^2)
-(the log term rewards near misses; the small l2 keeps weights of rare phrases in check).
+(the log term rewards near misses; the small l2 keeps weights of rare phrases in check). The PRIOR (the
+class inside the square band) is the most common train class.
+
+Then the STRONG table (agents/planner/canvas_policy.py): for each strong entry of the rule policy (format
+word, people, crop level), the train items it decides vote with their images' orientation; an entry seen at
+least `min_count` times is kept, with its majority orientation's most common class as its default (its
+count and share are stored with it), when that orientation holds a majority AND deciding by it beats the
+fitted weak cues on those items; otherwise it is dropped. Rarer entries keep their rule value.
 
 Targets: each image's width / height (read from the file header with PIL, no pixel decoding), snapped to
 the nearest canvas class in log space. Items whose image is missing or unreadable, and malformed records,
@@ -249,15 +249,29 @@ def predict(policy: CanvasPolicy, feats: Features) -> np.ndarray:
                         policy.square_index)
 
 
-def fit_strong(base: CanvasPolicy, targets: list[CompositionTargets], target: np.ndarray,
+def fit_strong(base: CanvasPolicy, targets: list[CompositionTargets], target: np.ndarray, weak: np.ndarray,
                min_count: int) -> tuple[list[StrongRule], list[dict[str, Any]]]:
-    """The fitted strong table and each entry's evidence (see the module doc)."""
+    """The fitted strong table and each entry's evidence (see the module doc).
+
+    Args:
+        base (CanvasPolicy): the rule policy (its strong entries, in order).
+        targets (list[CompositionTargets]): the train items' targets.
+        target (np.ndarray): their true class indices.
+        weak (np.ndarray): the class indices the fitted weak cues (and prior) give them without strong entries.
+        min_count (int): entries deciding fewer items keep their rule value.
+    """
     codes = base.orientation_codes
-    decided_by = [next((j for j, r in enumerate(base.strong) if r.matches(t)), -1) for t in targets]
+    log_classes = np.log(np.asarray(base.classes))
+
+    def loss(pred: np.ndarray, true: np.ndarray) -> float:
+        return float(np.mean(pred != true) + 0.5 * np.mean(np.abs(log_classes[pred] - log_classes[true])))
+
+    decided_by = np.array([next((j for j, r in enumerate(base.strong) if r.matches(t)), -1) for t in targets])
     kept: list[StrongRule] = []
     evidence: list[dict[str, Any]] = []
     for j, rule in enumerate(base.strong):
-        classes = target[[i for i, d in enumerate(decided_by) if d == j]]
+        rows = np.flatnonzero(decided_by == j)
+        classes = target[rows]
         row: dict[str, Any] = {"key": rule.key, "value": rule.value, "n": len(classes)}
         if len(classes) < min_count:
             kept.append(rule)
@@ -266,14 +280,17 @@ def fit_strong(base: CanvasPolicy, targets: list[CompositionTargets], target: np
         orient = codes[classes]
         values, counts = np.unique(orient, return_counts=True)
         best = int(values[np.argmax(counts)])
-        share = float(counts.max() / len(classes))
-        if share < 0.5 or (best == 0 and rule.key != "orientation"):
-            evidence.append({**row, "share": round(share, 3), "result": "dropped: no majority orientation"})
+        share = round(float(counts.max() / len(classes)), 3)
+        cls = int(np.bincount(classes[orient == best], minlength=len(base.classes)).argmax())
+        decided = decide_index(weak[rows], np.full(len(rows), cls), codes, 0, base.square_index)
+        strong_loss, weak_loss = loss(decided, classes), loss(weak[rows], classes)
+        row.update(share=share, loss_strong=round(strong_loss, 3), loss_weak=round(weak_loss, 3))
+        if share < 0.5 or strong_loss >= weak_loss:
+            evidence.append({**row, "result": "dropped: the weak cues do as well on these items"})
             continue
-        cls = np.bincount(classes[orient == best], minlength=len(base.classes)).argmax()
-        aspect = base.classes[int(cls)]
-        kept.append(rule.model_copy(update={"aspect": aspect, "n": len(classes), "share": round(share, 3)}))
-        evidence.append({**row, "share": round(share, 3), "result": f"{ratio_label(aspect)} {orientation_of(aspect)}"})
+        aspect = base.classes[cls]
+        kept.append(rule.model_copy(update={"aspect": aspect, "n": len(classes), "share": share}))
+        evidence.append({**row, "result": f"{ratio_label(aspect)} {orientation_of(aspect)}"})
     return kept, evidence
 
 
@@ -363,14 +380,11 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
     feats = features(base, train_set.texts)
     x, phrases = feats.x, feats.phrases
     train_feats = feats.rows(train_idx)
-    strong, strong_evidence = fit_strong(base, train_feats.targets, target[train_idx], settings.min_count)
-    staged = base.model_copy(update={"strong": strong})
-    strong_train = strong_indices(staged, train_feats.targets)
-    free = target[train_idx][strong_train < 0]
-    prior = base.classes[int(np.bincount(free, minlength=len(base.classes)).argmax())] if len(free) else base.prior
-    staged = staged.model_copy(update={"prior": prior})
+    prior = base.classes[int(np.bincount(target[train_idx], minlength=len(base.classes)).argmax())]
+    staged = base.model_copy(update={"strong": [], "prior": prior})
     active = x[train_idx].sum(axis=0) >= settings.min_count
-    objective = _Objective(staged, train_feats, target[train_idx], active, settings.l2, strong_train)
+    no_strong = np.full(len(train_idx), -1, dtype=np.intp)
+    objective = _Objective(staged, train_feats, target[train_idx], active, settings.l2, no_strong)
 
     started = time.perf_counter()
     result = differential_evolution(
@@ -383,10 +397,13 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
     weights, damping = dict(base.weights), dict(base.damping)
     weights.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.orient_cols, w, strict=True)})
     damping.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.square_cols, d, strict=True)})
-    fitted = CanvasPolicy.model_validate({
+    weak_only = CanvasPolicy.model_validate({
         **staged.model_dump(), "method": "fitted", "weights": weights, "damping": damping,
         "tall_cuts": [round(float(c), 4) for c in tall], "wide_cuts": [round(float(c), 4) for c in wide],
     })
+    strong, strong_evidence = fit_strong(base, train_feats.targets, target[train_idx],
+                                         predict(weak_only, train_feats), settings.min_count)
+    fitted = weak_only.model_copy(update={"strong": strong})
 
     def scored(idx: np.ndarray) -> dict[str, Metrics]:
         if len(idx) == 0:
