@@ -68,6 +68,7 @@ def test_fit_table_output_lists_skipped_items(tmp_path: Path) -> None:
                                  "--out", str(tmp_path / "p.json"), "--maxiter", "10"])
     assert result.exit_code == 0, result.output
     assert "held-out canvas accuracy" in result.stdout and "1 image missing" in result.stdout
+    assert "held-out orientation, true: portrait" in result.stdout and "strong crop_level=full-body" in result.stdout
     assert synth.missing[0].split("/")[-1] in result.stdout
 
 

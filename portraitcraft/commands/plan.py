@@ -62,6 +62,12 @@ def fit(
                   f"{len(report.unreadable)} image unreadable, {len(report.invalid)} invalid; "
                   f"{report.fitted_phrases} phrase weights fitted in {report.fit_seconds:.1f} s "
                   f"({report.generations} generations)", highlight=False)
+    for name, counts in report.orientation_counts.items():
+        console.print(f"held-out orientation, {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+                      highlight=False)
+    for row in report.strong:
+        console.print(f"strong {row['key']}={row['value']}: {row['n']} train items -> {row['result']}",
+                      highlight=False)
     skipped = [*report.missing, *report.unreadable, *report.invalid]
     for item in skipped[:MAX_LISTED]:
         console.print(f"[yellow]skipped item {item.index} ({item.image_path}): {item.problem}[/yellow]",
