@@ -103,6 +103,7 @@ class Lexicon:
     negator_phrases: tuple[tuple[str, ...], ...]
     contrast: frozenset[str]
     hedges: tuple[tuple[str, ...], ...]
+    hedge_strings: tuple[str, ...]
     negation_window: int
     hedge_window: int
     hedge_factor: float
@@ -166,6 +167,7 @@ def lexicon() -> Lexicon:
             negator_phrases=tuple(tuple(n.split()) for n in data["negators"] if " " in n),
             contrast=frozenset(data["contrast_words"]),
             hedges=tuple(tuple(h.split()) for h in data["hedges"]),
+            hedge_strings=tuple(f" {' '.join(h.split())} " for h in data["hedges"]),
             negation_window=int(data["negation_window"]),
             hedge_window=int(data["hedge_window"]),
             hedge_factor=float(data["hedge_factor"]),
@@ -189,6 +191,8 @@ def lexicon() -> Lexicon:
 # ----------------------------------------------------------------------------------------------- normalising
 
 _SUBST = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "-": " ", "\u2010": " ", "\u2011": " "}
+_TABLE = str.maketrans(_SUBST)
+_SPACES = re.compile(r"\s+")
 
 
 def normalise_with_map(text: str) -> tuple[str, list[int]]:
@@ -198,6 +202,25 @@ def normalise_with_map(text: str) -> tuple[str, list[int]]:
         >>> normalise_with_map("Full-Body  shot")[0]
         'full body shot'
     """
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character lower-cases to several ("İ"): the slow path keeps the map
+        return _normalise_slow(text)
+    flat = lowered.translate(_TABLE)
+    out: list[str] = []
+    index: list[int] = []
+    pos = 0
+    for m in _SPACES.finditer(flat):  # every run of white space becomes one space at the run's start
+        out.append(flat[pos : m.start()])
+        index.extend(range(pos, m.start()))
+        out.append(" ")
+        index.append(m.start())
+        pos = m.end()
+    out.append(flat[pos:])
+    index.extend(range(pos, len(flat)))
+    return "".join(out), index
+
+
+def _normalise_slow(text: str) -> tuple[str, list[int]]:
     out: list[str] = []
     index: list[int] = []
     for i, ch in enumerate(text):
@@ -206,7 +229,7 @@ def normalise_with_map(text: str) -> tuple[str, list[int]]:
             if out and out[-1] == " ":
                 continue
             ch = " "
-        for c in ch:  # lower() may lengthen a character ("İ")
+        for c in ch:
             out.append(c)
             index.append(i)
     return "".join(out), index
@@ -279,7 +302,8 @@ class _Reader:
 
     def hedged(self, start: int, end: int) -> bool:
         words = self.window(start, self.lex.hedge_window) + _WORD.findall(self.norm[start:end])
-        return any(_has_phrase(words, h) for h in self.lex.hedges)
+        joined = f" {' '.join(words)} "
+        return any(h in joined for h in self.lex.hedge_strings)
 
     def actor_is_subject(self, start: int, end: int) -> bool | None:
         """Whether the statement is about the person: nearest known noun before it in its clause, else in its
