@@ -22,11 +22,16 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "config": ("config", "Show the effective configuration."),
     "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
+    "understand": ("understand", "Track 1: views, votes and calibration over a VLM; the submission zip; SFT export."),
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
+    "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
+    "train": ("train", "LoRA training: SFT on Track 2 items, Diffusion-DPO on preference pairs."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "generate": ("generate", "generate"),
+    "report": ("report", "report"),
     "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),
@@ -73,11 +78,14 @@ for _name, (_module, _func) in COMMANDS.items():
 
 
 def _tidy_help(command: Any) -> None:
-    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`)."""
+    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`), and a
+    repeatable option shows its value's name (`--ids ID`), not `<list[str]>`."""
     help_option = command.get_help_option(typer.Context(command))  # created once and cached by click
     for param in [*command.params, help_option]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif getattr(param, "multiple", False) and param.metavar is None and getattr(param, "opts", None):
+            param.metavar = param.opts[0].lstrip("-").upper().rstrip("S").replace("-", "_") or None
     for sub in getattr(command, "commands", {}).values():
         _tidy_help(sub)
 
@@ -101,7 +109,7 @@ def main() -> None:
     except PortraitcraftError as exc:
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click): usage line, exit 2
         exc.show()  # type: ignore[attr-defined]
@@ -119,7 +127,7 @@ def main() -> None:
         if _state["debug"] or debug:
             raise
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         sys.exit(1)
     # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None).
     sys.exit(code if isinstance(code, int) else 0)
