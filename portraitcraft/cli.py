@@ -22,11 +22,16 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "config": ("config", "Show the effective configuration."),
     "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
+    "understand": ("understand", "Track 1: views, votes and calibration over a VLM; the submission zip; SFT export."),
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
+    "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
+    "train": ("train", "LoRA training: SFT on Track 2 items, Diffusion-DPO on preference pairs."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
+    "generate": ("generate", "generate"),
+    "report": ("report", "report"),
     "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),
@@ -101,7 +106,7 @@ def main() -> None:
     except PortraitcraftError as exc:
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click): usage line, exit 2
         exc.show()  # type: ignore[attr-defined]
@@ -119,7 +124,7 @@ def main() -> None:
         if _state["debug"] or debug:
             raise
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         sys.exit(1)
     # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None).
     sys.exit(code if isinstance(code, int) else 0)

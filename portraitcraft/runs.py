@@ -22,7 +22,10 @@ from typing import Any
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
 from portraitcraft.errors import InputError
-from portraitcraft.schemas import safe_id
+from portraitcraft.ids import safe_id
+
+ID_MARKER = ".id"
+"""In each item folder: the raw id that owns it (UTF-8)."""
 
 TRACKED_PACKAGES = (
     "portraitcraft", "pydantic", "langgraph", "openai", "numpy", "scipy", "pillow",
@@ -115,6 +118,7 @@ class RunFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.results = ResultsLog(self.root / "results.jsonl")
+        self._claimed: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -153,12 +157,35 @@ class RunFolder:
         return atomic_write_json(manifest_path, manifest)
 
     def item_dir(self, item_id: str) -> Path:
-        """The folder for one item's files; the id is sanitised so it cannot escape the run folder."""
-        path = self.root / "items" / safe_id(item_id)
+        """The folder of one item: `items/<safe_id(item_id)>/`, the one place the raw id becomes a name.
+
+        The folder records the raw id it belongs to (`.id`); a different raw id that sanitises to the same
+        name is refused instead of sharing the folder.
+
+        Raises:
+            InputError: another item already owns the folder name.
+        """
+        name = safe_id(item_id)
+        path = self.root / "items" / name
+        if self._claimed.get(name) == item_id:
+            return path
         path.mkdir(parents=True, exist_ok=True)
+        marker = path / ID_MARKER
+        raw = item_id.encode("utf-8", "surrogatepass")
+        try:
+            owner = marker.read_bytes()
+        except FileNotFoundError:
+            atomic_write_bytes(marker, raw)
+            owner = raw
+        if owner != raw:
+            other = owner.decode("utf-8", "surrogatepass")
+            raise InputError(f"item {item_id!r}: its folder name {name!r} already belongs to item {other!r}; "
+                             "give one of them another id")
+        self._claimed[name] = item_id
         return path
 
     def item_file(self, item_id: str, name: str) -> Path:
+        """A file in the item's folder; `name` is sanitised too (it may come from data)."""
         return self.item_dir(item_id) / safe_id(name)
 
 

@@ -85,7 +85,7 @@ def test_fitted_policy_file_round_trips_and_explains(fitted, tmp_path: Path) -> 
     canvas = again.choose("She is shown full-body, head to toe, in a vertical frame.", long_side=1024, multiple=16)
     assert canvas.policy == "fitted" and canvas.orientation == "portrait"
     assert {e.phrase for e in canvas.evidence} >= {"full body", "head to toe", "vertical frame"}
-    assert canvas.reasons[-1].startswith("fitted policy: score")
+    assert canvas.reasons[-1].startswith("fitted policy -> ")
 
 
 def test_labels_come_from_the_images_not_the_text(synthetic: SyntheticSet, tmp_path: Path) -> None:

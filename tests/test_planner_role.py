@@ -73,7 +73,7 @@ def test_config_policy_path_selects_the_fitted_policy(tmp_path: Path) -> None:
 def test_truncation_warning_reaches_plan_and_log(caplog: pytest.LogCaptureFixture) -> None:
     long_spec = SPEC.model_copy(update={"content": "A red coat in the rain. " * 40})
     with caplog.at_level(logging.WARNING, logger="agents.planner"):
-        plan = Planner(PlannerConfig(max_prompt_tokens=64)).plan(long_spec)
+        plan = Planner(PlannerConfig(max_prompt_tokens=64, condense="off")).plan(long_spec)
     assert len(plan.warnings) == 1 and "max_prompt_tokens=64" in plan.warnings[0]
     assert any(SPEC.id in r.getMessage() and "max_prompt_tokens=64" in r.getMessage() for r in caplog.records)
 

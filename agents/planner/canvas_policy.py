@@ -1,18 +1,30 @@
 """Canvas policies: description -> canvas (width, height), with the reasons.
 
-One model serves both policies (team sky's prompt-conditioned adaptive canvas, methods.md):
+Two layers of evidence (the second is team sky's prompt-conditioned adaptive canvas, methods.md):
 
-    score = sum(orientation weights of the phrases present) / (1 + sum(square damping weights present))
+1. STRONG evidence decides the orientation: the composition targets (agents/planner/targets.py) an entry of
+   `strong` names, first match in order: an explicit format word ("vertical frame", "16:9"), three or more
+   people, the crop level ("full-body", "head-and-shoulders"). Its aspect is the default class.
+2. WEAK cues (phrases with weights) give a score
 
-A negative score asks for a taller canvas, a positive one for a wider canvas. The canvas classes are the
-configured aspect ratios (width / height) plus 1:1, sorted. Square when |score| is inside the square band;
-each class further from square needs the score to pass one more cut point (`tall_cuts` for the classes
-below 1, nearest-to-square first; `wide_cuts` above 1). Weak evidence therefore always gives a square.
+       score = sum(orientation weights present) / (1 + sum(square damping present)) / max(1, words / words_per_unit)
 
-- The RULE policy takes its weights from prompts/planner/canvas_evidence.json (one weight per group) and
-  spaces its cut points evenly (`square_margin`, then every `class_step`).
-- The FITTED policy (agents/planner/plan_fit.py, `portraitcraft plan fit`) has per-phrase weights and cut points
-  learned from the train images' real aspect ratios, and is stored as JSON.
+   negative = taller, positive = wider. Dividing by the text length (in units of `words_per_unit` words)
+   weighs cues per text length, not per occurrence: a 400-word composition analysis almost always says
+   "background" or "expansive" somewhere, and that must not add up to a wide canvas. Each class further
+   from square needs the score to pass one more cut point (`tall_cuts` for the classes below 1,
+   nearest-to-square first; `wide_cuts` above 1).
+
+With strong evidence the weak score may pick another class of the SAME orientation (a very tall one for a
+full-body shot in a doorway), else the strong default stands. Without it the weak class stands, except
+inside the square band, where the `prior` class does (a configurable prior orientation: people portraits
+are mostly upright).
+
+- The RULE policy takes its weights, strong table and prior from prompts/planner/canvas_evidence.json and
+  PlannerConfig, and spaces its cut points evenly (`square_margin`, then every `class_step`).
+- The FITTED policy (agents/planner/plan_fit.py, `portraitcraft plan fit`) has per-phrase weights, cut
+  points, a strong table and a prior learned from the train images' real aspect ratios, and is stored as
+  JSON (with the fitted reading convention of "her left", `plan fit-convention`).
 """
 
 from __future__ import annotations
@@ -25,8 +37,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from agents.planner.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data
+from agents.planner.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data, normalise
 from portraitcraft.errors import InputError
+from portraitcraft.schemas import CompositionTargets
 
 EVIDENCE_FILE = "canvas_evidence.json"
 POLICY_FORMAT = "portraitcraft.canvas_policy/2"
@@ -48,6 +61,30 @@ class Evidence(BaseModel):
     weight: float
 
 
+class StrongRule(BaseModel):
+    """A composition target that decides the orientation: `key` = `value` -> the class `aspect`.
+
+    `value` "3+" on `people` means three or more. `n` / `share`: in a fitted policy, how many train items
+    this entry decided and the share of them whose image had this orientation.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: Literal["orientation", "people", "crop_level"]
+    value: str
+    aspect: float = Field(gt=0)
+    n: int | None = None
+    share: float | None = None
+
+    def matches(self, targets: CompositionTargets) -> bool:
+        got = getattr(targets, self.key)
+        if got is None:
+            return False
+        if self.key == "people" and self.value.endswith("+"):
+            return int(got) >= int(self.value[:-1])
+        return str(got) == self.value
+
+
 class Canvas(BaseModel):
     """A chosen canvas and why (shared by every policy).
 
@@ -61,8 +98,10 @@ class Canvas(BaseModel):
     height: int
     aspect: float
     label: str = Field(description="the class as W:H, e.g. '2:3'")
+    ratio: str = Field("", description="the real width:height after rounding, e.g. '2:1' for 96x48")
     policy: Literal["rule", "fitted"]
     score: float
+    decided_by: str | None = Field(None, description="the strong target that decided the orientation")
     evidence: list[Evidence] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
 
@@ -82,11 +121,37 @@ def ratio_label(aspect: float) -> str:
     """A short W:H label for a ratio.
 
     Example:
-        >>> ratio_label(9 / 16), ratio_label(1.5)
-        ('9:16', '3:2')
+        >>> ratio_label(9 / 16), ratio_label(1.5), ratio_label(96 / 48)
+        ('9:16', '3:2', '2:1')
     """
     frac = Fraction(aspect).limit_denominator(20)
     return f"{frac.numerator}:{frac.denominator}"
+
+
+ORIENTATION_CODE = {"portrait": -1, "square": 0, "landscape": 1}
+
+
+def decide_index(weak: np.ndarray, strong: np.ndarray, orient: np.ndarray, prior: int, square: int) -> np.ndarray:
+    """Final class indices from weak-score classes and strong decisions (vectorised like `ordinal_index`).
+
+    Args:
+        weak (np.ndarray): (n,) or (n, S) class indices from the weak score.
+        strong (np.ndarray): (n,) the strong default class index per item, -1 where nothing strong was said.
+        orient (np.ndarray): (C,) orientation code per class (-1 portrait, 0 square, 1 landscape).
+        prior (int): the class inside the square band when nothing strong was said.
+        square (int): the index of 1:1.
+
+    Example:
+        >>> orient = np.array([-1, -1, 0, 1])
+        >>> decide_index(np.array([0, 3, 2, 2]), np.array([1, 1, -1, 3]), orient, 1, 2).tolist()
+        [0, 1, 1, 3]
+    """
+    strong_col = strong if weak.ndim == 1 else strong[:, None]
+    has_strong = strong_col >= 0
+    same_side = (orient[weak] == orient[np.maximum(strong_col, 0)]) & (orient[np.maximum(strong_col, 0)] != 0)
+    with_strong = np.where(same_side, weak, strong_col)
+    without = np.where(weak == square, prior, weak)
+    return np.where(has_strong, with_strong, without)
 
 
 def canvas_classes(aspect_ratios: list[float]) -> list[float]:
@@ -162,6 +227,12 @@ class CanvasPolicy(BaseModel):
     groups: dict[str, str] = Field(default_factory=dict, description="phrase -> evidence group name")
     tall_cuts: list[float]
     wide_cuts: list[float]
+    strong: list[StrongRule] = Field(default_factory=list, description="targets that decide the orientation")
+    prior: float = Field(1.0, description="the class (a ratio in `classes`) when nothing decides: weak score "
+                         "inside the square band and no strong target")
+    words_per_unit: float = Field(0.0, ge=0, description="weak score / max(1, words / this); 0 = no scaling")
+    convention: dict[str, Any] | None = Field(None, description="the fitted reading of 'her left' (strict|loose) "
+                                              "with its evidence counts (plan fit-convention)")
     fit: dict[str, Any] = Field(default_factory=dict, description="how a fitted policy was fitted and scored")
 
     _matcher: PhraseMatcher | None = PrivateAttr(default=None)
@@ -181,11 +252,43 @@ class CanvasPolicy(BaseModel):
             raise ValueError("damping weights must be >= 0")
         if overlap := set(self.weights) & set(self.damping):
             raise ValueError(f"phrases both orientation and square: {sorted(overlap)}")
+        if not any(np.isclose(self.prior, c) for c in self.classes):
+            raise ValueError(f"prior {self.prior} is not one of the classes {self.classes}")
+        for rule in self.strong:
+            if not any(np.isclose(rule.aspect, c) for c in self.classes):
+                raise ValueError(f"strong {rule.key}={rule.value}: aspect {rule.aspect} is not one of the classes")
         return self
 
     @property
     def square_index(self) -> int:
         return self.classes.index(1.0)
+
+    @property
+    def prior_index(self) -> int:
+        return self.class_index(self.prior)
+
+    @property
+    def orientation_codes(self) -> np.ndarray:
+        return np.array([ORIENTATION_CODE[orientation_of(c)] for c in self.classes])
+
+    @property
+    def reading_convention(self) -> Literal["strict", "loose"] | None:
+        """The fitted reading convention of subject-frame sides, when `plan fit-convention` stored one."""
+        value = (self.convention or {}).get("value")
+        return value if value in ("strict", "loose") else None
+
+    def class_index(self, aspect: float) -> int:
+        return int(np.argmin(np.abs(np.log(np.asarray(self.classes)) - np.log(aspect))))
+
+    def strong_rule(self, targets: CompositionTargets) -> StrongRule | None:
+        """The first strong entry the targets match, or None."""
+        return next((r for r in self.strong if r.matches(targets)), None)
+
+    def length_scale(self, text: str) -> float:
+        """The divisor of the weak score for this text: max(1, words / words_per_unit), 1 when unscaled."""
+        if self.words_per_unit <= 0:
+            return 1.0
+        return max(1.0, len(normalise(text).split()) / self.words_per_unit)
 
     @property
     def matcher(self) -> PhraseMatcher:
@@ -202,32 +305,56 @@ class CanvasPolicy(BaseModel):
             found.append(Evidence(phrase=phrase, group=self.groups.get(phrase, ""), effect=effect, weight=weight))
         return found
 
-    def choose(self, text: str, *, long_side: int, multiple: int) -> Canvas:
+    def choose(self, text: str, *, long_side: int, multiple: int,
+               targets: CompositionTargets | None = None) -> Canvas:
         """The canvas for a description, with the evidence and a readable account of the choice.
 
         Args:
             text (str): the description (content and composition together).
             long_side (int): the canvas's long side in pixels.
             multiple (int): the model's side multiple.
+            targets (CompositionTargets, optional): the description's targets; extracted from `text` when
+                not given (orientation, people and crop level do not depend on the reading convention).
         """
+        if targets is None:
+            from agents.planner.targets import extract_targets
+
+            targets = extract_targets(text, "")
         found = self.evidence(text)
         push = sum(e.weight for e in found if e.effect == "orientation")
         damp = sum(e.weight for e in found if e.effect == "square")
-        score = push / (1.0 + damp)
-        index = int(ordinal_index(np.array([score]), np.array(self.tall_cuts), np.array(self.wide_cuts),
-                                  self.square_index)[0])
+        scale = self.length_scale(text)
+        score = push / (1.0 + damp) / scale
+        weak = int(ordinal_index(np.array([score]), np.array(self.tall_cuts), np.array(self.wide_cuts),
+                                 self.square_index)[0])
+        strong = self.strong_rule(targets)
+        strong_index = self.class_index(strong.aspect) if strong is not None else -1
+        index = int(decide_index(np.array([weak]), np.array([strong_index]), self.orientation_codes,
+                                 self.prior_index, self.square_index)[0])
         aspect = self.classes[index]
         width, height = canvas_size(aspect, long_side, multiple)
-        label = ratio_label(aspect)
+        label, ratio = ratio_label(aspect), ratio_label(width / height)
         low = f"-{self.tall_cuts[0]:.2f}" if self.tall_cuts else "-inf"
         high = f"{self.wide_cuts[0]:.2f}" if self.wide_cuts else "inf"
-        reasons = [_reason(e) for e in found] or ["no canvas evidence in the description"]
-        reasons.append(
-            f"{self.method} policy: score {push:+.2f} / (1 + {damp:.2f}) = {score:+.2f}, square band "
-            f"[{low}, {high}] -> {label} {orientation_of(aspect)}, {width}x{height}"
-        )
-        return Canvas(width=width, height=height, aspect=aspect, label=label, policy=self.method, score=score,
-                      evidence=found, reasons=reasons)
+        reasons = [_reason(e) for e in found] or ["no weak canvas cues in the description"]
+        per_length = f" / {scale:.1f} (text length)" if scale > 1 else ""
+        reasons.append(f"weak cues: {push:+.2f} / (1 + {damp:.2f}){per_length} = {score:+.2f}, square band "
+                       f"[{low}, {high}] -> {ratio_label(self.classes[weak])}")
+        decided_by = None
+        if strong is not None:
+            decided_by = f"{strong.key}={getattr(targets, strong.key)}"
+            said = targets.phrases.get(strong.key, "")
+            how = ("the weak cues pick this class of that orientation" if index != strong_index
+                   else f"default {ratio_label(strong.aspect)}")
+            reasons.append(f"strong: {strong.key} {getattr(targets, strong.key)}"
+                           f"{f' (from {said!r})' if said else ''} decides {orientation_of(strong.aspect)}; {how}")
+        elif weak == self.square_index and index != weak:
+            reasons.append(f"nothing decides: the prior {ratio_label(self.prior)} {orientation_of(self.prior)}")
+        size = f"{width}x{height} = {ratio} {orientation_of(aspect)}"
+        rounded = f" (class {label}, sides rounded to multiples of {multiple})" if ratio != label else ""
+        reasons.append(f"{self.method} policy -> {size}{rounded}")
+        return Canvas(width=width, height=height, aspect=aspect, label=label, ratio=ratio, policy=self.method,
+                      score=score, decided_by=decided_by, evidence=found, reasons=reasons)
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON (atomically)."""
@@ -243,11 +370,13 @@ def _reason(e: Evidence) -> str:
     return f"'{e.phrase}'{where}: {e.weight:+.2f} toward {'wider' if e.weight > 0 else 'taller'}"
 
 
-def rule_policy(aspect_ratios: list[float]) -> CanvasPolicy:
+def rule_policy(aspect_ratios: list[float], prior_orientation: Orientation = "portrait") -> CanvasPolicy:
     """The rule policy over these aspect ratios, from prompts/planner/canvas_evidence.json.
 
     Args:
         aspect_ratios (list[float]): width / height ratios (PlannerConfig.aspect_ratios); 1.0 is added.
+        prior_orientation (str, optional, defaults to "portrait"): the canvas when nothing decides
+            (PlannerConfig.prior_orientation); its class is the data's prior ratio snapped to the classes.
 
     Raises:
         PlannerDataError: the evidence file is malformed (a phrase in two groups, a bad effect or weight).
@@ -277,12 +406,22 @@ def rule_policy(aspect_ratios: list[float]) -> CanvasPolicy:
         raise PlannerDataError(f"prompts/planner/{EVIDENCE_FILE}: malformed ({type(exc).__name__}: {exc})") from None
     n_tall = classes.index(1.0)
     n_wide = len(classes) - n_tall - 1
+
+    def snap(aspect: float) -> float:
+        return classes[int(np.argmin(np.abs(np.log(classes) - np.log(float(aspect)))))]
+
     try:
+        strong = [StrongRule(key=r["key"], value=str(r["value"]), aspect=snap(r["aspect"])) for r in data["strong"]]
+        prior = snap(data["prior"][prior_orientation])
+        words_per_unit = float(data["weak"]["words_per_unit"])
         return CanvasPolicy(
             method="rule", classes=classes, weights=weights, damping=damping, groups=groups,
             tall_cuts=[margin + step * j for j in range(n_tall)],
             wide_cuts=[margin + step * j for j in range(n_wide)],
+            strong=strong, prior=prior, words_per_unit=words_per_unit,
         )
+    except (KeyError, TypeError) as exc:
+        raise PlannerDataError(f"prompts/planner/{EVIDENCE_FILE}: malformed ({type(exc).__name__}: {exc})") from None
     except ValidationError as exc:
         raise PlannerDataError(f"prompts/planner/{EVIDENCE_FILE}: {exc.errors()[0]['msg']}") from None
 

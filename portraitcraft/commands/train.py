@@ -1,0 +1,82 @@
+"""`portraitcraft train sft|dpo`: LoRA training on Track 2 items or on exported preference pairs (train/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+
+app = typer.Typer(no_args_is_help=True)
+err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
+
+OutOption = typer.Option(..., "--out", help="The run folder (metrics.jsonl, checkpoints/, lora.safetensors).")
+MaxStepsOption = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats [train] epochs).")
+ResumeOption = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out.")
+ValidateOption = typer.Option(False, "--validate", help="Draw [train] validate_prompts with and without the LoRA.")
+JsonOption = typer.Option(False, "--json", help="Print the run summary as JSON.")
+
+
+def _report(result: Any, as_json: bool) -> None:
+    last = result.rows[-1] if result.rows else {}
+    summary = {
+        "out": str(result.out), "lora": str(result.lora), "steps": result.steps, "resumed_from": result.start_step,
+        "used": result.used, "skipped": result.skipped, "last": last, "seconds": round(result.seconds, 2),
+        "encoder_forwards": result.forwards, "validation": [str(p) for p in result.validation],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    shown = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("step", "lr"))
+    console.print(f"{result.kind}: {result.steps} steps ({result.used} items used, {result.skipped} skipped) in "
+                  f"{result.seconds:.1f} s; last {shown}")
+    console.print(f"LoRA: {result.lora}  (use it with [generator] loras = [{{ path = \"{result.lora}\" }}])",
+                  markup=False, highlight=False)
+
+
+@app.command("sft")
+def sft(
+    train_file: Path = typer.Argument(..., help="track_2_train.json (JSON array or JSONL of Track 2 items)."),
+    images: Path = typer.Option(..., "--images", help="Folder of the train images (root, then images_00..10)."),
+    out: Path = OutOption,
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    max_steps: int | None = MaxStepsOption,
+    resume: bool = ResumeOption,
+    validate: bool = ValidateOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Supervised LoRA fine-tuning (flow matching) on images with their [Content]/[Composition] prompts."""
+    from train.data import read_sft_items
+    from train.runner import run_training
+
+    cfg = config_from_cli(config, sets)
+    items = read_sft_items(train_file, images, cfg.planner)
+    result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
+                          console=err_console)
+    _report(result, as_json)
+
+
+@app.command("dpo")
+def dpo(
+    pairs: Path = typer.Argument(..., help="Pairs: pickapic parquet (caption, jpg_0, jpg_1, label_0, ...) or JSONL."),
+    out: Path = OutOption,
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    max_steps: int | None = MaxStepsOption,
+    resume: bool = ResumeOption,
+    validate: bool = ValidateOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Diffusion-DPO (flow matching) of a LoRA on preference pairs; optional pose ControlNet ([train] pose)."""
+    from train.data import read_pairs
+    from train.runner import run_training
+
+    cfg = config_from_cli(config, sets)
+    items = read_pairs(pairs)
+    result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
+                          console=err_console)
+    _report(result, as_json)
