@@ -165,15 +165,19 @@ def show(
     """Explain the canvas a description gets (the words that counted, the targets, the decision), or with
     --file the orientation distribution over a file's items."""
     from agents.planner import Planner
+    from agents.planner.prompt_builder import load_token_counter
+    from agents.planner.role import backend_token_budget
     from portraitcraft.schemas import Track2Spec
 
     if (description is None) == (file is None):
         raise InputError("give a DESCRIPTION (or '-' for stdin) or --file, not both" if file else
                          "give a DESCRIPTION (or '-' for stdin) or --file FILE")
-    planner_cfg = config_from_cli(config, sets).planner
+    cfg = config_from_cli(config, sets)
+    planner_cfg = cfg.planner
     if policy is not None:
         planner_cfg = planner_cfg.model_copy(update={"policy": str(policy)})
-    planner = Planner(planner_cfg)
+    planner = Planner(planner_cfg, max_prompt_tokens=backend_token_budget(cfg.generator),
+                      counter=load_token_counter(cfg.generator.model))
     if file is not None:
         _show_file(planner, file, as_json)
         return
@@ -181,9 +185,12 @@ def show(
     targets = planner.targets(Track2Spec(image_path="show.png", content=text, composition=""))
     canvas = planner.policy.choose(text, long_side=planner_cfg.long_side, multiple=planner_cfg.multiple,
                                    targets=targets)
+    built = planner.builder.build(text, "", targets)
+    prompt = {"tokens_before": built.tokens_before, "tokens": built.tokens, "budget": built.budget,
+              "counter": built.counter, "condensed": built.condensed}
     if as_json:
         print_json({**canvas.model_dump(mode="json"), "orientation": canvas.orientation,
-                    "targets": _targets_json(targets), "convention": planner.convention})
+                    "targets": _targets_json(targets), "convention": planner.convention, "prompt": prompt})
         return
     if canvas.evidence:
         table = Table(title="canvas evidence")
@@ -202,6 +209,8 @@ def show(
         console.print(table)
     for reason in canvas.reasons[len(canvas.evidence):]:
         console.print(reason, highlight=False, soft_wrap=True)
+    console.print(f"prompt: {built.tokens_before} tokens -> {built.tokens} (budget {built.budget}, {built.counter})",
+                  highlight=False, soft_wrap=True)
 
 
 def _show_file(planner: Any, file: Path, as_json: bool) -> None:
@@ -219,8 +228,10 @@ def _show_file(planner: Any, file: Path, as_json: bool) -> None:
         targets = planner.targets(spec)
         canvas = planner.policy.choose(spec.description, long_side=cfg.long_side, multiple=cfg.multiple,
                                        targets=targets)
+        built = planner.builder.build(spec.content, spec.composition, targets)
         rows.append({"id": spec.id, "width": canvas.width, "height": canvas.height, "label": canvas.label,
-                     "orientation": canvas.orientation, "decided_by": canvas.decided_by or "weak cues / prior"})
+                     "orientation": canvas.orientation, "decided_by": canvas.decided_by or "weak cues / prior",
+                     "tokens_before": built.tokens_before, "tokens": built.tokens})
     orientation = Counter(r["orientation"] for r in rows)
     classes = Counter(r["label"] for r in rows)
     decided = Counter(r["decided_by"].split("=")[0] for r in rows)
@@ -243,6 +254,11 @@ def _show_file(planner: Any, file: Path, as_json: bool) -> None:
     console.print(table)
     console.print("classes: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items()), highlight=False)
     console.print("decided by: " + ", ".join(f"{k} {v}" for k, v in summary["decided_by"].items()), highlight=False)
+    before, after = [r["tokens_before"] for r in rows], [r["tokens"] for r in rows]
+    budget = planner.builder.max_prompt_tokens
+    console.print(f"prompt tokens (budget {budget}): max {max(before)} -> {max(after)}; over budget "
+                  f"{sum(b > budget for b in before)} -> {sum(a > budget for a in after)} of {len(rows)}",
+                  highlight=False)
     if planner.policy.convention:
         conv = planner.policy.convention
         console.print(f"fitted convention: {conv.get('value')} ({conv.get('strict', 0)} items agree with strict, "
