@@ -216,7 +216,7 @@ class Buckets:
 
     @classmethod
     def from_planner(cls, planner: PlannerConfig, *, long_side: int, multiple: int) -> Buckets:
-        from agents.canvas_policy import canvas_classes, canvas_size
+        from agents.planner.canvas_policy import canvas_classes, canvas_size
 
         sizes = [canvas_size(a, long_side, multiple) for a in canvas_classes(planner.aspect_ratios)]
         return cls(tuple(dict.fromkeys(sizes)))
