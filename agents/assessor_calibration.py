@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from portraitcraft.errors import DataError
 from portraitcraft.atomic import atomic_write_json
+from portraitcraft.errors import DataError
 from portraitcraft.schemas import ATTRIBUTES, Level
 
 DEFAULT_THRESHOLDS: tuple[float, float] = (5.0, 7.0)

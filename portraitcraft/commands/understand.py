@@ -213,6 +213,7 @@ def run(
         "n_reused": sum(o.reused for o in outcomes), "n_answer_fallback": no_answer,
         "views": [v.name for v in context.views], "samples_per_view": cfg.assessor.samples,
         "requests": stats.requests, "cache_hits": stats.cache_hits, "n_fallbacks": stats.n_fallbacks,
+        "reasks": stats.reasks, "answer_failures": stats.answer_failures,
         "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
     }
     if as_json:
@@ -280,8 +281,8 @@ def export_sft(
 ) -> None:
     """Write the Track 1 training set as chat SFT records with exactly the assessor's prompts and schema."""
     from agents.assessor_sft import SFT_FORMATS, dataset_info, sft_record
-    from portraitcraft.data import load
     from portraitcraft.atomic import atomic_write_json
+    from portraitcraft.data import load
 
     if fmt not in SFT_FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(SFT_FORMATS)}")
