@@ -370,3 +370,30 @@ async def test_a_run_killed_mid_item_resumes_without_asking_finished_views_again
     assert {r["view"]["name"] for r in outcome.state["results"]} == {v.name for v in views}
     # the original views finished before the "kill" and were not asked again
     assert asked_before == 2 and len(fake_vlm.chat_requests) == 4
+
+
+def test_validation_split_gives_scorable_predictions_and_a_calibration(fake_vlm, tmp_path, capsys,
+                                                                       monkeypatch) -> None:
+    """A train-format split (no questions): predictions JSON + votes, then calibrate against its scores."""
+    train = EXAMPLES / "track_1_train.json"
+    n_items = len(json.loads(train.read_text()))
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 5.5), "overall": 50})  # no answer field
+    preds = tmp_path / "val_preds.json"
+    result = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(preds), "--no-progress",
+                      "--json", *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["predictions"] == str(preds) and summary["n_finished"] == n_items
+    assert all("Question:" not in user_text(r.body) for r in fake_vlm.chat_requests)
+    scored = json.loads(run_cli(["eval", "track1", str(preds), str(train), "--json"], capsys, monkeypatch).stdout)
+    assert scored["n_matched"] == n_items and scored["qa_acc"] is None
+    calib = tmp_path / "calib.json"
+    fitted = run_cli(["understand", "calibrate", summary["votes"], str(train), "--out", str(calib), "--json"],
+                     capsys, monkeypatch)
+    assert fitted.exit_code == 0, fitted.output
+    report = json.loads(calib.read_text())["report"]
+    assert report["n_fit"] == n_items
+    assert report["fit_accuracy_calibrated"] >= report["fit_accuracy_default"]
+    zipped = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(tmp_path / "x.zip"),
+                      *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert zipped.exit_code != 0 and "must name a .json predictions file" in " ".join(zipped.output.split())
