@@ -397,3 +397,23 @@ def test_validation_split_gives_scorable_predictions_and_a_calibration(fake_vlm,
     zipped = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(tmp_path / "x.zip"),
                       *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
     assert zipped.exit_code != 0 and "must name a .json predictions file" in " ".join(zipped.output.split())
+
+
+async def test_missing_and_corrupt_images_fail_their_item_only(fake_vlm, tmp_path) -> None:
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    cfg = AssessorConfig(samples=2, max_pixels=[100 * 100])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = bright_square("left", tmp_path / "good.png")
+    items = [{"id": name, "image_path": name, "image": image, "task": "track1", "question": "Q?",
+              "options": {"A": "x", "B": "y"}, "format": "single"}
+             for name, image in (("missing.jpg", None), ("corrupt.jpg", str(corrupt)), ("good.png", str(good)))]
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg))
+        outcomes = await run_items(items, context, checkpoint_dir=tmp_path / "ckpt",
+                                   run_fingerprint=fingerprint(cfg, views))
+    assert [o.status for o in outcomes] == ["failed", "failed", "finished"]
+    assert "image not found" in outcomes[0].state["error"]
+    assert "corrupt.jpg" in outcomes[1].state["error"] and "ImageError" in outcomes[1].state["error"]
+    assert len(fake_vlm.chat_requests) == 2  # only the good image reached the model
