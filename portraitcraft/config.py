@@ -231,7 +231,7 @@ class AssessorConfig(EndpointConfig):
     linear_prior: float = Field(0.0, ge=0, le=1, description="weight of overall = 0.86*sum - 8.92")
     # Track 1 understanding (agents/assessor.py, agents/assessor_vote.py, graphs/understand.py)
     temperature: Annotated[float, Field(ge=0, le=2)] = Field(
-        0.7, description="sampling temperature of the K votes per view (0 makes K identical greedy requests)"
+        0.7, description="sampling temperature of the K votes per view (0: one greedy answer per view)"
     )
     output: Literal["levels", "scores"] = Field(
         "scores", description="attributes answered as levels (Poor/Medium/Good) or as 0-10 scores"
