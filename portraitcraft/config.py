@@ -298,7 +298,8 @@ class LoopConfig(_Section):
     max_rounds: Annotated[int, Field(ge=0, le=50)] = 3
     max_generations: Annotated[int, Field(ge=1, le=200)] = 8
     drift_guard: bool = True
-    select_by_judge: bool = True
+    select_by_judge: bool = Field(
+        True, description="with a VLM critic, the [judge] ranks the rounds of an item that never passed")
     max_edits: Annotated[int, Field(ge=0, le=50)] = Field(
         2, description="edits in a row before the editor regenerates with a new seed instead")
     drift_min_psnr_background: Annotated[float, Field(ge=0)] = Field(
