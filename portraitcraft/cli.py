@@ -21,6 +21,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "plan": ("plan", "Fit and explain the canvas policy (description -> width x height)."),
     "eval": ("eval", "Score Track 1 and Track 2 outputs, calibrate the judge, measure edit fidelity."),
     "train": ("train", "LoRA training: SFT on Track 2 items, Diffusion-DPO on preference pairs."),
+    "serve": ("serve", "Serve the critic as an HTTP reward for online RL (Flow-Factory protocol)."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {
