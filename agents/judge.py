@@ -7,9 +7,13 @@ prompts/judge/<rubric>.md and follows the report's definitions (docs/portraitcra
 - "sampled": K samples of a JSON verdict (reasons, then scores) in one request (`ask_votes`); the score is
   their mean, the spread their standard deviation, the reasons those of the sample nearest the mean.
 - "logprob": one request for the reasons, then one per score asking for a digit 0-9; the score is the
-  expected digit under the model's token probabilities, normalised to 0-100 (PortraitRL / Q-Align). An
-  endpoint without logprobs makes the client fall back to sampled votes (`source` says which).
-- "auto": logprob until the endpoint is seen to give no logprobs, then sampled for the rest of the run.
+  expected digit under the model's token probabilities, normalised to 0-100 (PortraitRL / Q-Align).
+- "auto": logprob if the endpoint returns logprobs, else sampled.
+
+ONE method scores every image of a run (the two give different scales): `Judge.prepare()` probes the
+endpoint once, before the first image (auto: does it return logprobs? logprob: check that it does), and
+`Judge.method` is then fixed. In logprob mode an image whose reply carries no usable logprobs fails; it is
+never scored by sampling instead. Every result records its `mode`.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from PIL import Image
 from pydantic import AfterValidator, BaseModel, Field
 
 from portraitcraft.config import JudgeConfig
 from portraitcraft.errors import PortraitcraftError
 from prompts.loader import PromptError, render_prompt, render_text
 from tools.images import ImageInput
-from tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient
+from tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient, VLMError
 
 LEVELS: dict[str, float] = {str(d): float(d) for d in range(10)}
 """The logprob mode's answer tokens and their values; the expected value is normalised to 0-100."""
 ASPECTS: tuple[str, ...] = ("content", "composition")
+Method = Literal["sampled", "logprob"]
 REASON_CHARS = 600
 Reason = Annotated[str, AfterValidator(lambda text: text.strip()[:REASON_CHARS])]
 """A judge's reason, clipped to REASON_CHARS after parsing: a long reason must not cost a valid score, and a
@@ -67,7 +73,7 @@ class JudgeResult:
     composition_std: float
     content_reason: str
     composition_reason: str
-    mode: Literal["sampled", "logprob"]
+    mode: Method
     source: Literal["samples", "logprobs"]
     n_samples: int
     """Valid samples behind a sampled score (0 when read from logprobs)."""
@@ -100,7 +106,8 @@ class Judge:
         self.cfg = cfg
         self.client = client
         self.system = self._load_rubric(cfg.rubric)
-        self._logprobs: bool | None = None if cfg.mode == "auto" else cfg.mode == "logprob"
+        self.method: Method | None = "sampled" if cfg.mode == "sampled" else None
+        """The scoring method of this run; decided by `prepare()` (at once for mode "sampled")."""
         self._probe = asyncio.Lock()
 
     @staticmethod
@@ -118,6 +125,32 @@ class Judge:
                 f"judge rubric {rubric!r} is neither a file nor a rubric in prompts/judge/ ({exc})"
             ) from None
 
+    async def prepare(self) -> Method:
+        """Decide the run's scoring method once (a no-op after the first call; concurrent callers wait).
+
+        auto: one probe request with logprobs; logprob if the endpoint returns them, else sampled.
+        logprob: the same probe; an endpoint without logprobs is an error (choose auto or sampled).
+
+        Raises:
+            JudgeError: the probe failed (endpoint unreachable, refused, unusable answer) or mode "logprob"
+                on an endpoint without logprobs.
+        """
+        if self.method is not None:
+            return self.method
+        async with self._probe:
+            if self.method is None:
+                probe = Image.new("RGB", (32, 32), (128, 128, 128))
+                try:
+                    has_logprobs = await self.client.logprobs_available(
+                        render_prompt("judge/probe.md"), [probe], choices=list(LEVELS), system=self.system)
+                except VLMError as exc:
+                    raise JudgeError(f"judge probe (does the endpoint return logprobs?) failed: {exc}") from None
+                if not has_logprobs and self.cfg.mode == "logprob":
+                    raise JudgeError(f"judge.mode is 'logprob' but {self.client.url} ({self.cfg.model}) returns no "
+                                     "usable logprobs; set judge.mode to 'auto' or 'sampled'")
+                self.method = "logprob" if has_logprobs else "sampled"
+        return self.method
+
     async def score(self, image: ImageInput, content: str, composition: str) -> JudgeResult:
         """Score one image.
 
@@ -127,16 +160,11 @@ class Judge:
             composition (str): its composition analysis.
 
         Raises:
-            JudgeError: no valid verdict among the samples.
-            VLMError: the endpoint refused the request or failed after retries, or answers did not parse.
+            JudgeError: no valid verdict among the samples, or the probe of `prepare()` failed.
+            VLMError: the endpoint refused the request or failed after retries, or answers did not parse
+                (in logprob mode: a reply without usable logprobs).
         """
-        if self._logprobs is None:  # auto: the first image finds out whether the endpoint gives logprobs
-            async with self._probe:
-                if self._logprobs is None:
-                    result = await self._score_logprob(image, content, composition)
-                    self._logprobs = result.source == "logprobs"
-                    return result
-        if self._logprobs:
+        if await self.prepare() == "logprob":
             return await self._score_logprob(image, content, composition)
         return await self._score_sampled(image, content, composition)
 
@@ -170,8 +198,7 @@ class Judge:
             self.client.expected_score(
                 render_prompt(f"judge/level_{aspect}.md", content=content, composition=composition,
                               reason=reasons[aspect]),
-                [image], levels=LEVELS, system=self.system, seed=self.cfg.seed,
-                samples_if_no_logprobs=self.cfg.samples,
+                [image], levels=LEVELS, system=self.system, seed=self.cfg.seed, fallback=False,
             )
             for aspect in ASPECTS
         ))
@@ -181,12 +208,10 @@ class Judge:
         def spread(dist: ChoiceDistribution, mean: float) -> float:
             return to_points * math.sqrt(sum(p * (LEVELS[c] - mean) ** 2 for c, p in dist.probs.items()))
 
-        sources = {content_dist.source, comp_dist.source}
         return JudgeResult(
             content=100.0 * content_norm, composition=100.0 * comp_norm,
             content_std=spread(content_dist, content_value), composition_std=spread(comp_dist, comp_value),
             content_reason=notes.content_reason, composition_reason=notes.composition_reason,
-            mode="logprob", source="logprobs" if sources == {"logprobs"} else "samples",
-            n_samples=max(content_dist.samples, comp_dist.samples),
+            mode="logprob", source="logprobs", n_samples=0,
         )
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.track1 import load_ground_truth, load_predictions, score_items, score_track1
+from eval.track1 import load_ground_truth, score_items, score_track1
+from portraitcraft.predictions import read_track1_predictions
 from portraitcraft.schemas import ATTRIBUTES
 
 
@@ -60,7 +61,7 @@ def main() -> None:
             report = score_track1(pred_path, gt_path, per_attribute=True)
             end_to_end.append(time.perf_counter() - t0)
         truth, has_qa, _ = load_ground_truth(gt_path)
-        guesses, _, _ = load_predictions(pred_path)
+        guesses = read_track1_predictions(pred_path).by_key
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             score_items(guesses, truth, has_qa=has_qa, per_attribute=True)

@@ -12,9 +12,10 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from portraitcraft.errors import DataError
+from portraitcraft.ids import item_key
 
 SCORE_COLUMNS: tuple[str, ...] = ("score", "content", "composition", "auto", "human", "final")
 
@@ -75,7 +76,7 @@ def read_score_csv(
     low, high = score_range
     for lineno, raw in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in raw.items()}
-        name = PurePath(row.get("image_path", "").replace("\\", "/")).name
+        name = item_key(row.get("image_path", ""))
         if not name:
             table.problems.append(f"{p.name} line {lineno}: empty image_path")
             continue

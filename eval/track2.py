@@ -2,8 +2,10 @@
 
 AutoScore = 0.3 x Content + 0.7 x Composition per image, averaged over the scored images; FinalScore =
 0.4 x AutoScore + 0.6 x HumanScore, where HumanScore is the mean over images of each image's mean rating
-(docs/portraitcraft-data.md). A missing or unreadable image, or a judge failure, is a per-image error:
-counted, listed, and left out of the means; the run always completes.
+(docs/portraitcraft-data.md). An expected failure of one image (missing or unreadable, refused, timed out,
+an unusable answer: a `PortraitcraftError`) is that image's error: counted, listed, and left out of the
+means. Any other exception is a bug and stops the run. One scoring method judges every image of a run
+(`Track2Report.mode`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import asyncio
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
 from agents.judge import Judge, JudgeResult
 from eval.score_tables import read_score_csv
+from portraitcraft.config import mask_secrets
 from portraitcraft.data import resolve_image
+from portraitcraft.errors import PortraitcraftError
 from portraitcraft.runs import atomic_write_text
 from portraitcraft.schemas import Track2Spec
 from tools.images import load_image
@@ -112,16 +116,19 @@ class Track2Report:
     human_given: bool = False
     human_problems: list[str] = field(default_factory=list)
     scores: list[ImageScore] = field(default_factory=list)
+    mode: str | None = None
+    """The judge's scoring method for every scored image ("logprob" or "sampled"; None if nothing scored)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for `--json` (contract keys: content, composition, auto, n_scored, n_failed, and human,
-        final when human scores were given)."""
+        final when human scores were given; plus mode and failures)."""
         out: dict[str, Any] = {
             "content": self.content,
             "composition": self.composition,
             "auto": self.auto,
             "n_scored": self.n_scored,
             "n_failed": self.n_failed,
+            "mode": self.mode,
             "failures": self.failures,
         }
         if self.human_given:
@@ -149,6 +156,9 @@ def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = Non
     as the challenge report computes it.
     """
     ok = [s for s in scores if s.result is not None]
+    modes = sorted({s.result.mode for s in ok if s.result})
+    if len(modes) > 1:
+        raise ValueError(f"one run mixed judge scoring methods {modes}: the scores are not comparable")
     if human is not None:
         for s in scores:
             s.human = human.get(PurePath(s.image_path).name)
@@ -162,6 +172,7 @@ def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = Non
         human_given=human is not None,
         human_problems=list(human_problems),
         scores=list(scores),
+        mode=modes[0] if modes else None,
     )
     if human is not None:
         items = {PurePath(s.image_path).name for s in scores}
@@ -183,9 +194,17 @@ async def judge_items(
     judge: Judge,
     *,
     max_in_flight: int | None = None,
+    deadline: float | None = None,
     progress: bool = False,
+    on_result: Callable[[int, ImageScore], None] | None = None,
 ) -> list[ImageScore]:
-    """Judge every item's image concurrently; every failure becomes that item's error, in item order.
+    """Judge every item's image concurrently, one scoring method for all; results in item order.
+
+    The judge's method is decided first (`Judge.prepare`, one probe); if that fails, every item fails with
+    the probe's error and nothing else is sent. Expected failures (`PortraitcraftError`: a missing or
+    unreadable image, a refused request, retries outlasted, an unusable answer) and an item that outlives its
+    deadline become that item's error; any other exception is a bug: the remaining items are cancelled and
+    it propagates (a re-run is served from the VLM cache for the items that finished).
 
     Args:
         specs (sequence of Track2Spec): the items (content and composition descriptions).
@@ -193,34 +212,72 @@ async def judge_items(
         judge (Judge): the judge; its client's semaphore bounds concurrent HTTP requests.
         max_in_flight (int, optional): images loaded and awaiting the judge at once; defaults to twice the
             judge's `max_concurrency` (keeps memory flat on big sets).
+        deadline (float, optional, defaults to judge.cfg.item_deadline): seconds one item (and the probe)
+            may take in all, retries and waits included.
         progress (bool, optional, defaults to False): show a rich progress bar on stderr.
+        on_result (callable, optional): `on_result(index, score)` as each item finishes (keeps finished
+            work when the run is interrupted).
     """
     limit = asyncio.Semaphore(max_in_flight or 2 * judge.cfg.max_concurrency)
+    deadline = judge.cfg.item_deadline if deadline is None else deadline
+    results: dict[int, ImageScore] = {}
 
-    async def one(spec: Track2Spec) -> ImageScore:
+    def finish(index: int, score: ImageScore) -> ImageScore:
+        results[index] = score
+        if on_result is not None:
+            on_result(index, score)
+        return score
+
+    probe_error = None
+    if specs:
+        try:
+            async with asyncio.timeout(deadline):
+                await judge.prepare()
+        except TimeoutError:
+            probe_error = f"JudgeError: the judge's probe got no answer within the {deadline:g}s deadline"
+        except PortraitcraftError as exc:
+            probe_error = f"{type(exc).__name__}: {exc}"
+    if probe_error is not None:
+        return [finish(i, ImageScore(s.image_path, error=mask_secrets(probe_error))) for i, s in enumerate(specs)]
+
+    async def one(index: int, spec: Track2Spec) -> ImageScore:
         async with limit:
-            path = resolve_image(images_dir, spec.image_path)
-            if path is None:
-                return ImageScore(spec.image_path, error=f"image not found under {images_dir}")
             try:
-                image = await asyncio.to_thread(load_image, path)
-                result = await judge.score(image, spec.content, spec.composition)
-            except Exception as exc:  # one bad image or answer must not stop the run
-                return ImageScore(spec.image_path, error=f"{type(exc).__name__}: {exc}")
-            return ImageScore(spec.image_path, result=result)
+                path = resolve_image(images_dir, spec.image_path)
+                if path is None:
+                    return finish(index, ImageScore(spec.image_path, error=f"image not found under {images_dir}"))
+                async with asyncio.timeout(deadline):
+                    image = await asyncio.to_thread(load_image, path)
+                    result = await judge.score(image, spec.content, spec.composition)
+            except TimeoutError:
+                error = (f"JudgeError: no verdict within the {deadline:g}s item deadline "
+                         f"(judge.item_deadline; each attempt waits up to judge.timeout = {judge.cfg.timeout:g}s)")
+                return finish(index, ImageScore(spec.image_path, error=error))
+            except PortraitcraftError as exc:  # expected per-item failures; anything else stops the run
+                return finish(index, ImageScore(spec.image_path, error=mask_secrets(f"{type(exc).__name__}: {exc}")))
+            return finish(index, ImageScore(spec.image_path, result=result))
 
-    tasks = [asyncio.ensure_future(one(s)) for s in specs]
-    if progress and tasks:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    tasks = [asyncio.create_task(one(i, s)) for i, s in enumerate(specs)]
+    try:
+        if progress and tasks:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task_id = bar.add_task("judge", total=len(tasks))
+            columns = (TextColumn(f"judging ({judge.method})"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn())
+            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+                task_id = bar.add_task("judge", total=len(tasks))
+                for fut in asyncio.as_completed(tasks):
+                    await fut
+                    bar.advance(task_id)
+        else:
             for fut in asyncio.as_completed(tasks):
                 await fut
-                bar.advance(task_id)
-    return list(await asyncio.gather(*tasks))
+    finally:  # a bug in one item, or Ctrl-C: stop the others at once
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [results[i] for i in range(len(specs))]
 
 
 def write_scores_csv(scores: Sequence[ImageScore], path: str | Path) -> Path:

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.urls import mask_url_secrets
 
 ENV_PREFIX = "PORTRAITCRAFT_"
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|cookie)", re.I)
@@ -29,34 +30,70 @@ _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|
 class ConfigError(PortraitcraftError, ValueError):
     """A configuration problem, worded for the user (names the key and the problem)."""
 
+    exit_code = 2  # bad input, like DataError and InputError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class EndpointConfig(_Section):
-    """An OpenAI-compatible model endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
+class RemoteEndpoint(_Section):
+    """What every HTTP model endpoint has (VLM sections and the remote image backend): where it is, how to
+    authenticate, how long to wait and how often to retry (tools/retry.py applies the same rule to all).
+
+    `timeout` bounds the wait for a reply of one attempt; `connect_timeout` bounds opening the connection,
+    so a host that is down fails in seconds while a slow model still gets its time.
+    """
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL, ending in /v1")
     model: str = Field("Qwen/Qwen3-VL-8B-Instruct", description="model name the server serves")
     api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the API key")
-    kind: Literal["vllm", "openai", "plain"] = Field(
-        "vllm",
-        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse)",
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        120.0, description="read timeout: seconds one attempt may wait for its reply"
     )
-    timeout: Annotated[float, Field(gt=0)] = 120.0
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        10.0, description="seconds to wait for a connection before the attempt fails"
+    )
+    max_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        4, description="retries of a transient fault (timeout, cut connection, malformed reply, 408/409/425/429/5xx)"
+    )
+    retry_backoff: Annotated[float, Field(ge=0, le=600)] = Field(
+        0.5, description="seconds before the first retry (doubles per retry, plus jitter); a Retry-After wins"
+    )
+    extra: dict[str, Any] = Field(default_factory=dict, description="passed as extra_body on every request")
+
+    def api_key(self) -> str:
+        """The key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
+        return os.environ.get(self.api_key_env, "") or "EMPTY"
+
+    @property
+    def safe_url(self) -> str:
+        """`base_url` with credentials and secret query values masked: the only form to print or log."""
+        return mask_url_secrets(self.base_url)
+
+
+Dialect = Literal["vllm", "openai", "plain"]
+
+
+class EndpointConfig(RemoteEndpoint):
+    """An OpenAI-compatible VLM endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
+
+    dialect: Dialect = Field(
+        "vllm", validation_alias=AliasChoices("dialect", "kind"),
+        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse); "
+        "the old key `kind` is accepted",
+    )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
-    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     max_tokens: Annotated[int, Field(ge=1)] = 1024
     max_image_pixels: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
     seed: int | None = 0
     cache: bool = True
-    extra: dict[str, Any] = Field(default_factory=dict, description="passed as extra_body on every request")
 
-    def api_key(self) -> str:
-        """The key from the environment at call time; 'EMPTY' when unset (local vLLM needs none)."""
-        return os.environ.get(self.api_key_env, "") or "EMPTY"
+    @property
+    def kind(self) -> Dialect:
+        """The old name of `dialect` (kept for code written against it)."""
+        return self.dialect
 
 
 DiffusionBackend = Literal[
@@ -73,7 +110,7 @@ class LoraConfig(_Section):
     weight_name: str | None = Field(None, description="the file inside a folder / repo holding the weights")
 
 
-class DiffusionConfig(_Section):
+class DiffusionConfig(RemoteEndpoint):
     """A diffusers backend (generator, editor or refiner), or a remote OpenAI-compatible image API.
 
     `backend` picks the pipeline family; `model` is a hub id or a local folder (a tiny offline model built by
@@ -105,13 +142,13 @@ class DiffusionConfig(_Section):
     edit_max_area: Annotated[int, Field(ge=64 * 64)] = Field(
         1024 * 1024, description="pixel area edit pipelines resize their input to (Qwen-Image-Edit: ~1 MP)"
     )
-    # remote image API (backend = "remote")
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout: Annotated[float, Field(gt=0)] = 300.0
-    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    # remote image API (backend = "remote"); the other endpoint keys come from RemoteEndpoint
+    base_url: str = Field("https://api.openai.com/v1", description="remote image API base URL (backend remote)")
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        300.0, description="read timeout of one remote image request (generation is slow)"
+    )
     retry_backoff: Annotated[float, Field(ge=0, le=600)] = Field(
-        1.0, description="seconds before the first retry of a transient fault; doubles per attempt"
+        1.0, description="seconds before the first retry (doubles per retry, plus jitter); a Retry-After wins"
     )
     send_seed: bool = Field(False, description="send the seed to the remote API (servers that accept one)")
     remote_size: str | None = Field(
@@ -120,22 +157,26 @@ class DiffusionConfig(_Section):
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="extra pipeline kwargs / remote extra_body")
 
-    def api_key(self) -> str:
-        """The remote API key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
-        return os.environ.get(self.api_key_env, "") or "EMPTY"
+
+_MOVED_TO_GPU = ("pool_budget_gb", "pool_evict")
 
 
 class GeneratorConfig(DiffusionConfig):
-    """The text-to-image backend; also holds the GPU model pool settings shared by every local backend."""
+    """The text-to-image backend (the GPU model pool settings live in `[gpu]`)."""
 
     refiner: DiffusionConfig | None = Field(None, description="optional cascaded SDEdit refiner")
     refiner_strength: Annotated[float, Field(gt=0, le=1)] = 0.3
-    pool_budget_gb: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="GPU memory the model pool may fill with pipelines (GiB); None = no limit"
-    )
-    pool_evict: Literal["cpu", "drop"] = Field(
-        "cpu", description="what happens to the least recently used pipeline over budget: move to CPU, or drop"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_keys_moved(cls, data: Any) -> Any:
+        moved = [k for k in _MOVED_TO_GPU if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)} moved from [generator] to [gpu] (one model pool serves every local backend); "
+                f"write it under [gpu]"
+            )
+        return data
 
 
 class EditorConfig(DiffusionConfig):
@@ -148,13 +189,31 @@ class CriticConfig(EndpointConfig):
     rules: list[str] = Field(default_factory=list, description="rule names to run; empty = every shipped rule")
     rules_dir: str | None = Field(None, description="a folder of extra rule prompts (*.md)")
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    enabled: bool = Field(True, description="ask the VLM; false = geometry + heuristics only (the offline profile)")
+    mode: Literal["json", "logprob"] = Field(
+        "json", description="json: a verdict + evidence + instruction per rule; logprob: a yes/no answer whose "
+        "logprobs give the confidence (instruction from the rule's template)")
+    batch_size: Annotated[int, Field(ge=1, le=32)] = Field(1, description="rules per request (json mode)")
+    geometry: bool = Field(True, description="run the geometric critic (pose, mask, gaze vs the targets)")
+    geometry_min_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="a geometric finding at least this confident decides over the VLM")
+    heuristics: bool = Field(True, description="run the model-free checks (sharpness, clipping, horizon tilt)")
+    min_sharpness: Annotated[float, Field(ge=0)] = Field(15.0, description="minimum variance of the Laplacian")
+    max_clipped: Annotated[float, Field(ge=0, le=1)] = Field(0.25, description="maximum clipped pixel fraction")
+    max_tilt_deg: Annotated[float, Field(ge=0, le=45)] = Field(2.0, description="maximum horizon tilt, degrees")
 
 
 class JudgeConfig(EndpointConfig):
-    mode: Literal["sampled", "logprob", "auto"] = "auto"
+    mode: Literal["sampled", "logprob", "auto"] = Field(
+        "auto", description="scoring method; auto probes the endpoint once per run (logprob if it returns "
+        "logprobs, else sampled) and scores every image that one way"
+    )
     samples: Annotated[int, Field(ge=1, le=64)] = 5
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
     rubric: str = Field("default", description="rubric name under prompts/judge/")
+    item_deadline: Annotated[float, Field(gt=0, le=86400)] = Field(
+        300.0, description="total seconds one image may take (every request, retry and wait) before it fails"
+    )
 
 
 class AssessorConfig(EndpointConfig):
@@ -163,15 +222,40 @@ class AssessorConfig(EndpointConfig):
     max_pixels: list[int] = Field(default_factory=lambda: [448 * 448, 1024 * 1024])
     permute_options: bool = True
     linear_prior: float = Field(0.0, ge=0, le=1, description="weight of overall = 0.86*sum - 8.92")
+    # Track 1 understanding (agents/assessor.py, agents/assessor_vote.py, graphs/understand.py)
+    temperature: Annotated[float, Field(ge=0, le=2)] = Field(
+        0.7, description="sampling temperature of the K votes per view (0 makes K identical greedy requests)"
+    )
+    output: Literal["levels", "scores"] = Field(
+        "scores", description="attributes answered as levels (Poor/Medium/Good) or as 0-10 scores"
+    )
+    templates: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["default"], description="prompt-template variants (prompts/understand/templates/)"
+    )
+    option_orders: Annotated[int, Field(ge=1, le=24)] = Field(
+        2, description="distinct option orders rotated over the views when permute_options is on"
+    )
+    overall: Literal["mean", "trimmed_mean", "logprob"] = Field(
+        "mean", description="overall score: mean / trimmed mean of the votes, or the logprob expected score"
+    )
+    trim: Annotated[float, Field(ge=0, lt=0.5)] = Field(0.2, description="fraction cut at EACH end (trimmed_mean)")
+    level_mode: Literal["vote", "thresholds"] = Field(
+        "thresholds", description="levels by majority vote, or averaged 0-10 scores cut by per-attribute thresholds"
+    )
+    vqa_unflipped_only: bool = Field(True, description="the VQA answer is voted from un-mirrored views only")
+    explanations: bool = Field(False, description="ask for a short explanation before the scores")
+    calibration: str | None = Field(None, description="calib.json from `portraitcraft understand calibrate`")
+    geometry_hints: bool = Field(False, description="give measured subject geometry as context (needs tools.vision)")
 
 
 class MinerConfig(EndpointConfig):
+    enabled: bool = Field(False, description="ask this endpoint for discrepancies; off = geometry-only mining")
     sample_size: Annotated[int, Field(ge=1)] = 200
     max_modes: Annotated[int, Field(ge=1, le=64)] = 12
 
 
 class PlannerConfig(_Section):
-    """The planner: canvas policy, canvas size and prompt layout (agents/planner.py)."""
+    """The planner: canvas policy, canvas size and prompt layout (agents/planner/)."""
 
     long_side: Annotated[int, Field(ge=64, le=4096)] = 1024
     multiple: Annotated[int, Field(ge=1, le=256)] = 16
@@ -182,9 +266,24 @@ class PlannerConfig(_Section):
     policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit); unset = rule")
     spatial_first: bool = True
     trigger_word: str = Field("", description="LoRA trigger word put first in the prompt, e.g. AES_COMP")
-    max_prompt_tokens: Annotated[int, Field(ge=16)] = 512
+    max_prompt_tokens: Annotated[int, Field(ge=16)] | None = Field(
+        None, description="the prompt's token budget; unset = the generator's max_sequence_length, capped by what "
+        "its diffusers pipeline accepts (Planner.from_config)"
+    )
     seed_mode: Literal["fixed", "per_item"] = Field(
         "fixed", description="fixed: every item uses run.seed; per_item: a stable seed from run.seed and the id"
+    )
+    prior_orientation: Literal["portrait", "square", "landscape"] = Field(
+        "portrait", description="the rule policy's canvas when nothing in the description decides"
+    )
+    convention: Literal["strict", "loose"] | None = Field(
+        None, description="how a side said in the subject's frame ('her left') is read: strict = the left of a "
+        "subject facing the camera is the viewer's right, loose = the viewer's left; unset = the fitted policy's "
+        "convention (plan fit-convention), else strict"
+    )
+    condense: Literal["off", "rules", "llm"] = Field(
+        "rules", description="fit an over-budget prompt: rules (drop repeats and filler, offline), llm (the "
+        "critic endpoint rewrites it; rules when it fails), off (warn only)"
     )
 
 
@@ -193,6 +292,52 @@ class LoopConfig(_Section):
     max_generations: Annotated[int, Field(ge=1, le=200)] = 8
     drift_guard: bool = True
     select_by_judge: bool = True
+    max_edits: Annotated[int, Field(ge=0, le=50)] = Field(
+        2, description="edits in a row before the editor regenerates with a new seed instead")
+    drift_min_psnr_background: Annotated[float, Field(ge=0)] = Field(
+        16.0, description="drift guard: an edit whose background PSNR (dB) falls below this drifted")
+    drift_max_delta_e_person: Annotated[float, Field(ge=0)] = Field(
+        25.0, description="drift guard: an edit whose mean CIEDE2000 over the person exceeds this drifted")
+    strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
+        "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
+        "one-shot: one draft")
+
+
+class GpuConfig(_Section):
+    """The GPU model pool every local backend of a process (or of one Ray actor) shares."""
+
+    pool_budget_gb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="GPU memory the model pool may fill with pipelines (GiB); None = no limit"
+    )
+    pool_evict: Literal["cpu", "drop"] = Field(
+        "cpu", description="what happens to the least recently used pipeline over budget: move to CPU, or drop"
+    )
+
+
+class RayConfig(_Section):
+    """The Ray executor (`[run] executor = "ray"`): a pool of GPU actors, one job at a time each."""
+
+    address: str | None = Field(
+        None, description='None starts a local Ray on 127.0.0.1; "auto" or "ray://host:port" joins a cluster'
+    )
+    actors: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None, description="number of GPU actors; None = one per gpus_per_actor GPUs the cluster reports"
+    )
+    gpus_per_actor: Annotated[float, Field(ge=0, le=64)] = Field(
+        1.0, description="GPUs each actor reserves (0 = none: CPU-only actors, e.g. the tiny test models)"
+    )
+    max_in_flight_per_actor: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, description="jobs queued on one actor at once (one runs, the rest wait there: no GPU idle gap)"
+    )
+    max_job_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        2, description="times a job is re-run on a surviving actor after its actor died"
+    )
+    num_cpus: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="CPUs of a locally started Ray (address None); None = Ray's own count"
+    )
+    object_store_gb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="object store size of a locally started Ray (GiB); None = Ray's default"
+    )
 
 
 class RunConfig(_Section):
@@ -200,8 +345,59 @@ class RunConfig(_Section):
     name: str = ""
     seed: int = 0
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
-    cache_dir: str = Field(".cache/portraitcraft", description="on-disk model-call cache")
+    cache_dir: str | None = Field(
+        None, description="the cache root (VLM replies, tiny models); unset = $PORTRAITCRAFT_CACHE_DIR, else the "
+        "platform cache folder (~/.cache/portraitcraft on Linux); see portraitcraft/paths.py"
+    )
     hf_home: str | None = None
+    executor: Literal["lane", "ray"] = Field(
+        "lane", description="who runs GPU jobs: the in-process GPU lane, or a pool of Ray actors ([ray])"
+    )
+
+
+class VisionConfig(_Section):
+    """Seeing the portrait (tools/vision): pose backend, thresholds, and the reframing editor's limits."""
+
+    pose_backend: Literal["mediapipe", "rtmlib"] = Field(
+        "mediapipe", description="mediapipe (weights bundled in the wheel; one pose per image, people counted by "
+        "its face detector) or rtmlib (every person; needs local ONNX files)"
+    )
+    model_complexity: Annotated[int, Field(ge=1, le=1)] = Field(
+        1, description="mediapipe pose model size; only 1 (pose_landmark_full) is bundled in the wheel"
+    )
+    rtmlib_det_model: str | None = Field(None, description="local YOLOX end2end .onnx (person detector)")
+    rtmlib_pose_model: str | None = Field(None, description="local RTMPose COCO-17 .onnx (SimCC head)")
+    rtmlib_det_input_size: tuple[int, int] = Field((640, 640), description="detector input (height, width)")
+    rtmlib_pose_input_size: tuple[int, int] = Field((192, 256), description="pose input (width, height)")
+    rtmlib_device: str = Field("cpu", description='onnxruntime device: "cpu" or "cuda[:N]"')
+    max_side: Annotated[int, Field(ge=64, le=8192)] = Field(
+        1024, description="longer side images are scaled to before analysis (coordinates are normalised)"
+    )
+    person_threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="min person detection score")
+    keypoint_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="min keypoint visibility for a joint to count as seen"
+    )
+    mask_threshold: Annotated[float, Field(gt=0, lt=1)] = Field(0.5, description="person-mask probability cut")
+    face_threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="min face detection score")
+    facing_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.3, description="|turn score| above which the subject faces left/right rather than the camera"
+    )
+    gaze_threshold_deg: Annotated[float, Field(gt=0, le=90)] = Field(
+        15.0, description="gaze angle (head yaw + eye turn from the iris) beyond which the look is left/right"
+    )
+    reframe_fill: Literal["blur", "reflect"] = Field(
+        "blur", description="padding fill: blur (blurred background, person removed) or reflect (mirror the edge)"
+    )
+    reframe_max_pad: Annotated[float, Field(ge=0, le=0.9)] = Field(
+        0.35, description="max fraction of the reframed image that may be padding"
+    )
+    reframe_margin: Annotated[float, Field(ge=0, le=0.2)] = Field(
+        0.02, description="room kept around the head and the needed joints (fraction of the image side)"
+    )
+    targets: Literal["rules", "llm"] = Field(
+        "rules", description="composition targets from descriptions: rules (agents/planner/targets.py, offline) "
+        "or llm (the critic endpoint, structured output; the rules when it fails)"
+    )
 
 
 class TrainConfig(_Section):
@@ -328,6 +524,9 @@ class PortraitcraftConfig(BaseSettings):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    vision: VisionConfig = Field(default_factory=VisionConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
 
@@ -409,11 +608,9 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
 def mask_secrets(data: Any, *, _key: str = "") -> Any:
-    """Replace secret-looking values (keys named like key/token/secret, URL credentials) with '***'.
+    """Replace secret-looking values (keys named like key/token/secret, URL credentials, secret query values
+    such as `?key=...`) with '***'.
 
     `api_key_env` holds a variable NAME, not a secret, and is kept.
     """
@@ -424,5 +621,5 @@ def mask_secrets(data: Any, *, _key: str = "") -> Any:
     if isinstance(data, str):
         if _key and _key != "api_key_env" and _SECRET_KEY.search(_key) and data:
             return "***"
-        return _URL_CREDENTIALS.sub("***@", data)
+        return mask_url_secrets(data)
     return data

@@ -12,17 +12,17 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from portraitcraft.errors import DataError
+from portraitcraft.ids import item_key
 from portraitcraft.schemas import (
     ATTRIBUTES,
     ItemProblem,
     Level,
-    Track1Prediction,
     Track1TestItem,
     Track1TrainItem,
     Track2Spec,
@@ -144,7 +144,8 @@ def _image_path_of(rec: Any) -> str:
     return ""
 
 
-def _problems_from(exc: ValidationError, index: int, image_path: str) -> list[ItemProblem]:
+def problems_from_validation(exc: ValidationError, index: int, image_path: str) -> list[ItemProblem]:
+    """One `ItemProblem` per pydantic error, worded for the user (field path, problem, offending value)."""
     out = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "item"
@@ -181,6 +182,7 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
     parsed = Parsed(kind=kind, n_records=len(records))
     model = _model_for(kind)
     seen: dict[str, int] = {}
+    ids: dict[str, int] = {}
     for index, rec in enumerate(records):
         image_path = _image_path_of(rec)
         if isinstance(rec, MalformedLine):
@@ -200,14 +202,20 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
             try:
                 item = model.model_validate(_track2_record(rec) if kind == "track2" else rec)
             except ValidationError as exc:
-                parsed.problems.extend(_problems_from(exc, index, image_path))
+                parsed.problems.extend(problems_from_validation(exc, index, image_path))
                 continue
-        key = PurePath(item.image_path).name
+        key = item_key(item.image_path)
         if key in seen:
             parsed.problems.append(
                 ItemProblem(index, item.image_path, "image_path", f"duplicate of item {seen[key]}")
             )
             continue
+        if isinstance(item, Track2Spec):  # two items may not share an id (a run folder, a thread)
+            if item.id in ids:
+                parsed.problems.append(ItemProblem(index, item.image_path, "id",
+                                                   f"id {item.id!r} is also item {ids[item.id]}'s id"))
+                continue
+            ids[item.id] = index
         seen[key] = index
         parsed.items.append(item)
         parsed.indices.append(index)
@@ -242,50 +250,72 @@ def load_track2(path: str | Path, *, strict: bool = True) -> list[Track2Spec]:
     return parsed.items
 
 
-def _prediction_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """Accept the submission shape (criteria: {attr: {level}}) as well as Track1Prediction's (levels)."""
-    out = {k: rec[k] for k in ("image_path", "total_score", "answer", "scores", "levels") if k in rec}
-    if "levels" not in rec and isinstance(rec.get("criteria"), dict):
-        out["levels"] = {a: (v.get("level") if isinstance(v, dict) else v) for a, v in rec["criteria"].items()}
-    return out
+NAME_MAX_BYTES = 255
+"""The longest file name (in UTF-8 bytes) most filesystems allow; a longer name cannot be an image here."""
 
 
-def parse_track1_predictions(records: Sequence[Any]) -> tuple[list[Track1Prediction], list[ItemProblem]]:
-    """Validate Track 1 predictions (submission-shaped or Track1Prediction-shaped), listing every bad one."""
-    preds: list[Track1Prediction] = []
-    problems: list[ItemProblem] = []
-    seen: dict[str, int] = {}
-    for index, rec in enumerate(records):
-        image_path = _image_path_of(rec)
-        if not isinstance(rec, dict):
-            kind_name = type(rec).__name__
-            problem = rec.message if isinstance(rec, MalformedLine) else f"expected a JSON object, got {kind_name}"
-            problems.append(ItemProblem(index, "", "item", problem))
-            continue
+@dataclass(frozen=True)
+class ImageLookup:
+    """Where an item's image is (`path`, resolved, inside the folder) or why it is not (`problem`)."""
+
+    path: Path | None
+    problem: str | None = None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
+    """Find an item's image INSIDE `images_dir`: its basename in the root, then in images_00..images_10.
+
+    Nothing outside the folder is ever returned: only the basename (`item_key`) is looked up, and a candidate
+    whose real path leaves the folder (a symlink, or a shard folder that is a link) is refused. The
+    returned path is the resolved real path, a regular file.
+    """
+    root = Path(images_dir)
+    try:
+        real_root = root.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return ImageLookup(None, f"images folder {root} does not exist")
+    name = item_key(image_path)
+    if name in ("", ".", "..") or "\x00" in name:
+        return ImageLookup(None, f"image_path {image_path!r} has no usable file name")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        return ImageLookup(None, f"image file name is longer than {NAME_MAX_BYTES} bytes")
+    refused: list[str] = []
+    for folder in (root, *(root / shard for shard in SHARD_DIRS)):
+        candidate = folder / name
         try:
-            pred = Track1Prediction.model_validate(_prediction_record(rec))
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, index, image_path))
+            if not candidate.exists():
+                continue
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):  # a link loop, a name the OS refuses
             continue
-        key = PurePath(pred.image_path).name
-        if key in seen:
-            problems.append(ItemProblem(index, pred.image_path, "image_path", f"duplicate of item {seen[key]}"))
+        if not _inside(real, real_root):
+            refused.append(str(candidate.relative_to(root)))
             continue
-        seen[key] = index
-        preds.append(pred)
-    return preds, problems
+        if real.is_file():
+            return ImageLookup(real)
+    if refused:
+        return ImageLookup(None, f"refused {', '.join(refused)}: it resolves outside {root} (a symbolic link)")
+    return ImageLookup(None, f"image not found under {root}")
 
 
 def resolve_image(images_dir: str | Path | None, image_path: str) -> Path | None:
-    """Find an item's image: the path as given, then its basename in the root, then in images_00..images_10."""
+    """The item's image inside `images_dir` (see `find_image`), or None when there is none to use."""
     if images_dir is None:
         return None
-    root = Path(images_dir)
-    name = PurePath(image_path).name
-    candidates = [root / image_path, root / name, *(root / shard / name for shard in SHARD_DIRS)]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
+    return find_image(images_dir, image_path).path
+
+
+def unsafe_image_path(image_path: str) -> str | None:
+    """Why an image path could name a file outside an images folder (absolute, drive, `..`), else None."""
+    text = image_path.replace("\\", "/")
+    if text.startswith("/") or PureWindowsPath(image_path).drive or PureWindowsPath(image_path).root:
+        return "is an absolute path; give the file name (optionally under images_00..images_10)"
+    if ".." in text.split("/"):
+        return "contains '..'; give the file name (optionally under images_00..images_10)"
     return None
 
 
@@ -373,15 +403,19 @@ def validate_file(path: str | Path, images_dir: str | Path | None = None) -> Val
         report.total_score_range = _range(i.total_score for i in labelled)
         balance.update(lv.value for i in labelled for lv in i.levels.values() if lv is not None)
     report.level_balance = {lv.value: balance.get(lv.value, 0) for lv in Level} if balance else {}
+    if images_dir is None and parsed.kind in ("track1_train", "track1_test", "track2"):
+        for index, item in zip(parsed.indices, parsed.items, strict=True):
+            why = unsafe_image_path(item.image_path)
+            if why:
+                report.problems.append(ItemProblem(index, item.image_path, "image_path", why))
     if images_dir is not None and parsed.kind in ("track1_train", "track1_test", "track2"):
         for index, item in zip(parsed.indices, parsed.items, strict=True):
             report.images_checked += 1
-            found = resolve_image(images_dir, item.image_path)
+            lookup = find_image(images_dir, item.image_path)
+            found = lookup.path
             if found is None:
                 report.images_missing += 1
-                report.problems.append(
-                    ItemProblem(index, item.image_path, "image", f"image not found under {images_dir}")
-                )
+                report.problems.append(ItemProblem(index, item.image_path, "image", str(lookup.problem)))
                 continue
             problem = check_image(found)
             if problem:
@@ -395,6 +429,7 @@ __all__ = [
     "ATTRIBUTES",
     "KINDS",
     "SHARD_DIRS",
+    "ImageLookup",
     "ItemProblem",
     "Kind",
     "MalformedLine",
@@ -402,15 +437,17 @@ __all__ = [
     "ValidationReport",
     "check_image",
     "detect_kind",
+    "find_image",
     "load",
     "load_track1_test",
     "load_track1_train",
     "load_track2",
     "parse_items",
     "parse_text",
-    "parse_track1_predictions",
+    "problems_from_validation",
     "read_records",
     "resolve_image",
+    "unsafe_image_path",
     "validate_file",
 ]
 

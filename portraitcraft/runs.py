@@ -1,8 +1,9 @@
 """The run folder: `runs/<name>/` with a manifest, an append-only results.jsonl and atomically written files.
 
-Crash safety: every file is written to a temp file and `os.replace`d into place; each results row is ONE
-`os.write` of a complete line on an O_APPEND descriptor, and opening a results file trims a torn tail (a
-line without its newline) left by a writer killed mid-write, so readers only ever see complete rows.
+Crash safety: every file is written through `portraitcraft.atomic` (temp file in the same folder, fsync,
+`os.replace`); each results row is ONE `os.write` of a complete line on an O_APPEND descriptor, and opening
+a results file trims a torn tail (a line without its newline) left by a writer killed mid-write, so readers
+only ever see complete rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,9 +19,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
 from portraitcraft.errors import InputError
-from portraitcraft.schemas import safe_id
+from portraitcraft.ids import safe_id
+
+ID_MARKER = ".id"
+"""In each item folder: the raw id that owns it (UTF-8)."""
 
 TRACKED_PACKAGES = (
     "portraitcraft", "pydantic", "langgraph", "openai", "numpy", "scipy", "pillow",
@@ -38,50 +42,6 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and `os.replace` (never half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def save_image_atomic(image: Any, path: str | Path, *, pnginfo: Any = None) -> Path:
-    """Save a PIL image through a temp file + `os.replace`; the format follows the suffix."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(target.suffix.lower(), "PNG")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem[:40]}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        kwargs: dict[str, Any] = {"pnginfo": pnginfo} if (fmt == "PNG" and pnginfo is not None) else {}
-        if fmt == "JPEG":
-            kwargs["quality"] = 95
-        image.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 class ResultsLog:
@@ -158,6 +118,7 @@ class RunFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.results = ResultsLog(self.root / "results.jsonl")
+        self._claimed: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -196,12 +157,35 @@ class RunFolder:
         return atomic_write_json(manifest_path, manifest)
 
     def item_dir(self, item_id: str) -> Path:
-        """The folder for one item's files; the id is sanitised so it cannot escape the run folder."""
-        path = self.root / "items" / safe_id(item_id)
+        """The folder of one item: `items/<safe_id(item_id)>/`, the one place the raw id becomes a name.
+
+        The folder records the raw id it belongs to (`.id`); a different raw id that sanitises to the same
+        name is refused instead of sharing the folder.
+
+        Raises:
+            InputError: another item already owns the folder name.
+        """
+        name = safe_id(item_id)
+        path = self.root / "items" / name
+        if self._claimed.get(name) == item_id:
+            return path
         path.mkdir(parents=True, exist_ok=True)
+        marker = path / ID_MARKER
+        raw = item_id.encode("utf-8", "surrogatepass")
+        try:
+            owner = marker.read_bytes()
+        except FileNotFoundError:
+            atomic_write_bytes(marker, raw)
+            owner = raw
+        if owner != raw:
+            other = owner.decode("utf-8", "surrogatepass")
+            raise InputError(f"item {item_id!r}: its folder name {name!r} already belongs to item {other!r}; "
+                             "give one of them another id")
+        self._claimed[name] = item_id
         return path
 
     def item_file(self, item_id: str, name: str) -> Path:
+        """A file in the item's folder; `name` is sanitised too (it may come from data)."""
         return self.item_dir(item_id) / safe_id(name)
 
 

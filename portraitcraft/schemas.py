@@ -6,14 +6,13 @@ The attribute names, level codes and score-to-level rule are the benchmark's own
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from portraitcraft.ids import MAX_ID_CHARS, default_item_id, item_key, safe_id  # noqa: F401  (re-exported)
 
 ATTRIBUTES: tuple[str, ...] = (
     "Color Harmony",
@@ -226,7 +225,8 @@ class Track1Prediction(_Strict):
 
     image_path: ImagePath
     levels: dict[str, LevelField]
-    total_score: Annotated[float, Field(ge=0, le=100)]
+    total_score: Annotated[float, Field(ge=0, le=100, strict=True, allow_inf_nan=False)]
+    """A finite number (a string, a bool, NaN or infinity is refused, never coerced)."""
     answer: Literal["A", "B", "C", "D"]
     scores: dict[str, float] | None = None
     """Optional continuous 0-10 attribute scores behind the levels."""
@@ -238,33 +238,13 @@ class Track1Prediction(_Strict):
         return v
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_HASHED = re.compile(r"-[0-9a-f]{12}$")  # a clean id that looks hashed is hashed too: no collisions
-MAX_ID_CHARS = 80
-
-
-def safe_id(raw: str) -> str:
-    """A file-safe, collision-free id for an arbitrary item id or path.
-
-    Keeps a readable stem ([A-Za-z0-9._-], no leading dots, at most 80 chars) and appends a short hash of
-    the exact raw string whenever the stem differs from it (or the raw id itself ends like such a hash), so
-    two different ids never share a name and no id can name a path outside its folder.
-
-    Example:
-        >>> safe_id("unsplash_people_00001_0a1b2c3d4e5f.jpg")
-        'unsplash_people_00001_0a1b2c3d4e5f.jpg'
-        >>> safe_id("../x").startswith("x-")
-        True
-    """
-    stem = _UNSAFE.sub("_", raw).lstrip("._-")[:MAX_ID_CHARS].rstrip("._-")
-    if stem == raw and stem and not _HASHED.search(stem):
-        return stem
-    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{stem}-{digest}" if stem else f"id-{digest}"
-
-
 class Track2Spec(_Strict):
-    """A Track 2 item to draw: content and composition descriptions, and the output file name."""
+    """A Track 2 item to draw: content and composition descriptions, and the output file name.
+
+    `id` is the item's raw identity (results row id, graph thread_id, source of its folder name); it
+    defaults to the stem of the image's key and is never sanitised here: `portraitcraft.ids.safe_id`
+    does that once, where a path is built.
+    """
 
     image_path: ImagePath
     content: str
@@ -274,15 +254,18 @@ class Track2Spec(_Strict):
     @model_validator(mode="after")
     def _fill_id(self) -> Track2Spec:
         if not self.id:
-            self.id = safe_id(PurePath(self.image_path).stem or self.image_path)
-        else:
-            self.id = safe_id(self.id)
+            self.id = default_item_id(self.image_path)
         return self
 
     @property
+    def key(self) -> str:
+        """The join key (`portraitcraft.ids.item_key`)."""
+        return item_key(self.image_path)
+
+    @property
     def output_name(self) -> str:
-        """The submission file name: the basename of `image_path`."""
-        return PurePath(self.image_path).name
+        """The submission file name: the basename of `image_path` (its key)."""
+        return item_key(self.image_path)
 
     @property
     def description(self) -> str:

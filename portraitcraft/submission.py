@@ -2,23 +2,23 @@
 
 The Track 1 writer never emits `NOT_RES` and never drops an item (both lose points in the official
 baseline): a missing prediction is an error listing the ids, unless `allow_missing` fills it with
-`FALLBACK` and reports how many.
+`portraitcraft.predictions.FALLBACK` and reports how many. Items join on `portraitcraft.ids.item_key`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import statistics
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
+from portraitcraft.atomic import atomic_open, save_image_atomic
 from portraitcraft.errors import DataError, InputError
+from portraitcraft.ids import item_key
+from portraitcraft.predictions import FALLBACK, fill_predictions
 from portraitcraft.schemas import (
     ANSWER_LETTERS,
     ATTRIBUTES,
@@ -33,11 +33,6 @@ log = logging.getLogger(__name__)
 TRACK1_MEMBER = "track_1_test.json"
 TRACK1_KEYS = ("image_path", "criteria", "total_score", "question", "options", "answer")
 
-FALLBACK = {"level": "B", "answer": "A"}
-"""Used for an item with no prediction when allow_missing is set: every attribute Medium (B), answer A, and
-total_score the median of the predicted totals (50 when there are none). Documented in README."""
-
-
 @dataclass
 class SubmissionReport:
     path: Path
@@ -45,10 +40,6 @@ class SubmissionReport:
     n_fallback: int = 0
     fallback_ids: list[str] = field(default_factory=list)
     n_extra: int = 0
-
-
-def _key(image_path: str) -> str:
-    return PurePath(image_path).name
 
 
 def track1_records(
@@ -60,37 +51,31 @@ def track1_records(
     """The submission records in template order (see `write_track1_submission`)."""
     by_key: dict[str, Track1Prediction] = {}
     for pred in predictions:
-        by_key[_key(pred.image_path)] = pred
-    template_keys = {_key(t.image_path) for t in template}
-    missing = [t.image_path for t in template if _key(t.image_path) not in by_key]
+        by_key.setdefault(item_key(pred.image_path), pred)
+    items = [(item_key(t.image_path), t.image_path) for t in template]
+    missing = [path for key, path in items if key not in by_key]
     if missing and not allow_missing:
         shown = ", ".join(missing[:20]) + (f" ... (+{len(missing) - 20} more)" if len(missing) > 20 else "")
         raise InputError(
             f"{len(missing)} of {len(template)} test items have no prediction: {shown}. "
             "Predict them, or pass --allow-missing to fill them with the documented fallback."
         )
-    totals = [p.total_score for p in by_key.values()]
-    fallback_total = round(statistics.median(totals)) if totals else 50
+    filled, _ = fill_predictions(items, by_key)
     records = []
-    for item in template:
-        pred = by_key.get(_key(item.image_path))
-        if pred is None:
-            criteria = {a: {"level": FALLBACK["level"]} for a in ATTRIBUTES}
-            total, answer = fallback_total, FALLBACK["answer"]
-        else:
-            criteria = {a: {"level": pred.levels[a].code} for a in ATTRIBUTES}
-            total, answer = round(min(100.0, max(0.0, pred.total_score))), pred.answer
+    for item, (key, _) in zip(template, items, strict=True):
+        pred = filled[key]
         records.append(
             {
                 "image_path": item.image_path,
-                "criteria": criteria,
-                "total_score": int(total),
+                "criteria": {a: {"level": pred.levels[a].code} for a in ATTRIBUTES},
+                "total_score": round(min(100.0, max(0.0, pred.total_score))),
                 "question": item.question,
                 "options": dict(item.options),
-                "answer": answer,
+                "answer": pred.answer,
             }
         )
-    report = SubmissionReport(Path(), len(records), len(missing), missing, len(set(by_key) - template_keys))
+    n_extra = len(set(by_key) - {key for key, _ in items})
+    report = SubmissionReport(Path(), len(records), len(missing), missing, n_extra)
     if missing:
         log.warning("filled %d missing prediction(s) with the fallback (levels B, answer A)", len(missing))
     return records, report
@@ -121,15 +106,8 @@ def write_track1_submission(
     _check_track1_records(records)
     payload = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
     out = Path(out_zip)
-    fd, tmp = tempfile.mkstemp(dir=out.parent if out.parent.exists() else None, suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(TRACK1_MEMBER, payload)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_open(out) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(TRACK1_MEMBER, payload)
     report.path = out
     return report
 
@@ -206,24 +184,15 @@ def write_track2_submission(
         if spec.image_path in missing:
             continue
         target = folder / spec.output_name
-        suffix = target.suffix.lower()
         with Image.open(images[spec.id]) as im:
             rgb = im.convert("RGB")
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix or ".png")
-        os.close(fd)
-        if suffix in (".jpg", ".jpeg"):
-            rgb.save(tmp, format="JPEG", quality=95)
-        else:
-            rgb.save(tmp, format="PNG")
-        os.replace(tmp, target)
+        fmt = "JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        save_image_atomic(rgb, target, fmt=fmt)
         written.append(target)
     zip_path = out / "submission.zip"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".zip")
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_open(zip_path) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
         for path in written:
             zf.write(path, arcname=path.name)
-    os.replace(tmp, zip_path)
     return Track2Submission(folder, zip_path, len(written), missing)
 
 

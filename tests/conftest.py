@@ -29,3 +29,4 @@ def _no_real_endpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(__import__("os").environ):
         if key.startswith("PORTRAITCRAFT_"):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PORTRAITCRAFT_CACHE_DIR", str(tmp_path / "portraitcraft-cache"))  # never ~/.cache

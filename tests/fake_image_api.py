@@ -9,8 +9,10 @@
 Endpoints: POST /v1/images/generations (JSON) and POST /v1/images/edits (multipart, one `image` or several
 `image[]` parts). Answers carry `b64_json` PNGs: a generation is a flat colour derived from the prompt, of the
 asked size (`size="auto"` -> 96x64); an edit is the colour-inverted first input image at the asked size.
-Script: `script.fail(status, times=1)` (HTTP error with an OpenAI-style error body), `script.hang(seconds,
-times=1)` (no reply for that long: a client timeout), `script.api_key = "..."` (401 for another bearer).
+Script: `script.fail(status, times=1, retry_after=None)` (HTTP error with an OpenAI-style error body and an
+optional Retry-After header), `script.malformed(times=1)` (HTTP 200 with a body cut mid-JSON),
+`script.hang(seconds, times=1)` (no reply for that long: a client timeout), `script.api_key = "..."` (401 for
+another bearer).
 Recorder: `requests` (path, body fields, image sizes, bearer, outcome).
 """
 
@@ -28,7 +30,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from local_server import LocalServer
 from PIL import Image, ImageOps
 
@@ -46,9 +48,10 @@ class Recorded:
 
 @dataclass
 class _Fault:
-    kind: str  # "status" | "hang"
+    kind: str  # "status" | "hang" | "malformed"
     status: int = 500
     seconds: float = 0.0
+    retry_after: float | str | None = None
 
 
 @dataclass
@@ -58,8 +61,12 @@ class Script:
     faults: deque[_Fault] = field(default_factory=deque)
     api_key: str | None = None
 
-    def fail(self, status: int, *, times: int = 1) -> Script:
-        self.faults.extend(_Fault("status", status=status) for _ in range(times))
+    def fail(self, status: int, *, times: int = 1, retry_after: float | str | None = None) -> Script:
+        self.faults.extend(_Fault("status", status=status, retry_after=retry_after) for _ in range(times))
+        return self
+
+    def malformed(self, *, times: int = 1) -> Script:
+        self.faults.extend(_Fault("malformed") for _ in range(times))
         return self
 
     def hang(self, seconds: float, *, times: int = 1) -> Script:
@@ -83,10 +90,11 @@ def _parse_size(size: str | None, default: tuple[int, int]) -> tuple[int, int] |
     return (w, h) if w > 0 and h > 0 else None
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": None, "param": None}},
-                        status_code=status)
+def _error(status: int, message: str, retry_after: float | str | None = None) -> JSONResponse:
+    error_type = "server_error" if status >= 500 else "invalid_request_error"
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return JSONResponse({"error": {"message": message, "type": error_type, "code": None, "param": None}},
+                        status_code=status, headers=headers)
 
 
 def prompt_colour(prompt: str) -> tuple[int, int, int]:
@@ -119,7 +127,7 @@ class FakeImageAPI(LocalServer):
         self.script = Script()
         self.requests.clear()
 
-    async def _gate(self, record: Recorded) -> JSONResponse | None:
+    async def _gate(self, record: Recorded) -> Response | None:
         """Auth and scripted faults; a response to send instead of the normal answer, or None."""
         self.requests.append(record)
         if self.script.api_key is not None and record.bearer != self.script.api_key:
@@ -130,9 +138,12 @@ class FakeImageAPI(LocalServer):
             if fault.kind == "hang":
                 record.outcome = "hang"
                 await asyncio.sleep(fault.seconds)
+            elif fault.kind == "malformed":
+                record.outcome = "malformed"
+                return Response('{"created": 0, "data": [{"b64_json": "iVBO', media_type="application/json")
             else:
                 record.outcome = fault.status
-                return _error(fault.status, f"scripted failure {fault.status}")
+                return _error(fault.status, f"scripted failure {fault.status}", fault.retry_after)
         return None
 
     def _build_app(self) -> FastAPI:
@@ -143,7 +154,7 @@ class FakeImageAPI(LocalServer):
             return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
 
         @app.post("/v1/images/generations")
-        async def generations(request: Request) -> JSONResponse:
+        async def generations(request: Request) -> Response:
             body = await request.json()
             record = Recorded("/v1/images/generations", body, [], bearer(request))
             if (refusal := await self._gate(record)) is not None:
@@ -157,7 +168,7 @@ class FakeImageAPI(LocalServer):
             return JSONResponse({"created": int(time.time()), "data": [{"b64_json": _png_b64(image)}]})
 
         @app.post("/v1/images/edits")
-        async def edits(request: Request) -> JSONResponse:
+        async def edits(request: Request) -> Response:
             form = await request.form()
             uploads = [*form.getlist("image"), *form.getlist("image[]")]
             images = []

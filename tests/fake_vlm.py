@@ -28,6 +28,12 @@ Script API (every call returns the script, so calls chain):
   `script.models = [...]` (GET /v1/models; other model names get 404), `script.api_key = "..."` (401 on a
   different bearer token).
 
+Reading a request inside a `default(fn=...)` (module helpers): `user_text(body)` (the last user turn's text),
+`request_images(body)` (its images as PIL images), `answer_schema(body)` (the JSON schema the client asked for,
+from `structured_outputs` or `response_format`; None for free text or a choice), `answer_choices(body)` (the
+options of a structured `choice`, or None). `Answer` can be returned from `fn` for full control (tokens,
+top_logprobs).
+
 Recorder: `fake_vlm.requests` (every request: .path, .body, .headers, .outcome, .images sizes),
 `fake_vlm.chat_requests` (only POST /v1/chat/completions) and `fake_vlm.max_in_flight` (the most chat
 requests served at once). Images are validated as data URLs (400 on a
@@ -263,6 +269,50 @@ def _check_images(body: dict[str, Any]) -> tuple[list[tuple[int, int]], str | No
     return sizes, None
 
 
+def user_text(body: Mapping[str, Any]) -> str:
+    """The text of the last user message of a chat request (parts joined by newlines)."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return "\n".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+    return ""
+
+
+def request_images(body: Mapping[str, Any]) -> list[Image.Image]:
+    """The images of a chat request, decoded (data URLs only; the server has validated them already)."""
+    out = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                payload = part["image_url"]["url"].partition(",")[2]
+                img = Image.open(io.BytesIO(base64.b64decode(payload)))
+                img.load()
+                out.append(img)
+    return out
+
+
+def answer_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a request asks the answer to follow (vLLM structured_outputs or OpenAI json_schema)."""
+    structured = (body.get("extra_body") or body).get("structured_outputs") or body.get("structured_outputs")
+    if isinstance(structured, dict) and isinstance(structured.get("json"), dict):
+        return structured["json"]
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema")
+    return None
+
+
+def answer_choices(body: Mapping[str, Any]) -> list[str] | None:
+    """The options of a vLLM structured `choice` request, or None."""
+    structured = (body.get("extra_body") or body).get("structured_outputs") or body.get("structured_outputs")
+    if isinstance(structured, dict) and isinstance(structured.get("choice"), list):
+        return [str(c) for c in structured["choice"]]
+    return None
+
+
 def _logprobs_block(answer: Answer, k: int) -> dict[str, Any]:
     tokens = answer.tokens or [answer.content]
     tops = answer.top_logprobs or [{answer.content: 0.0}]
@@ -423,13 +473,13 @@ class FakeVLMServer(LocalServer):
 
 
 def endpoint_config(fake_vlm: FakeVLMServer, **overrides: Any) -> EndpointConfig:
-    """An EndpointConfig pointed at the fake server (kind vllm, 5 s timeout, 3 retries unless overridden).
+    """An EndpointConfig pointed at the fake server (dialect vllm, 5 s timeout, 3 retries unless overridden).
 
     Example:
-        >>> cfg = endpoint_config(fake_vlm, kind="openai", max_retries=5)       # doctest: +SKIP
+        >>> cfg = endpoint_config(fake_vlm, dialect="openai", max_retries=5)       # doctest: +SKIP
     """
     values: dict[str, Any] = {"base_url": fake_vlm.base_url, "model": fake_vlm.model, "api_key_env": API_KEY_ENV,
-                              "kind": "vllm", "timeout": 5.0, "max_retries": 3, "max_concurrency": 8}
+                              "dialect": "vllm", "timeout": 5.0, "max_retries": 3, "max_concurrency": 8}
     values.update(overrides)
     return EndpointConfig(**values)
 

@@ -28,5 +28,5 @@ def test_shipped_config_loads(path: Path) -> None:
 
 def test_gemini_judge_config_keeps_the_key_out() -> None:
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "judge-gemini.toml")
-    assert cfg.judge.api_key_env == "GEMINI_API_KEY" and cfg.judge.kind == "openai"
+    assert cfg.judge.api_key_env == "GEMINI_API_KEY" and cfg.judge.dialect == "openai"
     assert cfg.judge.api_key() == "EMPTY"  # the test env has no key set

@@ -77,24 +77,82 @@ def test_composite_on_hand_computed_values() -> None:
     assert composite_score(0.923, 0.922, 0.765, 0.985) == pytest.approx(0.8986, abs=5e-4)
 
 
-def test_missing_extra_and_invalid_labels_count_as_wrong(tmp_path: Path) -> None:
+def test_unusable_and_missing_predictions_are_refused_by_default(tmp_path: Path) -> None:
     all_b = ["B"] * 13
     gt = [gt_item("a.jpg", all_b, 10, "A"), gt_item("b.jpg", all_b, 20, "B"),
           gt_item("c.jpg", all_b, 30, "C"), gt_item("d.jpg", all_b, 40, "D")]
     preds = [
-        pred_item("a.jpg", all_b, 12, "A"),                 # 13 right, QA right
-        pred_item("b.jpg", ["Z", *all_b[1:]], 25, "C"),     # 12 right (one invalid), QA wrong
-        pred_item("c.jpg", ["C"] * 13, 20, "x"),            # 0 right, QA invalid
-        pred_item("zz_extra.jpg", all_b, 50, "A"),          # matches nothing
+        pred_item("a.jpg", all_b, 12, "A"),
+        pred_item("b.jpg", ["Z", *all_b[1:]], 25, "C"),     # an invalid level
+        pred_item("c.jpg", ["C"] * 13, 20, "x"),            # an invalid answer
+        pred_item("zz_extra.jpg", all_b, 50, "A"),          # matches nothing (harmless)
     ]
+    with pytest.raises(DataError) as info:
+        score_track1(write(tmp_path / "p.json", preds), write(tmp_path / "gt.json", gt))
+    text = str(info.value)
+    assert "2 unusable prediction(s) and 1 item(s) without a prediction" in text and "--allow-invalid" in text
+    assert "(b.jpg): levels.Color Harmony" in text and "(c.jpg): answer" in text
+    assert "images_03/d.jpg: no prediction" in text
+
+
+def test_allow_invalid_fills_like_the_submission_writer(tmp_path: Path) -> None:
+    all_b = ["B"] * 13
+    gt = [gt_item("a.jpg", all_b, 10, "A"), gt_item("b.jpg", ["A"] * 13, 20, "B"),
+          gt_item("c.jpg", all_b, 30, "C"), gt_item("d.jpg", all_b, 40, "A")]
+    preds = [
+        pred_item("a.jpg", all_b, 12, "A"),
+        pred_item("b.jpg", ["Z", *all_b[1:]], 25, "C"),
+        pred_item("c.jpg", ["C"] * 13, 34, "x"),
+        pred_item("zz_extra.jpg", all_b, 50, "A"),
+    ]
+    report = score_track1(write(tmp_path / "p.json", preds), write(tmp_path / "gt.json", gt), allow_invalid=True)
+    assert report.n == 4 and report.n_matched == 1 and report.n_filled == 3
+    assert report.filled == ["images_03/b.jpg", "images_03/c.jpg", "images_03/d.jpg"]
+    assert report.missing == ["images_03/d.jpg"] and report.extra == ["zz_extra.jpg"]
+    # filled items: every level B, answer A, total the median of the usable matched totals (12)
+    assert report.level_acc == pytest.approx((13 + 0 + 13 + 13) / (4 * 13))
+    assert report.qa_acc == pytest.approx(2 / 4)
+    assert report.srcc == 0.0  # every total is 12: constant predictions
+    assert any("3 of 4 items had no usable prediction" in w for w in report.warnings)
+
+
+def test_bad_totals_never_raise_the_score(tmp_path: Path) -> None:
+    """The issue's case: NaN/Infinity/string totals used to be dropped from SRCC/PLCC, lifting them."""
+    totals = [10, 20, 30, 40, 50, 60]
+    guesses: list[Any] = [60, float("nan"), float("inf"), "high", 50, 58]
+    gt = [gt_item(f"{i}.jpg", ["B"] * 13, t, "A") for i, t in enumerate(totals)]
+    raw = [pred_item(f"{i}.jpg", ["B"] * 13, g, "A") for i, g in enumerate(guesses)]
+    pred_file = tmp_path / "p.json"
+    pred_file.write_text(json.dumps(raw))  # json writes NaN / Infinity literals, as the issue's file had
+    with pytest.raises(DataError, match=r"3 unusable prediction\(s\)"):
+        score_track1(pred_file, write(tmp_path / "gt.json", gt))
+    filled = score_track1(pred_file, tmp_path / "gt.json", allow_invalid=True)
+    usable_only = score_track1([raw[i] for i in (0, 4, 5)], [gt[i] for i in (0, 4, 5)])
+    assert filled.n == 6 and filled.n_filled == 3
+    assert filled.srcc < usable_only.srcc and filled.composite < usable_only.composite
+    # scoring the file equals scoring the zip `data submit track1 --allow-missing` writes from it
+    template = [Track1TestItem.model_validate(r | {"criteria": {a: {"level": "x"} for a in ATTRIBUTES},
+                                                   "answer": "x", "total_score": 0}) for r in gt]
+    from portraitcraft.predictions import read_track1_predictions
+
+    zip_path = tmp_path / "sub.zip"
+    write_track1_submission(template, read_track1_predictions(pred_file).by_key.values(), zip_path,
+                            allow_missing=True)
+    assert score_track1(zip_path, tmp_path / "gt.json").composite == pytest.approx(filled.composite)
+
+
+def test_a_backslash_path_scores_and_submits_the_same(tmp_path: Path) -> None:
+    gt = [gt_item(f"{i}.jpg", ["B"] * 13, 10 * i, "A") for i in range(3)]
+    preds = [pred_item(f"images_03\\{i}.jpg", ["B"] * 13, 11 * i, "A") for i in range(3)]
     report = score_track1(write(tmp_path / "p.json", preds), write(tmp_path / "gt.json", gt))
-    assert report.n == 4 and report.n_matched == 3
-    assert report.missing == ["d.jpg"] and report.extra == ["zz_extra.jpg"]
-    assert report.level_acc == pytest.approx((13 + 12) / (4 * 13))
-    assert report.qa_acc == pytest.approx(1 / 4)
-    assert report.invalid_labels == 1 and report.invalid_answers == 1
-    assert report.srcc == pytest.approx(0.5)  # predicted ranks 1,3,2 against 1,2,3
-    assert any("no prediction" in w for w in report.warnings)
+    assert report.n_matched == 3 and report.n_filled == 0
+    template = [Track1TestItem.model_validate(r | {"criteria": {a: {"level": "x"} for a in ATTRIBUTES},
+                                                   "answer": "x", "total_score": 0}) for r in gt]
+    from portraitcraft.predictions import read_track1_predictions
+
+    sub = write_track1_submission(template, read_track1_predictions(tmp_path / "p.json").by_key.values(),
+                                  tmp_path / "s.zip")
+    assert sub.n_fallback == 0
 
 
 def test_constant_prediction_scores_zero_with_a_warning(tmp_path: Path) -> None:
@@ -159,18 +217,22 @@ def test_cli_json_has_the_contract_keys(tmp_path: Path) -> None:
     gt = [gt_item(f"{i}.jpg", ["B"] * 13, 10 * i, "A") for i in range(4)]
     preds = [pred_item(f"{i}.jpg", ["B"] * 13, 11 * i, "A") for i in range(3)]
     res = CliRunner().invoke(app, ["eval", "track1", str(write(tmp_path / "p.json", preds)),
-                                   str(write(tmp_path / "gt.json", gt)), "--json", "--per-attribute"])
+                                   str(write(tmp_path / "gt.json", gt)), "--json", "--per-attribute",
+                                   "--allow-invalid"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert {"srcc", "plcc", "level_acc", "qa_acc", "composite", "n"} <= set(out)
-    assert out["n"] == 4 and out["missing"] == ["3.jpg"]
-    assert out["level_acc"] == pytest.approx(3 / 4) and out["qa_acc"] == pytest.approx(3 / 4)
-    assert out["per_attribute"]["Subject Integrity"]["confusion"] == [[0, 0, 0], [0, 3, 0], [0, 0, 0]]
-    table = CliRunner().invoke(app, ["eval", "track1", str(tmp_path / "p.json"), str(tmp_path / "gt.json")])
-    assert table.exit_code == 0 and "composite" in table.output and "no prediction" in table.output
+    assert out["n"] == 4 and out["missing"] == ["images_03/3.jpg"] and out["n_filled"] == 1
+    assert out["level_acc"] == 1.0 and out["qa_acc"] == 1.0  # the fallback (B, A) happens to be right here
+    assert out["per_attribute"]["Subject Integrity"]["confusion"] == [[0, 0, 0], [0, 4, 0], [0, 0, 0]]
+    table = CliRunner().invoke(app, ["eval", "track1", str(tmp_path / "p.json"), str(tmp_path / "gt.json"),
+                                     "--allow-invalid"])
+    assert table.exit_code == 0 and "composite" in table.output and "1 filled" in table.output
 
 
-def test_unusable_predictions_are_named_item_by_item(tmp_path: Path) -> None:
+def test_cli_refuses_unusable_predictions_with_exit_2(tmp_path: Path) -> None:
+    from console_script import run_script
+
     gt = [gt_item(f"{i}.jpg", ["B"] * 13, 10 * i, "A") for i in range(4)]
     good = json.dumps(pred_item("0.jpg", ["B"] * 13, 1, "A"))
     lines = [
@@ -181,17 +243,16 @@ def test_unusable_predictions_are_named_item_by_item(tmp_path: Path) -> None:
     ]
     pred_file = tmp_path / "p.jsonl"
     pred_file.write_text("\n".join(lines) + "\n")
-    report = score_track1(pred_file, write(tmp_path / "gt.json", gt))
-    assert report.missing == ["1.jpg"] and report.invalid_labels == 2 and report.invalid_answers == 1
-    assert report.invalid_scores == ["2.jpg"]
-    assert any(p.startswith("prediction 1: malformed JSON on line 2") for p in report.prediction_problems)
-    [item2] = [p for p in report.prediction_problems if p.startswith("2.jpg:")]
-    assert "2 missing or invalid level(s)" in item2 and "Appropriateness of Negative Space" in item2
-    assert "total_score" in item2 and "answer" in item2
-    assert not any(p.startswith(("0.jpg", "3.jpg")) for p in report.prediction_problems)
-    assert any("2 predicted levels" in w for w in report.warnings)
-    assert any("1 predicted answers" in w for w in report.warnings)
-    assert report.level_acc == pytest.approx((13 + 11 + 13) / (4 * 13))
+    run = run_script("eval", "track1", pred_file, write(tmp_path / "gt.json", gt))
+    assert run.code == 2, run.output
+    assert "malformed JSON on line 2" in run.stderr and "images_03/1.jpg: no prediction" in run.stderr
+    for field_name in ("levels.Appropriateness of Negative Space", "levels.Subject Integrity", "total_score",
+                       "answer"):
+        assert f"(2.jpg): {field_name}:" in run.stderr
+    ok = run_script("eval", "track1", pred_file, tmp_path / "gt.json", "--allow-invalid", "--json")
+    assert ok.code == 0, ok.output
+    out = json.loads(ok.stdout)
+    assert out["n_filled"] == 2 and out["filled"] == ["images_03/1.jpg", "images_03/2.jpg"]
 
 
 def test_unrecognisable_ground_truth_names_the_file(tmp_path: Path) -> None:

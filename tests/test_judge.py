@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -19,15 +20,16 @@ from eval.track2 import judge_items, summarise
 from portraitcraft.config import JudgeConfig
 from portraitcraft.schemas import Track2Spec
 from prompts.loader import load_prompt
-from tools.vlm import VLMClient
+from tools.vlm import VLMAnswerError, VLMClient
 
 CONTENT_TEXT = "A woman in a red coat on a pier at dusk."
 COMPOSITION_TEXT = "Subject on the left third, gaze to the right, wide negative space on the right."
+PROBE_TEXT = "plain grey square"  # from prompts/judge/probe.md
 
 
 def judge_cfg(fake: FakeVLMServer, **overrides: Any) -> JudgeConfig:
     values: dict[str, Any] = {"base_url": fake.base_url, "model": fake.model, "api_key_env": API_KEY_ENV,
-                              "kind": "vllm", "timeout": 5.0, "max_retries": 1, "mode": "sampled", "samples": 3}
+                              "dialect": "vllm", "timeout": 5.0, "max_retries": 1, "mode": "sampled", "samples": 3}
     return JudgeConfig(**(values | overrides))
 
 
@@ -99,6 +101,8 @@ async def test_logprob_mode_expected_value_equals_hand_computed(fake_vlm: FakeVL
 
     def reply(body: dict[str, Any]) -> Any:
         text = user_text(body)
+        if PROBE_TEXT in text:
+            return logprob_answer({"9": 0.9, "8": 0.1})
         if "Do not score yet" in text:
             return {"content_reason": "clean hands", "composition_reason": "subject centred, not left"}
         if "Rate the CONTENT" in text:
@@ -117,38 +121,64 @@ async def test_logprob_mode_expected_value_equals_hand_computed(fake_vlm: FakeVL
     assert result.content_std == pytest.approx(math.sqrt(0.2 * 1.21 + 0.5 * 0.01 + 0.3 * 0.81) * 100 / 9)
     assert result.composition_std == pytest.approx(math.sqrt(0.5) * 100 / 9)
     assert (result.mode, result.source, result.content_reason) == ("logprob", "logprobs", "clean hands")
-    level_requests = [r for r in fake_vlm.chat_requests if r.body.get("logprobs")]
+    probe, *scoring = fake_vlm.chat_requests
+    assert PROBE_TEXT in user_text(probe.body) and probe.body["logprobs"]  # one probe per run, first
+    level_requests = [r for r in scoring if r.body.get("logprobs")]
     assert len(level_requests) == 2
     assert all(r.body["structured_outputs"]["choice"] == list(LEVELS) for r in level_requests)
 
 
-async def test_auto_mode_switches_to_sampled_when_the_endpoint_has_no_logprobs(
-    fake_vlm: FakeVLMServer,
-) -> None:
-    def reply(body: dict[str, Any]) -> Any:
-        text = user_text(body)
-        if "Do not score yet" in text:
-            return {"content_reason": "ok", "composition_reason": "ok"}
-        if "single digit" in text:
-            return "7"
-        return verdict(55, 45)
+def probing_reply(body: dict[str, Any]) -> Any:
+    """The probe and the level questions get a digit; the explain step notes; the sampled mode verdicts."""
+    text = user_text(body)
+    if "Do not score yet" in text:
+        return {"content_reason": "ok", "composition_reason": "ok"}
+    if "single digit" in text:
+        return logprob_answer({"7": 0.5, "8": 0.5})
+    return verdict(55, 45)
 
+
+async def test_auto_mode_probes_once_and_scores_every_image_the_same_way(fake_vlm: FakeVLMServer) -> None:
+    """An endpoint without logprobs: the probe decides "sampled" BEFORE the first image, so no image is scored
+    on the digit scale (the old auto mode scored the first image by sampled digits, the rest by verdicts)."""
     fake_vlm.script.no_logprobs = True
-    fake_vlm.script.default(fn=reply)
+    fake_vlm.script.default(fn=probing_reply)
     cfg = judge_cfg(fake_vlm, mode="auto", samples=4)
     async with client_for(cfg) as client:
         judge = Judge(cfg, client)
-        first = await judge.score(image(5), CONTENT_TEXT, COMPOSITION_TEXT)
-        n_first = len(fake_vlm.chat_requests)
-        second = await judge.score(image(6), CONTENT_TEXT, COMPOSITION_TEXT)
-    assert (first.mode, first.source) == ("logprob", "samples")
-    assert first.content == pytest.approx(7 / 9 * 100) and first.content_std == 0.0
-    assert (second.mode, second.content, second.composition, second.n_samples) == ("sampled", 55.0, 45.0, 4)
-    [sampled_request] = fake_vlm.chat_requests[n_first:]
-    assert sampled_request.body["n"] == 4 and not sampled_request.body.get("logprobs")
-    digit_votes = [r.body["n"] for r in fake_vlm.chat_requests[:n_first]
-                   if "single digit" in user_text(r.body) and not r.body.get("logprobs")]
-    assert digit_votes == [4, 4]  # the logprob fallback draws judge.samples votes per score, not a fixed 8
+        results = await asyncio.gather(*(judge.score(image(r), CONTENT_TEXT, COMPOSITION_TEXT) for r in (5, 6, 7)))
+    assert judge.method == "sampled"
+    assert [(r.mode, r.source, r.content, r.composition) for r in results] == [("sampled", "samples", 55.0, 45.0)] * 3
+    probe, *scoring = fake_vlm.chat_requests
+    assert PROBE_TEXT in user_text(probe.body) and probe.body["logprobs"]
+    assert len(scoring) == 3 and all(r.body["n"] == 4 and not r.body.get("logprobs") for r in scoring)
+
+
+async def test_auto_mode_with_logprobs_scores_every_image_by_logprobs(fake_vlm: FakeVLMServer) -> None:
+    fake_vlm.script.default(fn=probing_reply)
+    cfg = judge_cfg(fake_vlm, mode="auto")
+    async with client_for(cfg) as client:
+        judge = Judge(cfg, client)
+        results = await asyncio.gather(*(judge.score(image(r), CONTENT_TEXT, COMPOSITION_TEXT) for r in (1, 2)))
+        assert judge.method == "logprob" and await judge.prepare() == "logprob"
+    assert {(r.mode, r.source) for r in results} == {("logprob", "logprobs")}
+    assert results[0].content == pytest.approx(7.5 / 9 * 100)
+    assert sum(PROBE_TEXT in user_text(r.body) for r in fake_vlm.chat_requests) == 1
+
+
+async def test_logprob_mode_never_falls_back_to_sampling(fake_vlm: FakeVLMServer) -> None:
+    fake_vlm.script.default(fn=probing_reply)
+    cfg = judge_cfg(fake_vlm, mode="logprob")
+    async with client_for(cfg) as client:
+        judge = Judge(cfg, client)
+        assert (await judge.score(image(1), CONTENT_TEXT, COMPOSITION_TEXT)).mode == "logprob"
+        fake_vlm.script.no_logprobs = True  # the endpoint stops sending logprobs mid-run: that image fails
+        with pytest.raises(VLMAnswerError, match="no usable logprobs"):
+            await judge.score(image(2), CONTENT_TEXT, COMPOSITION_TEXT)
+    assert not any(r.body.get("n", 1) > 1 for r in fake_vlm.chat_requests)  # no sampled votes were drawn
+    async with client_for(cfg) as client:  # a new run on an endpoint without logprobs: a clear error
+        with pytest.raises(JudgeError, match=r"judge.mode is 'logprob' but .* returns no usable logprobs"):
+            await Judge(cfg, client).prepare()
 
 
 def test_rubric_digits_match_the_logprob_normalisation() -> None:
@@ -269,7 +299,7 @@ async def test_run_judges_images_concurrently_within_the_client_limit(
 
 async def test_a_long_reason_is_clipped_not_a_lost_score(fake_vlm: FakeVLMServer) -> None:
     fake_vlm.script.push(verdict(88, 77, tag=" and more" * 200))
-    cfg = judge_cfg(fake_vlm, samples=1, kind="openai")
+    cfg = judge_cfg(fake_vlm, samples=1, dialect="openai")
     async with client_for(cfg) as client:
         result = await Judge(cfg, client).score(image(7), CONTENT_TEXT, COMPOSITION_TEXT)
     assert (result.content, result.composition, result.n_samples) == (88.0, 77.0, 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.canvas_policy import (
+from agents.planner.canvas_policy import (
     CanvasPolicy,
     canvas_classes,
     canvas_size,
@@ -16,7 +16,7 @@ from agents.canvas_policy import (
     ordinal_index,
     rule_policy,
 )
-from agents.plan_keywords import PhraseMatcher, normalise
+from agents.planner.plan_keywords import PhraseMatcher, normalise
 from portraitcraft.config import PlannerConfig
 from portraitcraft.errors import InputError
 
@@ -25,7 +25,8 @@ CFG = PlannerConfig()
 
 def choose(text: str, **kw):
     cfg = PlannerConfig(**kw)
-    return rule_policy(cfg.aspect_ratios).choose(text, long_side=cfg.long_side, multiple=cfg.multiple)
+    return rule_policy(cfg.aspect_ratios, cfg.prior_orientation).choose(text, long_side=cfg.long_side,
+                                                                        multiple=cfg.multiple)
 
 
 # One hand-written description per kind of evidence the brief names, with the orientation it must give.
@@ -40,9 +41,11 @@ CASES = {
     "large negative space": ("A dancer in the lower corner, with large negative space of pale wall above.",
                              "landscape"),
     "group": ("A group of five colleagues laughing together around a table.", "landscape"),
-    "close-up": ("A close-up of an old fisherman's face, deep wrinkles and grey stubble.", "square"),
-    "headshot": ("A professional headshot of a young woman in a navy blazer.", "square"),
-    "weak evidence": ("A man in a blue shirt smiles warmly; the palette is soft and warm.", "square"),
+    "close-up": ("A close-up of an old fisherman's face, deep wrinkles and grey stubble.", "portrait"),
+    "headshot": ("A professional headshot of a young woman in a navy blazer.", "portrait"),
+    "weak evidence": ("A man in a blue shirt smiles warmly; the palette is soft and warm.", "portrait"),
+    "square format": ("A square format portrait of a man on a beach, waves behind him.", "square"),
+    "explicit wide": ("A full-body shot of a dancer in a wide horizontal frame.", "landscape"),
 }
 
 
@@ -69,18 +72,62 @@ def test_reasons_name_the_words_that_counted() -> None:
     assert "landscape" in canvas.reasons[-1] and f"{canvas.width}x{canvas.height}" in canvas.reasons[-1]
 
 
-def test_no_evidence_gives_square_with_a_reason() -> None:
+def test_no_evidence_gives_the_prior_orientation_with_a_reason() -> None:
     canvas = choose(CASES["weak evidence"][0])
-    assert canvas.evidence == [] and canvas.score == 0
-    assert canvas.reasons[0] == "no canvas evidence in the description"
+    assert canvas.evidence == [] and canvas.score == 0 and canvas.decided_by is None
+    assert canvas.reasons[0] == "no weak canvas cues in the description"
+    assert any(r.startswith("nothing decides: the prior 2:3 portrait") for r in canvas.reasons)
+    assert (canvas.width, canvas.height) == (688, 1024)
+    for prior in ("square", "landscape"):
+        assert choose(CASES["weak evidence"][0], prior_orientation=prior).orientation == prior
 
 
-def test_close_up_damps_wide_evidence_back_to_square() -> None:
+def test_the_crop_level_decides_over_weak_wide_cues() -> None:
     wide = choose("A woman on a beach at sunset.")
     close = choose("A close-up of a woman on a beach at sunset.")
-    assert wide.orientation == "landscape"
-    assert close.orientation == "square"
-    assert 0 < close.score < wide.score
+    assert wide.orientation == "landscape" and wide.decided_by is None
+    assert close.orientation == "portrait" and close.decided_by == "crop_level=close-up"
+    assert 0 < close.score < wide.score  # the close-up still damps the weak score
+    assert any("strong: crop_level close-up (from 'close-up') decides portrait" in r for r in close.reasons)
+
+
+def test_explicit_format_words_decide_first() -> None:
+    canvas = choose("A full-body shot of three friends in a square format.")
+    assert canvas.orientation == "square" and canvas.decided_by == "orientation=square"
+    canvas = choose("Three friends walk side by side, full-body, along a path.")
+    assert canvas.orientation == "landscape" and canvas.decided_by == "people=3"
+
+
+def test_weak_cues_weigh_per_text_length() -> None:
+    """The same cue carries less weight in a long description than in a short one."""
+    short = choose("A man on a road by the sea.")
+    filler = " The palette is muted and the mood calm, with soft shadows and gentle tones." * 20
+    long = choose("A man on a road by the sea." + filler)
+    assert short.orientation == "landscape"
+    assert long.evidence == short.evidence and 0 < long.score < short.score
+    assert long.orientation == "portrait"  # the prior: two weak cues in 280 words decide nothing
+    assert any("(text length)" in r for r in long.reasons)
+
+
+def test_reason_names_the_real_ratio() -> None:
+    canvas = rule_policy(CFG.aspect_ratios).choose("a wide panoramic vista", long_side=96, multiple=16)
+    assert (canvas.width, canvas.height, canvas.label, canvas.ratio) == (96, 48, "16:9", "2:1")
+    assert canvas.reasons[-1] == "rule policy -> 96x48 = 2:1 landscape (class 16:9, sides rounded to multiples of 16)"
+    assert "16:9 landscape" not in " ".join(canvas.reasons)
+
+
+def test_mostly_tall_canvases_for_realistic_portrait_descriptions() -> None:
+    """On the 30 realistic test descriptions (people portraits), most canvases are tall."""
+    from collections import Counter
+
+    items = json.loads((Path(__file__).parent / "data" / "target_descriptions.json").read_text())["items"]
+    counts = Counter(choose(i["content_description"] + " " + i["composition_analysis"]).orientation for i in items)
+    assert counts["portrait"] >= 0.6 * len(items), counts
+    # every explicit format statement is obeyed
+    for item in items:
+        wanted = item["expected"]["orientation"]
+        if wanted is not None:
+            assert choose(item["content_description"] + " " + item["composition_analysis"]).orientation == wanted
 
 
 def test_more_evidence_never_gives_a_narrower_canvas() -> None:
@@ -122,7 +169,8 @@ def test_custom_aspect_ratios_always_include_square() -> None:
     assert policy.classes == [0.75, 1.0, 1.777778]
     assert len(policy.tall_cuts) == 1 and len(policy.wide_cuts) == 1
     assert policy.choose("a wide panoramic vista", long_side=1024, multiple=16).label == "16:9"
-    assert policy.choose("a plain portrait", long_side=1024, multiple=16).label == "1:1"
+    assert policy.choose("a plain portrait", long_side=1024, multiple=16).label == "3:4"  # the prior
+    assert rule_policy([3 / 4, 16 / 9], "square").choose("a plain portrait", long_side=1024, multiple=16).label == "1:1"
     with pytest.raises(InputError):
         canvas_classes([0.0, 1.5])
 

@@ -9,7 +9,7 @@ import pytest
 from planner_synthetic import make_synthetic_set
 from typer.testing import CliRunner
 
-from agents.canvas_policy import load_policy
+from agents.planner.canvas_policy import load_policy
 from portraitcraft.commands.plan import app
 from portraitcraft.errors import DataError, InputError
 
@@ -31,13 +31,13 @@ def test_show_table_lists_words_and_weights() -> None:
     result = runner.invoke(app, ["show", "A long road along the coastline"])
     assert result.exit_code == 0, result.output
     assert "coastline" in result.stdout and "+0.80" in result.stdout
-    assert "rule policy: score" in result.stdout and "landscape" in result.stdout
+    assert "weak cues: +1.60" in result.stdout and "rule policy -> 1024x688 = 3:2 landscape" in result.stdout
 
 
 def test_show_uses_config_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[planner]\nlong_side = 1584\nmultiple = 32\n")
-    result = runner.invoke(app, ["show", "a headshot", "--json", "--config", str(cfg)])
+    cfg.write_text("[planner]\nlong_side = 1584\nmultiple = 32\nprior_orientation = \"square\"\n")
+    result = runner.invoke(app, ["show", "a plain portrait of a man", "--json", "--config", str(cfg)])
     data = json.loads(result.stdout)
     assert (data["width"], data["height"]) == (1600, 1600)  # 1584 rounded to the multiple of 32
 
@@ -54,7 +54,7 @@ def test_fit_then_show_with_the_fitted_policy(tmp_path: Path) -> None:
     assert {i["image_path"] for i in report["missing"]} == set(synth.missing)
     assert {i["image_path"] for i in report["unreadable"]} == set(synth.corrupt)
     assert set(report["holdout"]) == {"fitted", "rule", "square"}
-    assert load_policy(out).kind == "fitted"
+    assert load_policy(out).method == "fitted"
 
     shown = runner.invoke(app, ["show", "A wide landscape opens around the small figure.", "--policy", str(out),
                                 "--json"])
@@ -86,3 +86,62 @@ def test_user_errors_are_portraitcraft_errors(tmp_path: Path) -> None:
 def test_fit_rejects_out_of_range_holdout(holdout: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["fit", "x.json", "--images", str(tmp_path), "--out", "p.json", "--holdout", holdout])
     assert result.exit_code == 2 and "holdout" in result.output
+
+
+TARGET_KEYS = {"horizontal", "vertical", "crop_level", "facing", "gaze", "orientation", "people", "phrases"}
+
+
+def test_show_json_has_the_targets() -> None:
+    text = "A man stands on the left third, looking to his right (the viewer's left), shown from the waist up."
+    result = runner.invoke(app, ["show", text, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["targets"]) == TARGET_KEYS
+    t = data["targets"]
+    assert (t["horizontal"], t["gaze"], t["crop_level"], t["people"]) == ("left", "left", "half-body", 1)
+    assert t["vertical"] is None and t["facing"] is None and t["orientation"] is None
+    assert t["phrases"]["gaze"].startswith("looking to his right") and data["convention"] == "strict"
+    assert data["decided_by"] == "crop_level=half-body" and data["orientation"] == "portrait"
+
+
+def test_show_convention_setting_changes_subject_frame_sides() -> None:
+    text = "She faces the camera and looks to her left."
+    strict = json.loads(runner.invoke(app, ["show", text, "--json"]).stdout)["targets"]["gaze"]
+    loose = json.loads(runner.invoke(app, ["show", text, "--json", "--set", "planner.convention=loose"]).stdout)
+    assert (strict, loose["targets"]["gaze"], loose["convention"]) == ("right", "left", "loose")
+
+
+def test_show_reads_stdin_and_refuses_an_empty_description(capsys, monkeypatch) -> None:
+    import io
+
+    from cli_run import run_cli
+
+    long = "A full-body portrait of a dancer in a doorway. " * 4000  # far past a command line's length
+    monkeypatch.setattr("sys.stdin", io.StringIO(long))
+    result = run_cli(["plan", "show", "-", "--json"], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["targets"]["crop_level"] == "full-body"
+    for given in (["plan", "show", ""], ["plan", "show", "   "], ["plan", "show", "-"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
+        result = run_cli(given, capsys, monkeypatch)
+        assert result.exit_code != 0 and "is empty" in result.stderr, given
+        assert result.stdout == ""
+    result = run_cli(["plan", "show"], capsys, monkeypatch)
+    assert result.exit_code != 0 and "--file" in result.stderr
+
+
+def test_show_file_reports_the_orientation_distribution(tmp_path: Path) -> None:
+    items = json.loads((Path(__file__).parent / "data" / "target_descriptions.json").read_text())["items"]
+    track2 = tmp_path / "t2.json"
+    track2.write_text(json.dumps([{"image_path": f"{i['id']}.jpg", "content_description": i["content_description"],
+                                   "composition_analysis": i["composition_analysis"]} for i in items]))
+    result = runner.invoke(app, ["show", "--file", str(track2), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == len(items) == sum(data["orientation"].values()) == len(data["items"])
+    assert data["orientation"]["portrait"] > data["orientation"]["landscape"] + data["orientation"]["square"]
+    assert sum(data["decided_by"].values()) == len(items) and "crop_level" in data["decided_by"]
+    table = runner.invoke(app, ["show", "--file", str(track2)])
+    assert table.exit_code == 0 and "portrait" in table.stdout and "decided by:" in table.stdout
+    both = runner.invoke(app, ["show", "x", "--file", str(track2)])
+    assert isinstance(both.exception, InputError) and "not both" in str(both.exception)

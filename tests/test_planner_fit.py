@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from planner_synthetic import SyntheticSet, make_synthetic_set
 
-from agents.canvas_policy import load_policy, rule_policy
-from agents.plan_fit import (
+from agents.planner.canvas_policy import load_policy, rule_policy
+from agents.planner.plan_fit import (
     FitSettings,
     fit_policy,
     image_size,
@@ -64,7 +64,7 @@ def test_fitted_policy_beats_always_square_on_held_out_items(fitted) -> None:
     assert held["fitted"].n == report.n_holdout
     assert held["fitted"].accuracy > held["square"].accuracy + 0.25
     assert held["fitted"].mean_log_error < held["square"].mean_log_error
-    assert fitted.kind == "fitted" and fitted.classes == rule_policy(RATIOS).classes
+    assert fitted.method == "fitted" and fitted.classes == rule_policy(RATIOS).classes
     assert sum(report.class_counts.values()) == report.n_train
     assert report.fitted_phrases > 0 and report.generations > 0
 
@@ -81,11 +81,11 @@ def test_fit_changes_weights_and_square_score_matches_class_share(fitted, synthe
 def test_fitted_policy_file_round_trips_and_explains(fitted, tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "policy.json")
     again = load_policy(path)
-    assert again.kind == "fitted" and again.fit == fitted.fit
+    assert again.method == "fitted" and again.fit == fitted.fit
     canvas = again.choose("She is shown full-body, head to toe, in a vertical frame.", long_side=1024, multiple=16)
     assert canvas.policy == "fitted" and canvas.orientation == "portrait"
     assert {e.phrase for e in canvas.evidence} >= {"full body", "head to toe", "vertical frame"}
-    assert canvas.reasons[-1].startswith("fitted policy: score")
+    assert canvas.reasons[-1].startswith("fitted policy -> ")
 
 
 def test_labels_come_from_the_images_not_the_text(synthetic: SyntheticSet, tmp_path: Path) -> None:

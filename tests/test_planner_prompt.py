@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.prompt_builder import PromptBuilder, estimate_tokens, split_sentences, truncation_point
+from agents.planner.prompt_builder import PromptBuilder, estimate_tokens, split_sentences, truncation_point
 from portraitcraft.config import PlannerConfig
 
 CONTENT = ("A young woman in a yellow raincoat holds a paper cup. Rain streaks the glass. "
@@ -86,8 +86,8 @@ def test_reordering_keeps_every_sentence_and_both_orders(parts: list[str]) -> No
 
 def test_truncation_warning_names_where_the_encoder_stops() -> None:
     long_content = " ".join(f"Sentence number {i} describes the red coat in detail." for i in range(120))
-    built = PromptBuilder(max_prompt_tokens=512).build(long_content, COMPOSITION)
-    assert built.tokens > 512
+    built = PromptBuilder(max_prompt_tokens=512, condense="off").build(long_content, COMPOSITION)
+    assert built.tokens > 512 and built.tokens_before == built.tokens and built.condensed == []
     assert len(built.warnings) == 1
     assert "max_prompt_tokens=512" in built.warnings[0] and f"~{built.tokens} tokens" in built.warnings[0]
     cut = truncation_point(built.text, 512)
@@ -105,7 +105,7 @@ def test_token_estimate_tracks_text_length() -> None:
 
 
 def test_builder_from_config() -> None:
-    cfg = PlannerConfig(trigger_word="AES_COMP", spatial_first=False, max_prompt_tokens=20)
+    cfg = PlannerConfig(trigger_word="AES_COMP", spatial_first=False, max_prompt_tokens=20, condense="off")
     built = PromptBuilder.from_config(cfg).build(CONTENT, COMPOSITION)
     assert built.text.startswith("AES_COMP, ") and CONTENT in built.text
     assert built.warnings

@@ -1,13 +1,18 @@
-"""Property tests: no id escapes its folder, two different ids never map to the same file name."""
+"""Property tests: no id escapes its folder; sanitising is idempotent; two different ids share a name only
+when one is the other's hashed name, and a run folder refuses that case; ids round-trip unchanged."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portraitcraft.schemas import MAX_ID_CHARS, safe_id
+from portraitcraft.errors import InputError
+from portraitcraft.ids import MAX_ID_CHARS, safe_id
+from portraitcraft.runs import RunFolder
+from portraitcraft.schemas import Track2Spec
 
 ids = st.one_of(
     st.text(min_size=0, max_size=400),
@@ -27,17 +32,42 @@ def test_no_escape(raw: str) -> None:
     assert (root / name).resolve().parent == root
 
 
+@given(ids)
+@settings(max_examples=400)
+def test_idempotent(raw: str) -> None:
+    once = safe_id(raw)
+    assert safe_id(once) == once
+
+
 @given(ids, ids)
 @settings(max_examples=400)
 def test_no_collision(a: str, b: str) -> None:
-    if a != b:
-        assert safe_id(a) != safe_id(b)
+    if a != b and safe_id(a) == safe_id(b):  # only when one raw id IS the other's sanitised name
+        assert safe_id(a) in (a, b)
 
 
-def test_a_clean_id_that_looks_hashed_cannot_steal_a_hashed_name() -> None:
+def test_a_raw_id_equal_to_another_items_hashed_name_is_refused(tmp_path: Path) -> None:
     hashed = safe_id("../x")
-    assert hashed != "../x"
-    assert safe_id(hashed) != hashed
+    assert hashed != "../x" and safe_id(hashed) == hashed
+    run = RunFolder(tmp_path / "run")
+    folder = run.item_dir("../x")
+    assert run.item_dir("../x") == folder and RunFolder(tmp_path / "run").item_dir("../x") == folder
+    with pytest.raises(InputError, match=r"already belongs to item '\.\./x'"):
+        RunFolder(tmp_path / "run").item_dir(hashed)
+
+
+def test_one_id_one_folder_and_a_round_trip_keeps_the_id(tmp_path: Path) -> None:
+    spec = Track2Spec(image_path="images_01/a b.jpg", content="c", composition="k")
+    assert spec.id == "a b"
+    assert Track2Spec.model_validate(spec.model_dump()).id == spec.id
+    assert Track2Spec.model_validate_json(spec.model_dump_json()).id == spec.id
+    folder = RunFolder(tmp_path / "run").item_dir(spec.id)
+    assert folder.name == safe_id(spec.id) == safe_id(safe_id(spec.id))
+    # the folder's own name, used as an id again, lands in the same place (no second hash)
+    assert RunFolder(tmp_path / "run").item_dir(spec.id) == folder
+    named = Track2Spec(image_path="x.jpg", content="c", composition="k", id="user/42")
+    assert Track2Spec.model_validate(named.model_dump()).id == "user/42"
+    assert Track2Spec(image_path="images_03\\y.png", content="c", composition="k").id == "y"
 
 
 def test_readable_ids_are_kept() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from portraitcraft.ids import safe_id
 from portraitcraft.schemas import ATTRIBUTES, Level, Track1Prediction, Track1TestItem, Track2Spec, level_from_score
 
 
@@ -55,7 +56,9 @@ def test_prediction_accepts_codes_and_needs_all_attributes() -> None:
         Track1Prediction(image_path="a.jpg", levels={"Sharpness": "B"}, total_score=1, answer="A")
 
 
-def test_track2_spec_id_is_file_safe() -> None:
+def test_track2_spec_id_is_raw_and_its_name_is_file_safe() -> None:
     spec = Track2Spec(image_path="../../etc/passwd", content="c", composition="k")
-    assert "/" not in spec.id and not spec.id.startswith(".")
-    assert spec.output_name == "passwd"
+    assert spec.id == "passwd" and spec.output_name == "passwd"
+    odd = Track2Spec(image_path="a.jpg", content="c", composition="k", id="../../x")
+    assert odd.id == "../../x"  # the identity is kept; the name is made once, where a path is built
+    assert "/" not in safe_id(odd.id) and not safe_id(odd.id).startswith(".")

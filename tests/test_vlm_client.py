@@ -60,7 +60,7 @@ async def test_vllm_kind_sends_structured_outputs_json_and_images(fake_vlm: Fake
 
 async def test_openai_kind_sends_strict_json_schema(fake_vlm: FakeVLMServer) -> None:
     fake_vlm.script.push({"detected": False, "instruction": ""})
-    async with make_client(fake_vlm, kind="openai") as vlm:
+    async with make_client(fake_vlm, dialect="openai") as vlm:
         await vlm.ask("Check.", schema=Verdict)
     body = fake_vlm.chat_requests[0].body
     fmt = body["response_format"]
@@ -72,7 +72,7 @@ async def test_openai_kind_sends_strict_json_schema(fake_vlm: FakeVLMServer) -> 
 
 async def test_plain_kind_puts_schema_in_prompt_and_parses_first_json_object(fake_vlm: FakeVLMServer) -> None:
     fake_vlm.script.push('Sure! Here it is:\n```json\n{"detected": true, "instruction": "crop tighter"}\n```')
-    async with make_client(fake_vlm, kind="plain") as vlm:
+    async with make_client(fake_vlm, dialect="plain") as vlm:
         verdict = await vlm.ask("Check.", schema=Verdict)
     assert verdict.instruction == "crop tighter"
     body = fake_vlm.chat_requests[0].body
@@ -264,7 +264,7 @@ async def test_choice_probs_with_openai_json_enum(fake_vlm: FakeVLMServer) -> No
     tops = [{'{"': 0.0}, {"answer": 0.0}, {'":"': 0.0},
             {"Good": math.log(0.6), "Medium": math.log(0.3), "Poor": math.log(0.1)}, {'"}': 0.0}]
     fake_vlm.script.push(tokens=tokens, top_logprobs=tops)
-    async with make_client(fake_vlm, kind="openai") as vlm:
+    async with make_client(fake_vlm, dialect="openai") as vlm:
         value, unit, dist = await vlm.expected_score("Level?", levels={"Poor": 0, "Medium": 5, "Good": 10})
     schema = fake_vlm.chat_requests[0].body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["answer"]["enum"] == ["Poor", "Medium", "Good"]
@@ -321,7 +321,7 @@ async def test_a_genuine_400_in_choice_probs_is_raised(fake_vlm: FakeVLMServer) 
 
 async def test_invalid_choice_is_reasked_then_typed_error(fake_vlm: FakeVLMServer) -> None:
     fake_vlm.script.push("maybe").push("perhaps")
-    async with make_client(fake_vlm, kind="plain") as vlm:
+    async with make_client(fake_vlm, dialect="plain") as vlm:
         with pytest.raises(VLMAnswerError, match="not one of: yes, no"):
             await vlm.choice_probs("Gaze left?", choices=["yes", "no"])
     assert "exactly one of these options" in _user_text(fake_vlm.chat_requests[0].body)

@@ -11,6 +11,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
+from tools.retry import is_transient, retry_after_seconds
 from tools.vlm_cache import CACHE_FILE, VLMCache
 from tools.vlm_errors import VLMError
 from tools.vlm_formats import AnswerInvalid, choice_format, first_json_object, json_format, strict_json_schema
@@ -21,7 +22,6 @@ from tools.vlm_logprobs import (
     distribution_from_samples,
 )
 from tools.vlm_stats import EndpointStats
-from tools.vlm_transport import is_transient, retry_after_seconds
 
 
 class Finding(BaseModel):
@@ -48,7 +48,7 @@ def test_strict_schema_closes_every_object_and_requires_every_property() -> None
     assert "default" in str(Critique.model_json_schema())  # the input was not modified
 
 
-def test_json_format_per_kind() -> None:
+def test_json_format_per_dialect() -> None:
     vllm_schema = json_format(Critique, "vllm").fields["extra_body"]["structured_outputs"]["json"]
     assert vllm_schema["additionalProperties"] is False  # closed, so the grammar cannot invent keys
     assert vllm_schema["$defs"]["Finding"]["additionalProperties"] is False
@@ -57,7 +57,7 @@ def test_json_format_per_kind() -> None:
     assert json_format(Critique, "openai").fields["response_format"]["json_schema"]["name"] == "Critique"
     plain = json_format(Critique, "plain")
     assert plain.fields == {} and "JSON schema" in (plain.instructions or "")
-    with pytest.raises(ValueError, match="unknown endpoint kind"):
+    with pytest.raises(ValueError, match="unknown endpoint dialect"):
         json_format(Critique, "guided")  # type: ignore[arg-type]
 
 

@@ -3,9 +3,9 @@
 It speaks the OpenAI chat-completions protocol to vLLM, hosted APIs and Gemini's OpenAI-compatible
 endpoint, and owns everything between a prompt and a typed answer: images as data URLs, the endpoint's
 structured-output dialect (tools/vlm_formats.py), K samples in one request, logprob distributions
-(tools/vlm_logprobs.py), transport retries (tools/vlm_transport.py, the only retry layer: the SDK's own
-retries are off), a shared per-endpoint concurrency limit, the on-disk cache (tools/vlm_cache.py) and
-accounting (tools/vlm_stats.py).
+(tools/vlm_logprobs.py), transport retries (tools/retry.py: the one retry policy, shared with the remote image
+backend; the SDK's own retries are off), a shared per-endpoint concurrency limit, the on-disk cache
+(tools/vlm_cache.py) and accounting (tools/vlm_stats.py).
 
 Example:
     >>> class Verdict(BaseModel):
@@ -31,6 +31,15 @@ from pydantic import BaseModel
 
 from portraitcraft.config import EndpointConfig, mask_secrets, merge
 from tools.images import ImageInput, encode_image
+from tools.retry import (
+    MalformedReply,
+    RetriesExhausted,
+    RetryPolicy,
+    Sleep,
+    client_settings,
+    describe_fault,
+    server_message,
+)
 from tools.vlm_cache import VLMCache
 from tools.vlm_errors import VLMAnswerError, VLMError, VLMRequestError, VLMTransportError
 from tools.vlm_formats import AnswerFormat, AnswerInvalid, choice_format, json_format
@@ -41,7 +50,7 @@ from tools.vlm_logprobs import (
     distribution_from_samples,
 )
 from tools.vlm_stats import EndpointStats
-from tools.vlm_transport import Backoff, MalformedReply, Sleep, describe_fault, server_message, shared_semaphore
+from tools.vlm_transport import shared_semaphore
 
 __all__ = [
     "ChoiceDistribution",
@@ -109,8 +118,9 @@ class VLMClient:
     """An OpenAI-compatible VLM endpoint, with typed answers, votes, logprob scores, retries and a cache.
 
     Args:
-        cfg (EndpointConfig): base_url, model, api_key_env, kind (structured-output dialect), timeout,
-            max_concurrency, max_retries, temperature, max_tokens, max_image_pixels, seed, cache, extra.
+        cfg (EndpointConfig): base_url, model, api_key_env, dialect (structured-output dialect), timeout,
+            connect_timeout, max_concurrency, max_retries, retry_backoff, temperature, max_tokens,
+            max_image_pixels, seed, cache, extra.
         cache_dir (Path, optional): folder of the on-disk reply cache; None (or cfg.cache False) disables it.
 
     Example:
@@ -124,7 +134,7 @@ class VLMClient:
         cfg: EndpointConfig,
         *,
         cache_dir: Path | None = None,
-        _backoff_base: float = 0.5,
+        _backoff_base: float | None = None,
         _backoff_max: float = 30.0,
         _retry_after_cap: float = 60.0,
         _sleep: Sleep = asyncio.sleep,
@@ -132,11 +142,14 @@ class VLMClient:
     ) -> None:
         self.cfg = cfg
         self.stats = EndpointStats()
-        self.url = mask_secrets(cfg.base_url.rstrip("/"))
-        self._client = openai.AsyncOpenAI(api_key=cfg.api_key(), base_url=cfg.base_url, timeout=cfg.timeout,
-                                          max_retries=0)
-        self._backoff = Backoff(max_retries=cfg.max_retries, timeout=cfg.timeout, base_delay=_backoff_base,
-                                max_delay=_backoff_max, retry_after_cap=_retry_after_cap, sleep=_sleep)
+        settings = client_settings(cfg)
+        self.url = mask_secrets(settings["base_url"].rstrip("/"))
+        self._client = openai.AsyncOpenAI(**settings)
+        self._secrets = [v for v in (settings["api_key"], *(settings["default_query"] or {}).values())
+                         if isinstance(v, str) and len(v) >= 8]
+        self._retry = RetryPolicy(max_retries=cfg.max_retries,
+                                  base_delay=cfg.retry_backoff if _backoff_base is None else _backoff_base,
+                                  max_delay=_backoff_max, retry_after_cap=_retry_after_cap, sleep=_sleep)
         self._cache = VLMCache(cache_dir) if cache_dir is not None and cfg.cache else None
         self._image_format = _image_format
         self._n_supported: bool | None = None
@@ -189,7 +202,7 @@ class VLMClient:
         Example:
             >>> verdict = await vlm.ask("Is the horizon level?", ["a.png"], schema=Verdict)  # doctest: +SKIP
         """
-        fmt = json_format(schema, self.cfg.kind)
+        fmt = json_format(schema, self.cfg.dialect)
         conv = await self._conversation(prompt, images, system, fmt)
         params = self._params(temperature, max_tokens, seed)
         [reply] = await self._samples(conv, fmt, n=1, **params)
@@ -225,7 +238,7 @@ class VLMClient:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        fmt = json_format(schema, self.cfg.kind)
+        fmt = json_format(schema, self.cfg.dialect)
         conv = await self._conversation(prompt, images, system, fmt)
         params = self._params(temperature, None, seed)
         replies = await self._samples(conv, fmt, n=k, **params)
@@ -241,6 +254,7 @@ class VLMClient:
         system: str | None = None,
         samples_if_no_logprobs: int = 8,
         seed: int | None = None,
+        fallback: bool = True,
     ) -> ChoiceDistribution:
         """The model's probability of each option of a closed set (levels, yes/no, A-D).
 
@@ -254,6 +268,8 @@ class VLMClient:
             choices (sequence of str): the options, e.g. ["A", "B", "C", "D"]; best if they differ in their
                 first token.
             samples_if_no_logprobs (int, optional, defaults to 8): votes for the sampled fallback.
+            fallback (bool, optional, defaults to True): False raises VLMAnswerError instead of sampling
+                when the reply carries no usable logprobs (a caller that must score every item one way).
 
         Example:
             >>> dist = await vlm.choice_probs("Is the gaze to the left? Answer yes or no.", ["a.png"],
@@ -263,7 +279,7 @@ class VLMClient:
         """
         if samples_if_no_logprobs < 1:
             raise ValueError(f"samples_if_no_logprobs must be at least 1, got {samples_if_no_logprobs}")
-        fmt = choice_format(choices, self.cfg.kind)
+        fmt = choice_format(choices, self.cfg.dialect)
         options = [str(c) for c in choices]
         conv = await self._conversation(prompt, images, system, fmt)
         params = self._params(None, None, seed)
@@ -272,11 +288,14 @@ class VLMClient:
             try:
                 dist = await self._logprob_distribution(conv, fmt, options, params, samples_if_no_logprobs)
             except VLMRequestError as exc:
-                if exc.status not in (400, 422):
+                if exc.status not in (400, 422) or not fallback:
                     raise
                 refused, dist = exc, None  # some hosted models refuse the logprobs parameter itself
             if dist is not None:
                 return dist
+        if not fallback:
+            raise VLMAnswerError(f"{self.cfg.model} at {self.url}: the reply carries no usable logprobs for the "
+                                 f"choices {options}", raw="", problem="no usable logprobs")
         sample_params = dict(params, temperature=self.cfg.temperature or 1.0)
         replies = await self._samples(conv, fmt, n=samples_if_no_logprobs, **sample_params)
         if refused is not None:  # sampling worked, so the 400 was about logprobs
@@ -299,8 +318,8 @@ class VLMClient:
             raise value
         if not used.tokens:
             self._logprobs_supported = False
-            self._warn_once("logprobs", "%s (%s) returns no logprobs: estimating choice probabilities from "
-                            "%d samples instead", self.url, self.cfg.model, fallback_k)
+            then = f": estimating choice probabilities from {fallback_k} samples instead" if fallback_k else ""
+            self._warn_once("logprobs", "%s (%s) returns no logprobs%s", self.url, self.cfg.model, then)
             return None
         offset = fmt.value_offset(used.text)
         dist = distribution_from_logprobs(used.tokens, offset, options) if offset is not None else None
@@ -320,6 +339,7 @@ class VLMClient:
         system: str | None = None,
         samples_if_no_logprobs: int = 8,
         seed: int | None = None,
+        fallback: bool = True,
     ) -> tuple[float, float, ChoiceDistribution]:
         """The probability-weighted score over discrete levels (Q-Align / PortraitRL).
 
@@ -331,6 +351,7 @@ class VLMClient:
                 "Good": 10}.
             samples_if_no_logprobs (int, optional, defaults to 8): votes drawn where the endpoint gives no
                 logprobs (as for `choice_probs`).
+            fallback (bool, optional, defaults to True): as for `choice_probs`.
 
         Example:
             >>> value, unit, dist = await vlm.expected_score("Rate 1-5.", ["a.png"],
@@ -343,9 +364,42 @@ class VLMClient:
         if len(values) < 2 or (high := max(values.values())) <= (low := min(values.values())):
             raise ValueError(f"levels need at least two different values, got {dict(levels)}")
         dist = await self.choice_probs(prompt, images, choices=list(values), system=system, seed=seed,
-                                       samples_if_no_logprobs=samples_if_no_logprobs)
+                                       samples_if_no_logprobs=samples_if_no_logprobs, fallback=fallback)
         value = dist.expected(values)
         return value, (value - low) / (high - low), dist
+
+    async def logprobs_available(
+        self,
+        prompt: str,
+        images: Sequence[ImageInput] = (),
+        *,
+        choices: Sequence[str],
+        system: str | None = None,
+    ) -> bool:
+        """Whether the endpoint returns usable top_logprobs for a closed-set answer: one request (remembered by
+        the client), for callers that choose ONE scoring method before a run (e.g. the judge's auto mode).
+
+        A refusal of the logprobs parameter (HTTP 400/422) counts as "no"; transport faults and other
+        refusals raise as for `ask`.
+
+        Example:
+            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"], choices=list("0123456789"))
+            True
+        """
+        if self._logprobs_supported is not None:
+            return self._logprobs_supported
+        fmt = choice_format(choices, self.cfg.dialect)
+        conv = await self._conversation(prompt, images, system, fmt)
+        try:
+            dist = await self._logprob_distribution(conv, fmt, [str(c) for c in choices],
+                                                    self._params(None, None, None), 0)
+        except VLMRequestError as exc:
+            if exc.status not in (400, 422):
+                raise
+            self._warn_once("logprobs", "%s (%s) refused logprobs (%s)", self.url, self.cfg.model, exc)
+            dist = None
+        self._logprobs_supported = dist is not None
+        return self._logprobs_supported
 
     async def list_models(self) -> list[str]:
         """The model names the endpoint serves (GET /models), with the same retries as chat requests."""
@@ -355,10 +409,12 @@ class VLMClient:
             return [m.id for m in page.data]
 
         try:
-            return await self._backoff.call(once, where=f"{self.url}/models")
+            return await self._retry.call(once)
+        except RetriesExhausted as exc:
+            raise self._gave_up(exc, f"{self.url}/models") from exc.last
         except openai.APIStatusError as exc:
-            raise VLMRequestError(f"{self.url}/models refused the request (HTTP {exc.status_code}): "
-                                  f"{server_message(exc)}", status=exc.status_code) from None
+            raise VLMRequestError(self._scrub(f"{self.url}/models refused the request (HTTP {exc.status_code}): "
+                                              f"{server_message(exc)}"), status=exc.status_code) from None
 
     # ------------------------------------------------------------------ building requests
 
@@ -520,18 +576,18 @@ class VLMClient:
         self.stats.requests += 1
         started = time.perf_counter()
         try:
-            completion, replies = await self._backoff.call(
-                once, where=f"{self.url}/chat/completions ({self.cfg.model})",
-                on_attempt=self._count_attempt, on_retry=self._note_retry)
-        except VLMTransportError as exc:
+            completion, replies = await self._retry.call(once, on_attempt=self._count_attempt,
+                                                         on_retry=self._note_retry)
+        except RetriesExhausted as exc:
             self.stats.failures += 1
-            raise VLMTransportError(self._scrub(str(exc)), attempts=exc.attempts) from exc.__cause__
+            raise self._gave_up(exc, f"{self.url}/chat/completions ({self.cfg.model})") from exc.last
         except openai.APIStatusError as exc:
             self.stats.failures += 1
             raise await self._refusal(exc) from None
         except openai.OpenAIError as exc:
             self.stats.failures += 1
-            raise VLMRequestError(f"{self.url}/chat/completions: {type(exc).__name__}: {exc}", status=0) from None
+            raise VLMRequestError(self._scrub(f"{self.url}/chat/completions: {type(exc).__name__}: {exc}"),
+                                  status=0) from None
         self.stats.latencies.append(time.perf_counter() - started)
         if completion.usage is not None:
             self.stats.prompt_tokens += completion.usage.prompt_tokens or 0
@@ -572,10 +628,17 @@ class VLMClient:
             text = f"{where} refused the request for model {self.cfg.model} (HTTP {status}): {detail}"
         return VLMRequestError(self._scrub(text), status=status)
 
+    def _gave_up(self, exc: RetriesExhausted, where: str) -> VLMTransportError:
+        return VLMTransportError(
+            self._scrub(f"{where}: gave up after {exc.attempts} attempt(s): "
+                        f"{describe_fault(exc.last, self.cfg.timeout)}"), attempts=exc.attempts)
+
     def _scrub(self, text: str) -> str:
-        """Server messages can echo the API key (e.g. on a 401): never let it into an error or a log."""
-        key = self._client.api_key
-        return text.replace(key, "***") if isinstance(key, str) and len(key) >= 8 else text
+        """Server messages can echo the API key (e.g. on a 401) or a key from the URL's query: never let one
+        into an error or a log."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return mask_secrets(text)
 
     def _warn_once(self, topic: str, message: str, *args: Any) -> None:
         if topic not in self._warned:

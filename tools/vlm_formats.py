@@ -1,4 +1,4 @@
-"""Structured-output dialects: how each endpoint kind is asked for a typed answer, and how replies parse.
+"""Structured-output dialects: how each endpoint dialect is asked for a typed answer, and how replies parse.
 
 - `openai`: `response_format` json_schema with `strict: true` (hosted OpenAI, Gemini's OpenAI endpoint).
 - `vllm`: `extra_body={"structured_outputs": {"json": schema}}` or `{"choice": [...]}` (vLLM >= 0.12;
@@ -14,12 +14,13 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-Kind = Literal["vllm", "openai", "plain"]
-KINDS: tuple[str, ...] = ("vllm", "openai", "plain")
+from portraitcraft.config import Dialect
+
+DIALECTS: tuple[str, ...] = ("vllm", "openai", "plain")
 
 
 class AnswerInvalid(Exception):
@@ -36,7 +37,7 @@ class AnswerFormat:
 
     Attributes:
         fields: request fields (`response_format`, `extra_body`) merged into the request.
-        instructions: text appended to the user prompt (plain kind), or None.
+        instructions: text appended to the user prompt (plain dialect), or None.
         parse: reply text -> value; raises AnswerInvalid.
         value_offset: for closed choices, the character offset in the reply where the chosen option begins
             (None when it cannot be found); used to read top_logprobs at the deciding token.
@@ -102,8 +103,8 @@ def _validation_problem(exc: ValidationError) -> str:
     return "the JSON does not match the schema: " + "; ".join(parts) + more
 
 
-def json_format(schema: type[BaseModel], kind: Kind) -> AnswerFormat:
-    """The request fields and parser for a pydantic-typed answer on an endpoint of `kind`.
+def json_format(schema: type[BaseModel], dialect: Dialect) -> AnswerFormat:
+    """The request fields and parser for a pydantic-typed answer on an endpoint of this `dialect`.
 
     Example:
         >>> class Verdict(BaseModel):
@@ -121,25 +122,25 @@ def json_format(schema: type[BaseModel], kind: Kind) -> AnswerFormat:
         except ValidationError as exc:
             raise AnswerInvalid(_validation_problem(exc)) from None
 
-    if kind == "openai":
+    if dialect == "openai":
         fields = {"response_format": {"type": "json_schema", "json_schema": {
             "name": _schema_name(schema), "schema": strict_json_schema(json_schema), "strict": True}}}
         return AnswerFormat(fields, None, parse)
-    if kind == "vllm":
+    if dialect == "vllm":
         closed = strict_json_schema(json_schema, require_all=False)
         return AnswerFormat({"extra_body": {"structured_outputs": {"json": closed}}}, None, parse)
-    if kind == "plain":
+    if dialect == "plain":
         instructions = ("Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n"
                         + json.dumps(json_schema, ensure_ascii=False))
         return AnswerFormat({}, instructions, parse)
-    raise ValueError(f"unknown endpoint kind {kind!r}; expected one of {KINDS}")
+    raise ValueError(f"unknown endpoint dialect {dialect!r}; expected one of {DIALECTS}")
 
 
 _ANSWER_KEY = "answer"
 _ANSWER_VALUE = re.compile(r'"answer"\s*:\s*"')
 
 
-def choice_format(choices: Sequence[str], kind: Kind) -> AnswerFormat:
+def choice_format(choices: Sequence[str], dialect: Dialect) -> AnswerFormat:
     """The request fields and parser for one option out of a closed set (score levels, yes/no, A-D).
 
     Example:
@@ -166,13 +167,13 @@ def choice_format(choices: Sequence[str], kind: Kind) -> AnswerFormat:
             return max(starts, key=len)
         raise AnswerInvalid(f"the reply {text.strip()[:80]!r} is not one of: {listed}")
 
-    if kind == "vllm":
+    if dialect == "vllm":
         return AnswerFormat({"extra_body": {"structured_outputs": {"choice": options}}}, None, parse_bare,
                             leading_space)
-    if kind == "plain":
+    if dialect == "plain":
         return AnswerFormat({}, f"Reply with exactly one of these options and nothing else: {listed}",
                             parse_bare, lambda text: leading_space(text) + (text.lstrip()[:1] in ('"', "'")))
-    if kind == "openai":
+    if dialect == "openai":
         schema = {"type": "object", "properties": {_ANSWER_KEY: {"type": "string", "enum": options}},
                   "required": [_ANSWER_KEY], "additionalProperties": False}
 
@@ -189,4 +190,4 @@ def choice_format(choices: Sequence[str], kind: Kind) -> AnswerFormat:
         fields = {"response_format": {"type": "json_schema", "json_schema": {
             "name": "choice", "schema": schema, "strict": True}}}
         return AnswerFormat(fields, None, parse_json, offset)
-    raise ValueError(f"unknown endpoint kind {kind!r}; expected one of {KINDS}")
+    raise ValueError(f"unknown endpoint dialect {dialect!r}; expected one of {DIALECTS}")

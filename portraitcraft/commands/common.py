@@ -16,7 +16,8 @@ console = Console()
 
 ConfigOption = typer.Option(None, "--config", "-c", help="A TOML config file (see configs/).", exists=False)
 SetOption = typer.Option(
-    None, "--set", help="Override one key, e.g. --set judge.model=gemini-3.1-pro (repeatable; beats env and file)."
+    None, "--set", metavar="KEY=VALUE",
+    help="Override one key, e.g. --set judge.model=gemini-3.1-pro (repeatable; beats env and file)."
 )
 
 

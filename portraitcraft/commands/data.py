@@ -62,11 +62,13 @@ def submit_track1(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write the Track 1 zip: root holds only track_1_test.json, template order, codes A/B/C, int totals."""
-    from portraitcraft.data import load_track1_test, parse_track1_predictions, read_records
+    from portraitcraft.data import load_track1_test
+    from portraitcraft.predictions import read_track1_predictions
     from portraitcraft.submission import write_track1_submission
 
     items = load_track1_test(template)
-    preds, problems = parse_track1_predictions(read_records(predictions))
+    read = read_track1_predictions(predictions)
+    preds, problems = list(read.by_key.values()), read.problems
     for problem in problems:
         console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
     if problems and not allow_missing:

@@ -1,4 +1,5 @@
-"""`portraitcraft doctor`: what is installed, what the GPU offers, which weights are cached, which endpoints answer.
+"""`portraitcraft doctor`: what is installed, what the GPU offers, which weights are cached, where the cache root is,
+which endpoints answer.
 
 Every line carries a hint to fix it. Works without torch (reports the diffusion extra as missing).
 """
@@ -21,7 +22,9 @@ from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import DiffusionConfig, EndpointConfig, PortraitcraftConfig, mask_secrets
+from portraitcraft.paths import cache_root, cache_source
 from portraitcraft.runs import package_versions
+from portraitcraft.urls import join_url
 
 Status = Literal["ok", "warn", "fail"]
 EXTRAS = {
@@ -112,8 +115,19 @@ def check_weights(cfg: PortraitcraftConfig) -> list[Check]:
     return out
 
 
+def check_cache(cfg: PortraitcraftConfig) -> Check:
+    """Where the cache root is (portraitcraft/paths.py), which rule chose it, and whether it is writable."""
+    root = cache_root(cfg.run.cache_dir)
+    detail = f"{root} (from {cache_source(cfg.run.cache_dir)}): VLM replies in vlm/, tiny models in tiny-models/"
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return Check("cache", "warn", f"{detail}; not writable",
+                     "set run.cache_dir or $PORTRAITCRAFT_CACHE_DIR to a writable folder")
+    return Check("cache", "ok", detail)
+
+
 def _get_models(ep: EndpointConfig, timeout: float) -> tuple[int | None, list[str], str]:
-    url = ep.base_url.rstrip("/") + "/models"
+    url = join_url(ep.base_url, "models")
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ep.api_key()}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -129,6 +143,7 @@ def check_endpoint(names: list[str], ep: EndpointConfig, timeout: float = 3.0) -
     label = f"endpoint {'/'.join(names)}"
     shown = mask_secrets(ep.base_url)
     status, models, reason = _get_models(ep, timeout)
+    reason = mask_secrets(reason)
     if status is None:
         return Check(label, "fail", f"{shown} does not answer ({reason})",
                      f"start a server there (e.g. vLLM: python -m vllm.entrypoints.openai.api_server --model "
@@ -160,7 +175,7 @@ def check_endpoints(cfg: PortraitcraftConfig, timeout: float = 3.0) -> list[Chec
 
 
 def run_checks(cfg: PortraitcraftConfig, *, endpoints: bool = True, timeout: float = 3.0) -> list[Check]:
-    checks = [check_python(), *check_packages(), check_gpu(), *check_weights(cfg)]
+    checks = [check_python(), *check_packages(), check_gpu(), *check_weights(cfg), check_cache(cfg)]
     if endpoints:
         checks.extend(check_endpoints(cfg, timeout))
     return checks
@@ -174,7 +189,8 @@ def doctor(
     timeout: float = typer.Option(3.0, "--timeout", help="Seconds to wait for each endpoint."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any check fails."),
 ) -> None:
-    """Report Python/package versions, the GPU, cached weights and endpoint health, each with a fix hint."""
+    """Report Python/package versions, the GPU, cached weights, the cache root and endpoint health, each with a
+    fix hint."""
     cfg = config_from_cli(config, sets)
     checks = run_checks(cfg, endpoints=not no_endpoints, timeout=timeout)
     failed = [c for c in checks if c.status == "fail"]

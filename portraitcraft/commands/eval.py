@@ -5,16 +5,19 @@ Heavy or network modules (the VLM client, the judge) are imported inside the com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import DataError, InputError
 
 app = typer.Typer(no_args_is_help=True)
+err_console = Console(stderr=True)
 
 
 def _fmt(value: Any) -> str:
@@ -36,29 +39,43 @@ def track1(
     gt: Path = typer.Argument(..., help="Ground truth: the labelled test file, or a train-format file (no QA)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     per_attribute: bool = typer.Option(False, "--per-attribute", help="Add per-attribute accuracy and confusion."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Score unusable or missing predictions as "
+                                       "the submission writer fills them (levels B, answer A, median total) "
+                                       "instead of refusing the file."),
 ) -> None:
-    """Score Track 1 predictions: SRCC, PLCC, level accuracy, QA accuracy and their mean (composite)."""
+    """Score Track 1 predictions: SRCC, PLCC, level accuracy, QA accuracy and their mean (composite).
+
+    A file with any unusable or missing prediction is refused (exit 2, every item listed) unless
+    --allow-invalid fills them; an unusable prediction never raises the score.
+    """
     from eval.track1 import score_track1
 
-    report = score_track1(pred, gt, per_attribute=per_attribute)
+    report = score_track1(pred, gt, per_attribute=per_attribute, allow_invalid=allow_invalid)
     if as_json:
         print_json(report.to_dict())
         return
     table = Table(title=f"Track 1: {pred.name} vs {gt.name}", show_header=False)
     for key in ("srcc", "plcc", "level_acc", "qa_acc", "composite"):
         table.add_row(key, _fmt(getattr(report, key)))
-    table.add_row("items", f"{report.n} ground truth, {report.n_matched} matched, {len(report.missing)} missing, "
-                  f"{len(report.extra)} extra")
+    table.add_row("items", f"{report.n} ground truth, {report.n_matched} predicted, {report.n_filled} filled "
+                  f"({len(report.missing)} missing), {len(report.extra)} extra")
     console.print(table)
     if report.per_attribute:
-        att = Table("attribute", "accuracy", "confusion (rows truth A/B/C, cols pred)", "invalid")
+        att = Table("attribute", "accuracy", "confusion (rows truth A/B/C, cols pred)")
         for name, s in report.per_attribute.items():
-            att.add_row(name, f"{s.accuracy:.4f}", " | ".join(" ".join(map(str, r)) for r in s.confusion),
-                        str(s.invalid))
+            att.add_row(name, f"{s.accuracy:.4f}", " | ".join(" ".join(map(str, r)) for r in s.confusion))
         console.print(att)
     _print_notes("warning", report.warnings)
     _print_notes("ground truth", report.ground_truth_problems)
     _print_notes("prediction", report.prediction_problems)
+
+
+EXIT_NOTHING_SCORED = 3
+"""`eval track2`: no image could be scored (every item failed, or there were none)."""
+EXIT_SOME_FAILED = 4
+"""`eval track2 --strict`: some images failed (the scores of the others are still printed and written)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: the finished images are kept (`--out`), the rest are not judged."""
 
 
 @app.command("track2")
@@ -71,8 +88,13 @@ def track2(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     out: Path | None = typer.Option(None, "--out", help="Write per-image scores and reasons to this CSV."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+    strict: bool = typer.Option(False, "--strict", help=f"Exit {EXIT_SOME_FAILED} when any image failed."),
 ) -> None:
-    """Judge generated images: Content, Composition, AutoScore (and Human, FinalScore with --human)."""
+    """Judge generated images: Content, Composition, AutoScore (and Human, FinalScore with --human).
+
+    Exit codes: 0 scores computed; 3 nothing scored (every image failed); 4 some images failed and --strict
+    was given; 130 interrupted (Ctrl-C; finished images are still written to --out).
+    """
     import asyncio
 
     from eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
@@ -83,15 +105,25 @@ def track2(
     cfg = config_from_cli(config, sets)
     records = read_records(items)
     try:
-        kind = detect_kind(records)
-    except DataError as exc:  # kind detection does not know the file's name
+        file_kind = detect_kind(records)
+    except DataError as exc:  # file-kind detection does not know the file's name
         raise DataError(f"{items}: {exc}") from None
-    if kind != "track2":
+    if file_kind != "track2":
         raise DataError(f"{items}: expected Track 2 items (image_path, content_description, "
-                        f"composition_analysis), found a {kind} file")
+                        f"composition_analysis), found a {file_kind} file")
     parsed = parse_items(records, "track2")
     human_scores, human_problems = read_human_scores(human) if human else (None, [])
-    scores = asyncio.run(_judge(cfg, parsed.items, images, progress))
+    finished: dict[int, ImageScore] = {}
+    try:
+        scores = asyncio.run(_judge(cfg, parsed.items, images, progress, finished.__setitem__))
+    except KeyboardInterrupt:
+        kept = [finished[i] for i in sorted(finished)]
+        where = ""
+        if out and kept:
+            write_scores_csv(kept, out)
+            where = f"; their scores are in {out}"
+        err_console.print(f"interrupted: {len(kept)} of {len(parsed.items)} images finished{where}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     for problem in parsed.problems:
         scores.append(ImageScore(problem.image_path or f"item {problem.index}", error=str(problem)))
     report = summarise(scores, human_scores, human_problems)
@@ -99,26 +131,34 @@ def track2(
         write_scores_csv(scores, out)
     if as_json:
         print_json(report.to_dict())
-        return
-    table = Table(title=f"Track 2: {items.name}", show_header=False)
-    for key in ("content", "composition", "auto", "human", "final"):
-        if key in ("human", "final") and human is None:
-            continue
-        table.add_row(key, _fmt(getattr(report, key)))
-    table.add_row("images", f"{report.n_scored} scored, {report.n_failed} failed")
-    console.print(table)
-    _print_notes("failed", [f"{f['image_path']}: {f['error']}" for f in report.failures])
-    _print_notes("human scores", report.human_problems)
+    else:
+        table = Table(title=f"Track 2: {items.name}", show_header=False)
+        for key in ("content", "composition", "auto", "human", "final"):
+            if key in ("human", "final") and human is None:
+                continue
+            table.add_row(key, _fmt(getattr(report, key)))
+        table.add_row("images", f"{report.n_scored} scored, {report.n_failed} failed")
+        table.add_row("judge mode", report.mode or "n/a")
+        console.print(table)
+        _print_notes("failed", [f"{f['image_path']}: {f['error']}" for f in report.failures])
+        _print_notes("human scores", report.human_problems)
+    if report.n_scored == 0:
+        err_console.print(f"nothing scored: all {report.n_failed} image(s) failed", highlight=False)
+        raise typer.Exit(EXIT_NOTHING_SCORED)
+    if strict and report.n_failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
-async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool) -> list[Any]:
+async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool,
+                 on_result: Callable[[int, Any], None]) -> list[Any]:
     from agents.judge import Judge
     from eval.track2 import judge_items
+    from portraitcraft.paths import cache_root
     from tools.vlm import VLMClient
 
-    cache_dir = Path(cfg.run.cache_dir) if cfg.judge.cache else None
+    cache_dir = cache_root(cfg.run.cache_dir) / "vlm" if cfg.judge.cache else None
     async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
-        return await judge_items(specs, images, Judge(cfg.judge, client), progress=progress)
+        return await judge_items(specs, images, Judge(cfg.judge, client), progress=progress, on_result=on_result)
 
 
 @app.command("calibrate-judge")

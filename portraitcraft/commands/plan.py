@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -30,8 +32,8 @@ def fit(
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
     """Fit phrase weights and cut points to the train images' aspect ratios; compare with rule and square."""
-    from agents.canvas_policy import rule_policy
-    from agents.plan_fit import FitSettings, fit_policy, read_train_set, report_of
+    from agents.planner.canvas_policy import rule_policy
+    from agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of
 
     cfg = config_from_cli(config, sets)
     if not images.is_dir():
@@ -40,7 +42,8 @@ def fit(
         raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
     train_set = read_train_set(train, images)
     settings = FitSettings(holdout=holdout, seed=seed, maxiter=maxiter, popsize=popsize, min_count=min_count)
-    policy = fit_policy(train_set, rule_policy(cfg.planner.aspect_ratios), settings)
+    policy = fit_policy(train_set, rule_policy(cfg.planner.aspect_ratios, cfg.planner.prior_orientation),
+                        settings)
     try:
         policy.save(out)
     except OSError as exc:
@@ -68,31 +71,121 @@ def fit(
     console.print(f"policy written to {out}", highlight=False)
 
 
+MAX_STDIN_CHARS = 1_000_000
+
+
+def _read_description(description: str | None) -> str:
+    """The description argument, or stdin for '-' (bounded); an empty one is an error that says so."""
+    if description == "-":
+        text = sys.stdin.read(MAX_STDIN_CHARS + 1)
+        if len(text) > MAX_STDIN_CHARS:
+            raise InputError(f"the description on stdin is longer than {MAX_STDIN_CHARS:,} characters")
+        where = "the description on stdin"
+    else:
+        text, where = description or "", "the description"
+    if not text.strip():
+        raise InputError(f"{where} is empty: give the content and composition text (or '-' to read stdin)")
+    return text
+
+
+def _targets_json(targets: Any) -> dict[str, Any]:
+    return targets.model_dump(mode="json")
+
+
 @app.command("show")
 def show(
-    description: str = typer.Argument(..., help="A description (content and composition text)."),
+    description: str | None = typer.Argument(None, help="A description (content and composition text); '-' reads "
+                                             "it from stdin."),
+    file: Path | None = typer.Option(None, "--file", help="A Track 2 file (JSON array / JSONL) or a text file of "
+                                     "descriptions: report the canvas orientation distribution over its items."),
     policy: Path | None = typer.Option(None, "--policy", help="A fitted policy JSON (default: planner.policy "
                                        "from the config, else the rule policy)."),
     config: Path | None = ConfigOption,
     sets: list[str] | None = SetOption,
-    as_json: bool = typer.Option(False, "--json", help="Print width, height, reasons and the evidence as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print width, height, reasons, evidence and targets as JSON."),
 ) -> None:
-    """Explain the canvas a description gets: the words that counted, their weights, the decision."""
-    from agents.planner import policy_from_config
+    """Explain the canvas a description gets (the words that counted, the targets, the decision), or with
+    --file the orientation distribution over a file's items."""
+    from agents.planner import Planner
+    from portraitcraft.schemas import Track2Spec
 
-    planner = config_from_cli(config, sets).planner
+    if (description is None) == (file is None):
+        raise InputError("give a DESCRIPTION (or '-' for stdin) or --file, not both" if file else
+                         "give a DESCRIPTION (or '-' for stdin) or --file FILE")
+    planner_cfg = config_from_cli(config, sets).planner
     if policy is not None:
-        planner = planner.model_copy(update={"policy": str(policy)})
-    canvas = policy_from_config(planner).choose(description, long_side=planner.long_side, multiple=planner.multiple)
+        planner_cfg = planner_cfg.model_copy(update={"policy": str(policy)})
+    planner = Planner(planner_cfg)
+    if file is not None:
+        _show_file(planner, file, as_json)
+        return
+    text = _read_description(description)
+    targets = planner.targets(Track2Spec(image_path="show.png", content=text, composition=""))
+    canvas = planner.policy.choose(text, long_side=planner_cfg.long_side, multiple=planner_cfg.multiple,
+                                   targets=targets)
     if as_json:
-        print_json({**canvas.model_dump(mode="json"), "orientation": canvas.orientation})
+        print_json({**canvas.model_dump(mode="json"), "orientation": canvas.orientation,
+                    "targets": _targets_json(targets), "convention": planner.convention})
         return
     if canvas.evidence:
         table = Table(title="canvas evidence")
-        for column in ("phrase", "group", "kind", "weight"):
+        for column in ("phrase", "group", "effect", "weight"):
             table.add_column(column)
         for e in canvas.evidence:
-            table.add_row(e.phrase, e.group, e.kind, f"{e.weight:+.2f}")
+            table.add_row(e.phrase, e.group, e.effect, f"{e.weight:+.2f}")
+        console.print(table)
+    said = {k: v for k, v in targets.model_dump(exclude={"phrases"}).items() if v is not None}
+    if said:
+        table = Table(title=f"composition targets (viewer's frame, {planner.convention} convention)")
+        for column in ("target", "value", "from"):
+            table.add_column(column, overflow="fold")
+        for key, value in said.items():
+            table.add_row(key, str(value), targets.phrases.get(key, ""))
         console.print(table)
     for reason in canvas.reasons[len(canvas.evidence):]:
         console.print(reason, highlight=False, soft_wrap=True)
+
+
+def _show_file(planner: Any, file: Path, as_json: bool) -> None:
+    """The canvas orientation and class distribution over a file's items (and what decided them)."""
+    from collections import Counter
+
+    from portraitcraft.data import load_track2
+
+    specs = load_track2(file)
+    if not specs:
+        raise InputError(f"--file {file}: no items")
+    cfg = planner.config
+    rows = []
+    for spec in specs:
+        targets = planner.targets(spec)
+        canvas = planner.policy.choose(spec.description, long_side=cfg.long_side, multiple=cfg.multiple,
+                                       targets=targets)
+        rows.append({"id": spec.id, "width": canvas.width, "height": canvas.height, "label": canvas.label,
+                     "orientation": canvas.orientation, "decided_by": canvas.decided_by or "weak cues / prior"})
+    orientation = Counter(r["orientation"] for r in rows)
+    classes = Counter(r["label"] for r in rows)
+    decided = Counter(r["decided_by"].split("=")[0] for r in rows)
+    summary = {"file": str(file), "n": len(rows), "policy": planner.policy.method,
+               "orientation": {k: orientation.get(k, 0) for k in ("portrait", "square", "landscape")},
+               "classes": dict(sorted(classes.items())), "decided_by": dict(decided)}
+    fit = planner.policy.fit or {}
+    if fit:
+        summary["fit"] = {k: fit.get(k) for k in ("n_used", "holdout", "class_counts") if k in fit}
+    if planner.policy.convention:
+        summary["convention"] = planner.policy.convention
+    if as_json:
+        print_json({**summary, "items": rows})
+        return
+    table = Table(title=f"canvas orientation over {len(rows)} items of {file.name} ({planner.policy.method} policy)")
+    for column in ("orientation", "items", "share"):
+        table.add_column(column)
+    for key, n in summary["orientation"].items():
+        table.add_row(key, str(n), f"{n / len(rows):.0%}")
+    console.print(table)
+    console.print("classes: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items()), highlight=False)
+    console.print("decided by: " + ", ".join(f"{k} {v}" for k, v in summary["decided_by"].items()), highlight=False)
+    if planner.policy.convention:
+        conv = planner.policy.convention
+        console.print(f"fitted convention: {conv.get('value')} ({conv.get('strict', 0)} items agree with strict, "
+                      f"{conv.get('loose', 0)} with loose)", highlight=False)

@@ -1,15 +1,21 @@
-"""Build a generator / editor from its config section; backend modules are imported only when chosen, so the
-remote backend never imports torch.
+"""Build a generator / editor from its config section, and a run's backends (`build_backends`: executor, the
+one model pool, the drawer); backend modules are imported only when chosen, so the remote backend never imports
+torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from portraitcraft.config import DiffusionConfig, GeneratorConfig
+from portraitcraft.config import DiffusionConfig, GeneratorConfig, GpuConfig, PortraitcraftConfig
 from tools.diffusion.base import DiffusionError, ImageEditor, ImageGenerator
 from tools.gpu import ModelPool
+
+if TYPE_CHECKING:
+    from tools.gpu_jobs import Drawer, Executor
 
 # backend -> (module under tools.diffusion, class). A local class takes (cfg, pool); remote takes (cfg).
 GENERATORS: dict[str, tuple[str, str]] = {
@@ -41,31 +47,35 @@ def _construct(table: dict[str, tuple[str, str]], role: str, cfg: DiffusionConfi
     cls = getattr(importlib.import_module(f"tools.diffusion.{module_name}"), class_name)
     if cfg.backend == "remote":
         return cls(cfg)
-    return cls(cfg, pool if pool is not None else build_pool(cfg))
+    return cls(cfg, pool if pool is not None else build_pool(cfg.device))
 
 
-def build_pool(cfg: DiffusionConfig) -> ModelPool:
-    """A model pool on `cfg.device` with the generator section's budget and eviction policy.
+def build_pool(device: str, gpu: GpuConfig | None = None) -> ModelPool:
+    """A model pool on `device` with the `[gpu]` section's budget and eviction policy.
 
     Example:
-        >>> pool = build_pool(GeneratorConfig(device="cpu", pool_budget_gb=2))
+        >>> pool = build_pool("cpu", GpuConfig(pool_budget_gb=2))
         >>> pool.budget_bytes
         2147483648
     """
-    budget = getattr(cfg, "pool_budget_gb", None)
-    return ModelPool(
-        device=cfg.device,
-        budget_bytes=int(budget * 2**30) if budget else None,
-        evict=getattr(cfg, "pool_evict", "cpu"),
-    )
+    gpu = gpu or GpuConfig()
+    budget = gpu.pool_budget_gb
+    return ModelPool(device=device, budget_bytes=int(budget * 2**30) if budget else None, evict=gpu.pool_evict)
 
 
-def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None) -> ImageGenerator:
+PoolFor = Callable[[str], ModelPool]
+"""Gives the one model pool of a device (see `tools.gpu_jobs.JobRunner.pool_for`)."""
+
+
+def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None, *,
+                    pool_for: PoolFor | None = None) -> ImageGenerator:
     """The text-to-image backend for `cfg`, wrapped with its cascaded refiner when `cfg.refiner` is set.
 
     Args:
         cfg (GeneratorConfig): the `generator` section (a plain DiffusionConfig works too).
-        pool (ModelPool, optional): the GPU's shared model pool; one is built from `cfg` when None.
+        pool (ModelPool, optional): the GPU's shared model pool; one is built on `cfg.device` when None.
+        pool_for (callable, optional): device -> that device's shared pool (used for the generator when `pool`
+            is None, and for the refiner).
 
     Raises:
         DiffusionError: an editor-only backend, or a device that is not there.
@@ -76,22 +86,31 @@ def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None) -> Imag
         'RemoteImageBackend'
     """
     if pool is None and cfg.backend != "remote":
-        pool = build_pool(cfg)
+        pool = pool_for(cfg.device) if pool_for is not None else build_pool(cfg.device)
     generator = _construct(GENERATORS, "generator", cfg, pool)
     refiner_cfg = cfg.refiner if isinstance(cfg, GeneratorConfig) else None
     if refiner_cfg is None:
         return generator
     from tools.diffusion.img2img import RefinedGenerator
 
-    if EDITORS.get(refiner_cfg.backend, ("", ""))[1] != "Img2ImgEditor":
+    if pool_for is not None:
+        refiner_pool = pool_for(refiner_cfg.device)
+    else:
+        refiner_pool = pool if pool is not None and pool.device == refiner_cfg.device else None
+    refiner = build_refiner(refiner_cfg, refiner_pool)
+    return RefinedGenerator(generator, refiner, strength=cfg.refiner_strength)
+
+
+def build_refiner(cfg: DiffusionConfig, pool: ModelPool | None = None) -> ImageEditor:
+    """An SDEdit (img2img) backend for a refiner pass; `DiffusionError` for a backend that cannot refine at a
+    strength."""
+    if EDITORS.get(cfg.backend, ("", ""))[1] != "Img2ImgEditor":
         sdedit = sorted(b for b, (_, cls) in EDITORS.items() if cls == "Img2ImgEditor")
         raise DiffusionError(
-            f"refiner backend {refiner_cfg.backend!r} cannot refine at a strength (SDEdit); choose one of "
+            f"refiner backend {cfg.backend!r} cannot refine at a strength (SDEdit); choose one of "
             f"{', '.join(sdedit)}"
         )
-    refiner_pool = pool if pool is not None and pool.device == refiner_cfg.device else None
-    refiner = build_editor(refiner_cfg, refiner_pool)
-    return RefinedGenerator(generator, refiner, strength=cfg.refiner_strength)
+    return build_editor(cfg, pool)
 
 
 def build_editor(cfg: DiffusionConfig, pool: ModelPool | None = None) -> ImageEditor:
@@ -102,3 +121,43 @@ def build_editor(cfg: DiffusionConfig, pool: ModelPool | None = None) -> ImageEd
         ...                                    model="/tiny/qwen-image-edit-v1"))  # doctest: +SKIP
     """
     return _construct(EDITORS, "editor", cfg, pool)
+
+
+@dataclass
+class Backends:
+    """What a run draws with: the executor of GPU jobs, the ONE model pool local backends share in this process
+    (None when no local backend runs here: remote backends only, or the Ray executor whose actors hold their
+    own), and the `Drawer` facade."""
+
+    executor: Executor
+    pool: ModelPool | None
+    drawer: Drawer
+
+    async def aclose(self) -> None:
+        await self.drawer.aclose()
+
+
+def build_backends(cfg: PortraitcraftConfig) -> Backends:
+    """The executor chosen by `[run] executor` ("lane": in-process GPU lane; "ray": `[ray]` actors), the model
+    pool (budget and eviction from `[gpu]`, shared by generator, refiner and editor), and the drawer.
+
+    Example:
+        >>> backends = build_backends(load_config("configs/zimage-turbo.toml"))  # doctest: +SKIP
+        >>> image = await backends.drawer.generate("a portrait", 832, 1216, 7, item_id="a")  # doctest: +SKIP
+        >>> await backends.aclose()  # doctest: +SKIP
+    """
+    from tools.gpu_jobs import Drawer, LaneExecutor
+
+    pool: ModelPool | None = None
+    executor: Executor
+    if cfg.run.executor == "ray":
+        from tools.ray_pool import RayGpuPool
+
+        executor = RayGpuPool(cfg.ray, cfg.gpu)
+    else:
+        lane = LaneExecutor(cfg.gpu)
+        local = [c for c in (cfg.generator, cfg.editor) if c.backend != "remote"]
+        if local:
+            pool = lane.runner.pool_for(local[0].device)
+        executor = lane
+    return Backends(executor=executor, pool=pool, drawer=Drawer(executor, cfg.generator, cfg.editor))

@@ -7,14 +7,13 @@ Two chunks are written: `portraitcraft` (JSON of `ImageMeta`, the one `read_png_
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from portraitcraft.atomic import save_image_atomic
 from portraitcraft.errors import DataError
 
 META_KEY = "portraitcraft"
@@ -98,7 +97,7 @@ def meta_of(image: Image.Image) -> ImageMeta | None:
 
 
 def save_png(image: Image.Image, path: str | Path, meta: ImageMeta | None = None) -> Path:
-    """Write the image as PNG with its metadata, atomically (temp file + `os.replace`).
+    """Write the image as PNG with its metadata, atomically (`portraitcraft.atomic`).
 
     Args:
         image (PIL.Image): the image; its attached metadata is used when `meta` is None.
@@ -114,16 +113,7 @@ def save_png(image: Image.Image, path: str | Path, meta: ImageMeta | None = None
     if meta is not None:
         info.add_itxt(META_KEY, meta.model_dump_json())
         info.add_itxt(A1111_KEY, meta.a1111_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_image_atomic(image, path, pnginfo=info, fmt="PNG")
 
 
 def read_png_meta(path: str | Path) -> ImageMeta:

@@ -1,9 +1,10 @@
 """A remote OpenAI-compatible image API as generator and editor (closed-source teacher models).
 
 `images.generate` / `images.edit` through the openai SDK, sync (`generate`, `edit`: the protocols) and async
-(`agenerate`, `aedit`). Transport faults (timeouts, cut connections, 408/409/429, 5xx) are retried here with
-exponential backoff, in this ONE layer: the SDK's own retries are off (`max_retries=0`) and a 4xx other than
-those is never retried. No torch import: this path works without the `diffusion` extra.
+(`agenerate`, `aedit`). Transient faults (timeouts, cut connections, malformed 200s, 408/409/425/429, 5xx) are
+retried by tools/retry.py, the same policy (Retry-After, backoff with jitter) as the VLM client's; the SDK's
+own retries are off and any other 4xx is never retried. No torch import: this path works without the
+`diffusion` extra.
 """
 
 from __future__ import annotations
@@ -16,30 +17,12 @@ from typing import Any
 
 import openai
 from PIL import Image
-from tenacity import (
-    AsyncRetrying,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_none,
-)
 
 from portraitcraft.config import DiffusionConfig, mask_secrets
 from portraitcraft.errors import InputError
 from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_seed
 from tools.diffusion.metadata import ImageMeta, attach_meta
-
-RETRYABLE_STATUS = frozenset({408, 409, 429})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for faults worth retrying: timeouts, connection errors, 408/409/429 and 5xx answers."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    return False
+from tools.retry import MalformedReply, RetriesExhausted, RetryPolicy, client_settings, describe_fault, server_message
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -61,67 +44,56 @@ class RemoteImageBackend:
         >>> image = teacher.generate("a portrait, subject on the left third", 832, 1216, seed=0)  # doctest: +SKIP
     """
 
-    def __init__(self, cfg: DiffusionConfig) -> None:
+    def __init__(self, cfg: DiffusionConfig, *, retry: RetryPolicy | None = None) -> None:
         self.cfg = cfg
+        self.retry = retry or RetryPolicy(max_retries=cfg.max_retries, base_delay=cfg.retry_backoff)
         self._client: openai.OpenAI | None = None
         self._aclient: openai.AsyncOpenAI | None = None
 
-    # ---- clients & retry policy ---------------------------------------------------------------------------
-    def _client_kwargs(self) -> dict[str, Any]:
-        return {"base_url": self.cfg.base_url, "api_key": self.cfg.api_key(), "timeout": self.cfg.timeout,
-                "max_retries": 0}
-
+    # ---- clients & retries --------------------------------------------------------------------------------
     @property
     def client(self) -> openai.OpenAI:
         if self._client is None:
-            self._client = openai.OpenAI(**self._client_kwargs())
+            self._client = openai.OpenAI(**client_settings(self.cfg))
         return self._client
 
     @property
     def async_client(self) -> openai.AsyncOpenAI:
         if self._aclient is None:
-            self._aclient = openai.AsyncOpenAI(**self._client_kwargs())
+            self._aclient = openai.AsyncOpenAI(**client_settings(self.cfg))
         return self._aclient
-
-    def _retry_kwargs(self) -> dict[str, Any]:
-        backoff = self.cfg.retry_backoff
-        return {
-            "retry": retry_if_exception(is_transient),
-            "stop": stop_after_attempt(self.cfg.max_retries + 1),
-            "wait": wait_exponential(multiplier=backoff, min=backoff, max=60) if backoff > 0 else wait_none(),
-            "reraise": True,
-        }
 
     @property
     def _safe_url(self) -> str:
-        return mask_secrets(self.cfg.base_url)
+        return self.cfg.safe_url
 
     def _failure(self, what: str, exc: Exception) -> DiffusionError:
         where = f"remote image API {self.cfg.model!r} at {self._safe_url}"
+        if isinstance(exc, RetriesExhausted):
+            return DiffusionError(mask_secrets(f"{what}: {where} gave up after {exc.attempts} attempt(s): "
+                                               f"{describe_fault(exc.last, self.cfg.timeout)}"))
         if isinstance(exc, openai.APIStatusError):
             hint = f" (is ${self.cfg.api_key_env} set to a valid key?)" if exc.status_code == 401 else ""
-            return DiffusionError(f"{what}: {where} answered HTTP {exc.status_code}: {exc.message}{hint}")
-        if isinstance(exc, openai.APIConnectionError):
-            return DiffusionError(f"{what}: {where} could not be reached ({type(exc).__name__})")
-        return DiffusionError(f"{what}: {where} failed: {exc}")
+            return DiffusionError(mask_secrets(f"{what}: {where} answered HTTP {exc.status_code}: "
+                                               f"{server_message(exc)}{hint}"))
+        return DiffusionError(mask_secrets(f"{what}: {where} failed: {exc}"))
 
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any], finish: Callable[[Any], Image.Image]) -> Image.Image:
+        """One request and the decoding of its answer, retried together: an unreadable 200 is a transient
+        fault like a cut connection (as for the VLM client)."""
         try:
-            for attempt in Retrying(**self._retry_kwargs()):
-                with attempt:
-                    return fn()
-        except openai.OpenAIError as exc:
+            return self.retry.call_sync(lambda: finish(fn()))
+        except (openai.OpenAIError, RetriesExhausted) as exc:
             raise self._failure(what, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _acall(self, what: str, fn: Callable[[], Any]) -> Any:
+    async def _acall(self, what: str, fn: Callable[[], Any], finish: Callable[[Any], Image.Image]) -> Image.Image:
+        async def attempt() -> Image.Image:
+            return finish(await fn())
+
         try:
-            async for attempt in AsyncRetrying(**self._retry_kwargs()):
-                with attempt:
-                    return await fn()
-        except openai.OpenAIError as exc:
+            return await self.retry.call(attempt)
+        except (openai.OpenAIError, RetriesExhausted) as exc:
             raise self._failure(what, exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- requests -----------------------------------------------------------------------------------------
     def _body(self, seed: int, p: GenParams) -> dict[str, Any]:
@@ -148,9 +120,10 @@ class RemoteImageBackend:
                 "size": self._size(width, height), "n": 1, "extra_body": self._body(seed, p) or None}
 
     def _decode(self, response: Any, what: str) -> Image.Image:
+        """The answer's image; a 200 without a readable image raises MalformedReply (retried)."""
         data = getattr(response, "data", None) or []
         if not data:
-            raise DiffusionError(f"{what}: remote image API {self.cfg.model!r} returned no image")
+            raise MalformedReply(f"{what}: the answer holds no image")
         item = data[0]
         try:
             if item.b64_json:
@@ -161,12 +134,11 @@ class RemoteImageBackend:
                 with urllib.request.urlopen(item.url, timeout=self.cfg.timeout) as fh:
                     raw = fh.read()
             else:
-                raise DiffusionError(f"{what}: remote image API {self.cfg.model!r} returned neither b64_json nor url")
+                raise MalformedReply(f"{what}: the answer holds neither b64_json nor url")
             image = Image.open(io.BytesIO(raw))
             image.load()
         except (ValueError, OSError) as exc:
-            raise DiffusionError(f"{what}: remote image API {self.cfg.model!r} returned an unreadable image: {exc}")\
-                from None
+            raise MalformedReply(f"{what}: unreadable image ({exc})") from None
         return image.convert("RGB")
 
     def _finish(self, image: Image.Image, width: int, height: int, meta: ImageMeta) -> Image.Image:
@@ -215,28 +187,28 @@ class RemoteImageBackend:
     ) -> Image.Image:
         """Generate through `images.generate`; the answer is resized to `width` x `height` if it differs."""
         args, finish = self._prepare_generate(prompt, width, height, seed, params)
-        return finish(self._call("generate", lambda: self.client.images.generate(**args)))
+        return self._call("generate", lambda: self.client.images.generate(**args), finish)
 
     def edit(
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """Edit through `images.edit` (extra `reference_images` are sent as more images)."""
         args, finish = self._prepare_edit(image, instruction, seed, params)
-        return finish(self._call("edit", lambda: self.client.images.edit(**args)))
+        return self._call("edit", lambda: self.client.images.edit(**args), finish)
 
     async def agenerate(
         self, prompt: str, width: int, height: int, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """`generate` on the async client (no GPU lane needed for a remote model)."""
         args, finish = self._prepare_generate(prompt, width, height, seed, params)
-        return finish(await self._acall("generate", lambda: self.async_client.images.generate(**args)))
+        return await self._acall("generate", lambda: self.async_client.images.generate(**args), finish)
 
     async def aedit(
         self, image: Image.Image, instruction: str, seed: int, params: GenParams | None = None
     ) -> Image.Image:
         """`edit` on the async client."""
         args, finish = self._prepare_edit(image, instruction, seed, params)
-        return finish(await self._acall("edit", lambda: self.async_client.images.edit(**args)))
+        return await self._acall("edit", lambda: self.async_client.images.edit(**args), finish)
 
     def close(self) -> None:
         """Close the sync client's connections (the async one closes with its event loop)."""

@@ -1,11 +1,11 @@
 """Tiny random diffusers models for tests and the offline demo, built without any model hub.
 
-Each model is built once into a cache folder (default `~/.cache/portraitcraft/tiny-models`, overridable with
-the `root` argument or `PORTRAITCRAFT_TINY_MODELS`) and then loaded like a real checkpoint: set the backend's
-`model` to the folder `ensure_tiny_model` returns. Parallel processes building the same model wait on a lock
-file; a folder is complete only once it is moved into place.
+Each model is built once into a cache folder (default `<cache root>/tiny-models`, the cache root of
+portraitcraft/paths.py; overridable with the `root` argument or `PORTRAITCRAFT_TINY_MODELS`) and then loaded
+like a real checkpoint: set the backend's `model` to the folder `ensure_tiny_model` returns. Parallel
+processes building the same model wait on a lock file; a folder is complete only once it is moved into place.
 
-    python -m tools.diffusion.tiny build --out ~/.cache/portraitcraft/tiny-models
+    python -m tools.diffusion.tiny build            # into <cache root>/tiny-models
 
 Kinds: "zimage" (Z-Image / Turbo layout), "zimage-controlnet" (a Fun-Controlnet-Union-shaped pose ControlNet
 for the tiny Z-Image), "qwen-image", "qwen-image-edit" (serves Edit and Edit-Plus). The weights are random:
@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from portraitcraft.paths import cache_root
+
 RECIPE_VERSION = 2  # 2: RoPE tables as long as the real model's (long prompts, canvases over 128 px)
 TINY_KINDS = ("zimage", "zimage-controlnet", "qwen-image", "qwen-image-edit")
 ENV_ROOT = "PORTRAITCRAFT_TINY_MODELS"
@@ -47,8 +49,9 @@ ZIMAGE_DIMS = {"dim": 32, "n_heads": 2, "n_kv_heads": 2, "n_refiner_layers": 1}
 
 
 def default_root() -> Path:
-    """`$PORTRAITCRAFT_TINY_MODELS`, else `~/.cache/portraitcraft/tiny-models`."""
-    return Path(os.environ.get(ENV_ROOT) or "~/.cache/portraitcraft/tiny-models").expanduser()
+    """`$PORTRAITCRAFT_TINY_MODELS`, else `<cache root>/tiny-models` (`portraitcraft.paths.cache_root`)."""
+    explicit = os.environ.get(ENV_ROOT)
+    return Path(explicit).expanduser() if explicit else cache_root() / "tiny-models"
 
 
 def byte_tokenizer() -> Any:

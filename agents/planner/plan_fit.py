@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy.optimize import differential_evolution
 
-from agents.canvas_policy import CanvasPolicy, ordinal_index, orientation_of, ratio_label
+from agents.planner.canvas_policy import CanvasPolicy, ordinal_index, orientation_of, ratio_label
 from portraitcraft.data import load, resolve_image
 from portraitcraft.errors import InputError
 
@@ -291,7 +291,7 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
     weights.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.orient_cols, w, strict=True)})
     damping.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.square_cols, d, strict=True)})
     fitted = CanvasPolicy.model_validate({
-        **base.model_dump(), "kind": "fitted", "weights": weights, "damping": damping,
+        **base.model_dump(), "method": "fitted", "weights": weights, "damping": damping,
         "tall_cuts": [round(float(c), 4) for c in tall], "wide_cuts": [round(float(c), 4) for c in wide],
     })
 

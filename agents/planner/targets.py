@@ -1,0 +1,471 @@
+"""Composition targets from a description: what a Track 2 item asks of placement, crop, facing, gaze, format, people.
+
+A rule extractor: the lexicon and the patterns live in prompts/planner/targets.json (see its `about`); this
+module only runs them. Per statement it finds the value, the reference frame, negation and hedging:
+
+- the text is normalised (lower case, hyphens and runs of white space to one space) with a map back to the
+  original characters, so every target keeps the words it came from (`CompositionTargets.phrases`);
+- body-part phrases of the subject's own frame ("her left hand") are masked: they are never placements;
+- a statement preceded in its clause by a negator ("not centered", "no negative space", "rather than facing
+  the camera") is dropped; a hedge ("slightly", "appears to") lowers its weight but keeps it;
+- a side stated in the subject's frame ("to her left") is converted to the viewer's frame by the
+  convention: `strict` (the linguistic reading: the left of a subject facing the camera is the viewer's
+  right; the same side when the subject has their back to the camera), `loose` (the side as the viewer sees
+  it, as many benchmark descriptions use it). An explicit parenthetical ("(the viewer's left)") wins;
+- placement statements count only when they are about the person (the nearest known noun before them in
+  their clause is a subject term: "a window on the left" is not a placement), and never where a gaze or
+  facing statement already explains the words ("she is looking to the left");
+- per target the value with the largest summed weight wins (ties: the earliest); people count: an explicit
+  number or pair wins, a crowd or group without a number leaves it unknown, else the distinct singular
+  people introduced ("a woman ... a child") are counted.
+
+Directions in the result are in the VIEWER's frame, like everything in portraitcraft.schemas.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from agents.planner.plan_keywords import PlannerDataError, load_planner_data
+from portraitcraft.schemas import CompositionTargets
+
+TARGETS_FILE = "targets.json"
+KEYS = ("horizontal", "vertical", "crop_level", "facing", "gaze", "orientation", "people")
+Convention = Literal["strict", "loose"]
+FrameOf = Literal["viewer", "subject", "bare"]
+
+_OPPOSITE = {"left": "right", "right": "left"}
+_WORD = re.compile(r"[a-z0-9']+")
+_PLACEMENT_KEYS = ("horizontal", "vertical")
+_DIRECTION_KEYS = ("gaze", "facing")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled pattern of targets.json."""
+
+    key: str
+    value: str
+    strength: float
+    regex: re.Pattern[str]
+    subject: bool = False
+    invert: bool = False
+    singular: bool = False
+    sides: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Statement:
+    """One matched statement: its value in the viewer's frame and how it was read."""
+
+    key: str
+    value: str
+    phrase: str
+    start: int
+    end: int
+    weight: float
+    frame: FrameOf = "bare"
+    hedged: bool = False
+    negated: bool = False
+    side_as_said: str | None = None
+    noun: str | None = None
+
+
+@dataclass
+class Extraction:
+    """The targets with everything behind them (for reports, fitting the convention, tests)."""
+
+    targets: CompositionTargets
+    statements: list[Statement]
+    convention: Convention
+    facing_away: bool = False
+
+    def frame_dependent(self) -> dict[str, str]:
+        """Keys whose value came from a side said in the subject's frame (strict and loose read them apart)."""
+        chosen = {k: v for k, v in self.targets.model_dump().items() if k in KEYS and v is not None}
+        out = {}
+        for s in self.statements:
+            if s.frame == "subject" and not s.negated and chosen.get(s.key) == s.value:
+                out[s.key] = s.phrase
+        return out
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The compiled contents of targets.json."""
+
+    rules: tuple[Rule, ...]
+    masks: tuple[re.Pattern[str], ...]
+    negators: frozenset[str]
+    negator_phrases: tuple[tuple[str, ...], ...]
+    contrast: frozenset[str]
+    hedges: tuple[tuple[str, ...], ...]
+    negation_window: int
+    hedge_window: int
+    hedge_factor: float
+    override: re.Pattern[str]
+    perspective_viewer: re.Pattern[str]
+    perspective_subject: re.Pattern[str]
+    facing_away: re.Pattern[str]
+    clause_break: re.Pattern[str]
+    subject_terms: frozenset[str]
+    terms: re.Pattern[str]
+    numbers: dict[str, int]
+    copulas: frozenset[str]
+    modifier_prefixes: tuple[str, ...]
+
+
+def _bounded(pattern: str) -> str:
+    return rf"(?<![a-z0-9'])(?:{pattern})(?![a-z0-9])"
+
+
+def _alternation(words: list[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+@cache
+def lexicon() -> Lexicon:
+    """The extractor's compiled data (cached; prompts/planner/targets.json).
+
+    Raises:
+        PlannerDataError: the file is malformed (names the rule and the problem).
+    """
+    data = load_planner_data(TARGETS_FILE)
+    try:
+        macros: dict[str, str] = data["macros"]
+
+        def expand(pattern: str) -> str:
+            for _ in range(3):  # macros may use macros
+                pattern = re.sub(r"%([A-Z]+)%", lambda m: macros[m.group(1)], pattern)
+            return pattern
+
+        rules = []
+        for i, r in enumerate(data["rules"]):
+            if r["key"] not in KEYS:
+                raise PlannerDataError(f"prompts/planner/{TARGETS_FILE}: rule {i}: unknown key {r['key']!r}")
+            try:
+                regex = re.compile(_bounded(expand(r["pattern"])))
+            except (re.error, KeyError) as exc:
+                raise PlannerDataError(f"prompts/planner/{TARGETS_FILE}: rule {i} ({r['key']}): bad pattern "
+                                       f"({type(exc).__name__}: {exc})") from None
+            rules.append(Rule(key=r["key"], value=str(r["value"]), strength=float(r.get("strength", 1.0)),
+                              regex=regex, subject=bool(r.get("subject", False)),
+                              invert=bool(r.get("invert", False)), singular=bool(r.get("singular", False)),
+                              sides=dict(r.get("sides", {}))))
+        subject_terms = [t.lower() for t in data["subject_terms"]]
+        all_terms = subject_terms + [t.lower() for t in data["object_terms"]]
+        return Lexicon(
+            rules=tuple(rules),
+            masks=tuple(re.compile(_bounded(expand(m))) for m in data["masks"]),
+            negators=frozenset(n for n in data["negators"] if " " not in n),
+            negator_phrases=tuple(tuple(n.split()) for n in data["negators"] if " " in n),
+            contrast=frozenset(data["contrast_words"]),
+            hedges=tuple(tuple(h.split()) for h in data["hedges"]),
+            negation_window=int(data["negation_window"]),
+            hedge_window=int(data["hedge_window"]),
+            hedge_factor=float(data["hedge_factor"]),
+            override=re.compile(data["override"]),
+            perspective_viewer=re.compile(data["perspective_after"]["viewer"]),
+            perspective_subject=re.compile(data["perspective_after"]["subject"]),
+            facing_away=re.compile(_bounded(_alternation(data["facing_away"]))),
+            clause_break=re.compile("|".join(re.escape(b) for b in data["clause_breaks"])),
+            subject_terms=frozenset(subject_terms),
+            terms=re.compile(_bounded(_alternation(all_terms))),
+            numbers={str(k): int(v) for k, v in data["numbers"].items()},
+            copulas=frozenset(data["copulas"]),
+            modifier_prefixes=tuple(f"{p} " for p in data["modifier_prefixes"]),
+        )
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise PlannerDataError(f"prompts/planner/{TARGETS_FILE}: malformed ({type(exc).__name__}: {exc})") from None
+
+
+# ----------------------------------------------------------------------------------------------- normalising
+
+_SUBST = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "-": " ", "\u2010": " ", "\u2011": " "}
+
+
+def normalise_with_map(text: str) -> tuple[str, list[int]]:
+    """(lower-cased text with hyphens and white-space runs as one space, original index of each character).
+
+    Example:
+        >>> normalise_with_map("Full-Body  shot")[0]
+        'full body shot'
+    """
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        ch = _SUBST.get(ch, ch).lower()
+        if ch.isspace():
+            if out and out[-1] == " ":
+                continue
+            ch = " "
+        for c in ch:  # lower() may lengthen a character ("İ")
+            out.append(c)
+            index.append(i)
+    return "".join(out), index
+
+
+def _sentence_bounds(norm: str) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for m in re.finditer(r"[.!?]+(?=\s|$)", norm):
+        bounds.append((start, m.end()))
+        start = m.end()
+    if start < len(norm):
+        bounds.append((start, len(norm)))
+    return bounds
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _words_before(norm: str, lo: int, hi: int, n: int) -> list[str]:
+    return _WORD.findall(norm[lo:hi])[-n:] if n > 0 else []
+
+
+def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
+    k = len(phrase)
+    return any(tuple(words[i : i + k]) == phrase for i in range(len(words) - k + 1))
+
+
+class _Reader:
+    """Reads one normalised text (kept per call: the extractor itself holds no state)."""
+
+    def __init__(self, lex: Lexicon, norm: str) -> None:
+        self.lex = lex
+        self.norm = norm
+        self.sentences = _sentence_bounds(norm)
+
+    def sentence_of(self, pos: int) -> tuple[int, int]:
+        for lo, hi in self.sentences:
+            if lo <= pos < hi:
+                return lo, hi
+        return 0, len(self.norm)
+
+    def clause_start(self, pos: int) -> int:
+        lo, _ = self.sentence_of(pos)
+        last = lo
+        for m in self.lex.clause_break.finditer(self.norm, lo, pos):
+            last = m.end()
+        return last
+
+    def window(self, start: int, n: int) -> list[str]:
+        """The up-to-n words before `start` in its clause, cut after the last contrast word (a contrast word
+        that begins a negator phrase, 'rather than', 'instead of', is kept)."""
+        words = _words_before(self.norm, self.clause_start(start), start, n)
+        for i in range(len(words) - 1, -1, -1):
+            if words[i] in self.lex.contrast:
+                if any(tuple(words[i : i + len(p)]) == p for p in self.lex.negator_phrases):
+                    return words[i:]
+                return words[i + 1 :]
+        return words
+
+    def negated(self, start: int) -> bool:
+        words = self.window(start, self.lex.negation_window)
+        if any(w in self.lex.negators or w.endswith("n't") for w in words):
+            return True
+        return any(_has_phrase(words, p) for p in self.lex.negator_phrases)
+
+    def _heads(self, lo: int, hi: int) -> list[re.Match[str]]:
+        """Known nouns in [lo, hi) that head their phrase (not the 'table' of 'the head of the table')."""
+        return [m for m in self.lex.terms.finditer(self.norm, lo, hi)
+                if not any(self.norm.endswith(p, 0, m.start()) for p in self.lex.modifier_prefixes)]
+
+    def hedged(self, start: int, end: int) -> bool:
+        words = self.window(start, self.lex.hedge_window) + _WORD.findall(self.norm[start:end])
+        return any(_has_phrase(words, h) for h in self.lex.hedges)
+
+    def actor_is_subject(self, start: int, end: int) -> bool | None:
+        """Whether the statement is about the person: nearest known noun before it in its clause, else in its
+        sentence, else the first after it in its sentence. None when the sentence names nothing known."""
+        lo, hi = self.sentence_of(start)
+        clause = self.clause_start(start)
+        before = self._heads(lo, start)
+        in_clause = [m for m in before if m.start() >= clause]
+        pick = (in_clause or before or [None])[-1]
+        if pick is None:
+            pick = next(iter(self._heads(end, hi)), None)
+        if pick is None:
+            return None
+        return pick.group() in self.lex.subject_terms
+
+    def frame_after(self, end: int) -> tuple[FrameOf | None, str | None, int]:
+        """A frame stated right after a side: (frame, overriding side or None, end of the words used)."""
+        _, hi = self.sentence_of(end)
+        tail = self.norm[end : min(hi, end + 80)]
+        m = self.lex.override.match(tail)
+        if m:
+            return "viewer", m.group("side"), end + m.end()
+        m = self.lex.perspective_viewer.match(tail)
+        if m:
+            return "viewer", None, end + m.end()
+        m = self.lex.perspective_subject.match(tail)
+        if m:
+            return "subject", None, end + m.end()
+        return None, None, end
+
+
+def _side_frame(m: re.Match[str]) -> FrameOf:
+    groups = m.re.groupindex
+    if "poss" in groups and m.group("poss"):
+        return "subject"
+    if "viewer" in groups and m.group("viewer"):
+        return "viewer"
+    return "bare"
+
+
+def _masked(text: str, masks: tuple[re.Pattern[str], ...]) -> str:
+    for mask in masks:
+        text = mask.sub(lambda m: "#" * len(m.group()), text)
+    return text
+
+
+def _overlaps(a: Statement, b: Statement) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _resolve_value(rule: Rule, m: re.Match[str], side: str | None, lex: Lexicon) -> str | None:
+    value = rule.value
+    if value == "{side}":
+        if side is None:
+            return None
+        side = rule.sides.get(side, side)
+        return _OPPOSITE.get(side, side) if rule.invert and rule.key == "horizontal" else (
+            {"upper": "lower", "lower": "upper"}.get(side, side) if rule.invert else side)
+    if value == "{n}":
+        raw = m.group("n")
+        return str(lex.numbers.get(raw, int(raw) if raw.isdigit() else 0)) or None
+    if value == "{ratio}":
+        w, h = int(m.group("w")), int(m.group("h"))
+        return "square" if w == h else ("landscape" if w > h else "portrait")
+    return value
+
+
+def read_statements(text: str, convention: Convention = "strict") -> tuple[list[Statement], bool]:
+    """Every statement the rules find in `text`, read in the viewer's frame; and whether the subject faces away."""
+    lex = lexicon()
+    norm, index = normalise_with_map(text)
+    masked = _masked(norm, lex.masks)
+    reader = _Reader(lex, masked)
+    facing_away = any(not reader.negated(m.start()) for m in lex.facing_away.finditer(masked))
+    found: list[Statement] = []
+    for rule in lex.rules:
+        for m in rule.regex.finditer(masked):
+            start, end = m.start(), m.end()
+            side = m.group("side") if "side" in m.re.groupindex else None
+            frame: FrameOf = _side_frame(m) if side in _OPPOSITE else "bare"
+            said = side
+            if side in _OPPOSITE:
+                after_frame, after_side, after_end = reader.frame_after(end)
+                if after_frame is not None:
+                    frame, side, end = after_frame, after_side or side, after_end
+                if frame == "subject" and convention == "strict" and not facing_away:
+                    side = _OPPOSITE[side]
+            value = _resolve_value(rule, m, side, lex)
+            if value is None:
+                continue
+            where = m.start("side") if "side" in m.re.groupindex and m.group("side") else start
+            if rule.subject and reader.actor_is_subject(where, end) is False:
+                continue
+            noun = m.group("noun") if "noun" in m.re.groupindex else None
+            if rule.singular:
+                before = _words_before(masked, reader.sentence_of(start)[0], start, 1)
+                if before and before[0] in lex.copulas:
+                    continue
+            hedged = reader.hedged(start, end)
+            weight = rule.strength * (lex.hedge_factor if hedged else 1.0)
+            phrase = text[index[start] : index[end - 1] + 1]
+            found.append(Statement(key=rule.key, value=value, phrase=phrase, start=start, end=end, weight=weight,
+                                   frame=frame, hedged=hedged, negated=reader.negated(start),
+                                   side_as_said=said, noun=noun))
+    return _deduplicate(found), facing_away
+
+
+def _deduplicate(found: list[Statement]) -> list[Statement]:
+    """Per key the longest of overlapping statements; placements yield to gaze/facing over the same words."""
+    kept: list[Statement] = []
+    for s in sorted(found, key=lambda s: (-(s.end - s.start), s.start)):
+        if any(k.key == s.key and _overlaps(k, s) for k in kept):
+            continue
+        kept.append(s)
+    directions = [s for s in kept if s.key in _DIRECTION_KEYS and not s.negated]
+    kept = [s for s in kept if not (s.key in _PLACEMENT_KEYS and any(_overlaps(s, d) for d in directions))]
+    return sorted(kept, key=lambda s: s.start)
+
+
+def _decide(statements: list[Statement]) -> tuple[str | None, Statement | None]:
+    totals: dict[str, float] = {}
+    first: dict[str, Statement] = {}
+    for s in statements:
+        totals[s.value] = totals.get(s.value, 0.0) + s.weight
+        best = first.get(s.value)
+        if best is None or s.weight > best.weight:
+            first[s.value] = s
+    if not totals:
+        return None, None
+    order = {v: min(s.start for s in statements if s.value == v) for v in totals}
+    value = max(totals, key=lambda v: (totals[v], -order[v]))
+    return value, first[value]
+
+
+def _decide_people(statements: list[Statement]) -> tuple[int | None, str | None]:
+    explicit = [s for s in statements if s.value.isdigit() and s.noun is None]
+    if explicit:
+        value, s = _decide(explicit)
+        return (int(value), s.phrase) if value is not None and s is not None else (None, None)
+    if any(s.value == "many" for s in statements):
+        return None, None
+    singles = [s for s in statements if s.noun is not None]
+    if not singles:
+        return None, None
+    nouns = list(dict.fromkeys(s.noun for s in singles))
+    return len(nouns), "; ".join(dict.fromkeys(s.phrase for s in singles))
+
+
+def extract(content: str, composition: str = "", *, convention: Convention = "strict") -> Extraction:
+    """The targets of a description with the statements behind them (see the module doc).
+
+    Args:
+        content (str): the content description.
+        composition (str): the composition analysis (may be empty).
+        convention ("strict" | "loose"): how a side said in the subject's frame maps to the viewer's.
+    """
+    if convention not in ("strict", "loose"):
+        raise ValueError(f"convention must be 'strict' or 'loose', got {convention!r}")
+    text = "\n\n".join(t.strip() for t in (content, composition) if t and t.strip())
+    statements, facing_away = read_statements(text, convention)
+    live = [s for s in statements if not s.negated]
+    values: dict[str, Any] = {}
+    phrases: dict[str, str] = {}
+    for key in KEYS:
+        if key == "people":
+            count, phrase = _decide_people([s for s in live if s.key == "people"])
+            if count is not None and phrase is not None:
+                values["people"], phrases["people"] = count, phrase
+            continue
+        value, best = _decide([s for s in live if s.key == key])
+        if value is not None and best is not None:
+            values[key], phrases[key] = value, best.phrase
+    targets = CompositionTargets(**values, phrases=phrases)
+    return Extraction(targets=targets, statements=statements, convention=convention, facing_away=facing_away)
+
+
+def extract_targets(content: str, composition: str, *, convention: Convention = "strict") -> CompositionTargets:
+    """What a description demands as CompositionTargets (viewer's frame; None where the text is silent).
+
+    Args:
+        content (str): the content description.
+        composition (str): the composition analysis (may be empty).
+        convention ("strict" | "loose", optional, defaults to "strict"): how "her left" is read: strict = the
+            left of a subject facing the camera is the viewer's right; loose = the viewer's left.
+
+    Example:
+        >>> t = extract_targets("A woman looks to her left.", "She is placed on the right third.")
+        >>> t.gaze, t.horizontal, t.people
+        ('right', 'right', 1)
+        >>> extract_targets("A woman looks to her left.", "", convention="loose").gaze
+        'left'
+    """
+    return extract(content, composition, convention=convention).targets

@@ -1,0 +1,126 @@
+"""State and run context of the generate graph (graphs/generate.py).
+
+State: JSON-able values only (dicts, image PATHS relative to the run folder, counters), checkpointed per item
+thread. Context: everything with behaviour (config, run folder, planner, critic, editor, drawer, reframer),
+built once per run and passed again on resume; never checkpointed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypedDict
+
+from PIL import Image
+
+from agents.critic import Critic
+from agents.editor import Editor
+from portraitcraft.config import PortraitcraftConfig
+from portraitcraft.runs import ResultsLog, RunFolder
+from portraitcraft.schemas import CompositionTargets, Track2Spec
+
+Status = Literal["running", "finished", "failed"]
+Strategy = Literal["loop", "best-of-n", "one-shot"]
+
+
+class Round(TypedDict, total=False):
+    """One image of an item's trajectory (a results-row `history` entry)."""
+
+    round: int
+    image: str
+    """path relative to the run folder"""
+    seed: int | None
+    made_by: str
+    """draft | init | edit | reframe | regenerate"""
+    findings: list[dict[str, Any]] | None
+    passed: bool | None
+    disagreements: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    action: str | None
+    """what the editor did FROM this image (None on the last one)"""
+    instruction: str
+    reason: str
+    reframe_error: str
+    seconds: dict[str, float]
+
+
+class GenerateState(TypedDict, total=False):
+    id: str
+    spec: dict[str, Any]
+    plan: dict[str, Any] | None
+    targets: dict[str, Any] | None
+    rounds: list[Round]
+    cost: dict[str, float]
+    verdict: str | None
+    status: Status
+    error: str | None
+    final_round: int | None
+    started: float
+
+
+class Drawer(Protocol):
+    """tools.gpu_jobs.Drawer: every GPU call of the graph goes through it (serialisable jobs on the lane)."""
+
+    async def generate(self, prompt: str, width: int, height: int, seed: int, *, item_id: str | None = None,
+                       negative_prompt: str | None = None) -> Image.Image: ...
+
+    async def edit(self, image: Image.Image, instruction: str, *, seed: int,
+                   item_id: str | None = None) -> Image.Image: ...
+
+    def item_done(self, item_id: str) -> None: ...
+
+    def stats(self) -> Any: ...
+
+
+class PlannerLike(Protocol):
+    def plan(self, spec: Track2Spec) -> Any: ...
+
+
+@dataclass
+class GenerateContext:
+    """The run's dependencies (LangGraph runtime context).
+
+    `reframe(image, analysis, horizontal=, vertical=, aspect=)` is agents.reframe.reframe; `targets_of(spec,
+    plan)` gives the description's CompositionTargets; `on_event(kind, data)` feeds the live display.
+    """
+
+    cfg: PortraitcraftConfig
+    run: RunFolder
+    planner: PlannerLike
+    critic: Critic
+    editor: Editor
+    drawer: Drawer
+    targets_of: Callable[[Track2Spec, Any], CompositionTargets]
+    reframe: Callable[..., Any] | None = None
+    init_images: Path | None = None
+    strategy: Strategy = "loop"
+    max_rounds: int = 3
+    pairs: ResultsLog | None = None
+    pairs_done: set[str] = field(default_factory=set)
+    on_event: Callable[[str, dict[str, Any]], None] | None = None
+    analyses: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    max_cached_analyses: int = 64
+
+    def emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
+    def remember_analysis(self, path: str, analysis: Any) -> None:
+        """Keep recent vision analyses (masks for the drift guard, boxes for reframing) in memory only."""
+        if analysis is None:
+            return
+        self.analyses[path] = analysis
+        self.analyses.move_to_end(path)
+        while len(self.analyses) > self.max_cached_analyses:
+            self.analyses.popitem(last=False)
+
+
+def initial_state(spec: Track2Spec) -> GenerateState:
+    return GenerateState(id=spec.id, spec=spec.model_dump(mode="json"), plan=None, targets=None, rounds=[],
+                         cost={}, verdict=None, status="running", error=None, final_round=None, started=time.time())
+
+
+__all__ = ["Drawer", "GenerateContext", "GenerateState", "Round", "Strategy", "initial_state"]

@@ -1,0 +1,276 @@
+"""The work behind the generate graph's nodes: each function takes the state and the context and returns a
+state update. Kept apart from graphs/generate.py so the graph module reads as wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path, PurePath
+from typing import Any
+
+from PIL import Image
+
+from agents.editor import EditPlan, best_round
+from graphs.generate_state import GenerateContext, GenerateState, Round
+from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
+from portraitcraft.data import resolve_image
+from portraitcraft.errors import InputError, PortraitcraftError
+from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
+from tools.images import load_image
+
+
+def spec_of(state: GenerateState) -> Track2Spec:
+    return Track2Spec.model_validate(state["spec"])
+
+
+def targets_of(state: GenerateState) -> CompositionTargets:
+    return CompositionTargets.model_validate(state.get("targets") or {})
+
+
+def add_cost(state: GenerateState, **delta: float) -> dict[str, float]:
+    cost = dict(state.get("cost") or {})
+    for key, value in delta.items():
+        cost[key] = round(cost.get(key, 0) + value, 6)
+    return cost
+
+
+class GpuClock:
+    """GPU seconds of one drawer call: the drawer's own per-item accounting (`item_seconds`), else wall time."""
+
+    def __init__(self, drawer: Any, item_id: str) -> None:
+        self.drawer, self.item_id = drawer, item_id
+        self.before = self._seconds()
+        self.start = time.perf_counter()
+
+    def _seconds(self) -> float | None:
+        get = getattr(self.drawer, "item_seconds", None)
+        return float(get(self.item_id)) if callable(get) else None
+
+    def spent(self) -> float:
+        after = self._seconds()
+        if after is None or self.before is None:
+            return time.perf_counter() - self.start
+        return after - self.before
+
+
+def save_round(ctx: GenerateContext, item_id: str, k: int, image: Image.Image) -> str:
+    """Write round k's image (atomically) and return its path relative to the run folder."""
+    path = ctx.run.item_dir(item_id) / f"round_{k}.png"
+    save_image_atomic(image.convert("RGB") if image.mode not in ("RGB", "L") else image, path)
+    return path.relative_to(ctx.run.root).as_posix()
+
+
+def abs_path(ctx: GenerateContext, rel: str) -> str:
+    return str(ctx.run.root / rel)
+
+
+def plan_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    spec = spec_of(state)
+    if not spec.content.strip() and not spec.composition.strip():
+        raise InputError(f"item {spec.id}: the description is empty (no content and no composition)")
+    plan = ctx.planner.plan(spec)
+    targets = ctx.targets_of(spec, plan)
+    return {"plan": {"width": plan.width, "height": plan.height, "prompt": plan.prompt, "seed": plan.seed,
+                     "reasons": list(getattr(plan, "reasons", []))},
+            "targets": targets.model_dump(mode="json")}
+
+
+async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    """Round 0: the init image named by the item's image_path (--init-images), else a draft."""
+    spec, plan = spec_of(state), state["plan"] or {}
+    if ctx.init_images is not None:
+        source = resolve_image(ctx.init_images, spec.image_path)
+        if source is None:
+            raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images}")
+        image = await asyncio.to_thread(load_image, source, name=f"init image {source}")
+        rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image)
+        first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)
+        return {"rounds": [first], "cost": add_cost(state)}
+    seed = int(plan["seed"])
+    clock = GpuClock(ctx.drawer, spec.id)
+    image = await ctx.drawer.generate(plan["prompt"], plan["width"], plan["height"], seed, item_id=spec.id,
+                                      negative_prompt=ctx.cfg.generator.negative_prompt)
+    gpu = clock.spent()
+    rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image)
+    first = Round(round=0, image=rel, seed=seed, made_by="draft", findings=None, passed=None, action=None)
+    return {"rounds": [first], "cost": add_cost(state, generations=1, gpu_seconds=gpu)}
+
+
+async def critique_last(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    spec = spec_of(state)
+    rounds = [dict(r) for r in state["rounds"]]
+    last = rounds[-1]
+    path = abs_path(ctx, last["image"])
+    out = await ctx.critic.critique(path, spec.content, spec.composition, targets_of(state))
+    ctx.remember_analysis(path, out.analysis_object)
+    last.update(findings=[f.model_dump(mode="json") for f in out.findings], passed=out.passed,
+                disagreements=out.disagreements, failures=out.failures, analysis=out.analysis,
+                heuristics=out.heuristics)
+    ctx.emit("critique", id=spec.id, round=last["round"], passed=out.passed, vlm_seconds=out.vlm_seconds,
+             vlm_calls=out.vlm_calls)
+    return {"rounds": rounds, "cost": add_cost(state, vlm_calls=out.vlm_calls, vlm_seconds=out.vlm_seconds)}
+
+
+def mask_of(ctx: GenerateContext) -> Any:
+    def get(rel: str) -> Any:
+        analysis = ctx.analyses.get(abs_path(ctx, rel))
+        return getattr(analysis, "mask", None)
+    return get
+
+
+def next_plan(state: GenerateState, ctx: GenerateContext) -> EditPlan:
+    """The editor's decision, adjusted to the strategy and the generation budget."""
+    rounds, plan = state["rounds"], state["plan"] or {}
+    if ctx.strategy == "best-of-n":  # independent samples: the same prompt, a new seed, no feedback
+        return EditPlan("regenerate", "", len(rounds) - 1, "best-of-n: another independent sample",
+                        prompt=plan.get("prompt", ""))
+    decision = ctx.editor.decide(rounds, targets_of(state), prompt=plan.get("prompt", ""), mask_of=mask_of(ctx),
+                                  path_of=lambda rel: abs_path(ctx, rel))
+    if decision.action == "regenerate" and (ctx.init_images is not None and not plan.get("prompt")):
+        decision.action = "edit"
+    if decision.action == "regenerate" and (state.get("cost") or {}).get("generations", 0) >= \
+            ctx.cfg.loop.max_generations and ctx.editor.can_edit:
+        decision.action, decision.reason = "edit", decision.reason + "; generation budget spent: edit instead"
+    return decision
+
+
+async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditPlan) -> dict[str, Any]:
+    """Carry out one editor decision: a new round image, the previous round annotated with what was done."""
+    spec, plan = spec_of(state), state["plan"] or {}
+    rounds = [dict(r) for r in state["rounds"]]
+    k = len(rounds)
+    base = rounds[decision.base_round]
+    seed = int(plan.get("seed", 0)) + k
+    cost: dict[str, float] = {}
+    image: Image.Image | None = None
+    made_by = decision.action
+    if decision.action == "reframe":
+        image, error = await _reframe(ctx, abs_path(ctx, base["image"]), decision, plan)
+        cost["reframes"] = int(image is not None)
+        if image is None:  # the crop cannot meet the target: record it and edit instead
+            rounds[-1]["reframe_error"] = error
+            decision.reason += f"; reframe failed ({error}), edited instead"
+            decision.action = made_by = "edit" if ctx.editor.can_edit else "regenerate"
+            decision.prompt = decision.prompt or plan.get("prompt", "")
+    clock = GpuClock(ctx.drawer, spec.id)
+    if decision.action == "edit":
+        source = await asyncio.to_thread(load_image, abs_path(ctx, base["image"]))
+        image = await ctx.drawer.edit(source, decision.instruction, seed=seed, item_id=spec.id)
+        cost.update(edits=1, gpu_seconds=clock.spent())
+    elif decision.action == "regenerate":
+        image = await ctx.drawer.generate(decision.prompt or plan.get("prompt", ""), plan["width"], plan["height"],
+                                          seed, item_id=spec.id, negative_prompt=ctx.cfg.generator.negative_prompt)
+        cost.update(generations=1, gpu_seconds=clock.spent())
+    assert image is not None
+    rel = await asyncio.to_thread(save_round, ctx, spec.id, k, image)
+    rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
+                      edit=decision.to_json())
+    rounds.append(Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
+                        findings=None, passed=None, action=None, base_round=decision.base_round))  # type: ignore[typeddict-unknown-key]
+    ctx.emit("edit", id=spec.id, round=k, action=decision.action)
+    return {"rounds": rounds, "cost": add_cost(state, **cost)}
+
+
+async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
+                   plan: dict[str, Any]) -> tuple[Image.Image | None, str]:
+    if ctx.reframe is None:
+        return None, "no reframer available (the vision part is not installed)"
+    goal = decision.reframe or {}
+    aspect = plan["width"] / plan["height"] if goal.get("orientation") else None
+    analysis = ctx.analyses.get(path)
+    try:
+        source = await asyncio.to_thread(load_image, path)
+        if analysis is None:
+            analysis = await asyncio.to_thread(ctx.critic.analyze, path) if ctx.critic.analyze else None
+        result = await asyncio.to_thread(ctx.reframe, source, analysis, horizontal=goal.get("horizontal"),
+                                         vertical=goal.get("vertical"), aspect=aspect)
+    except PortraitcraftError as exc:
+        return None, str(exc)
+    return result.image, ""
+
+
+def choose_final(state: GenerateState, min_confidence: float) -> int:
+    """The first passing round, else the best one by findings (never simply the last)."""
+    rounds = state["rounds"]
+    for i, r in enumerate(rounds):
+        if r.get("passed"):
+            return i
+    return best_round(rounds, min_confidence)
+
+
+def submission_name(spec: Track2Spec) -> str:
+    name = PurePath(spec.output_name).name
+    return name if name == safe_id(name) else safe_id(name)
+
+
+async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    """Write the item's outputs once: submission image, pair, results row. Returns the final state update."""
+    spec = spec_of(state)
+    failed = state.get("status") == "failed" or not state.get("rounds")
+    final = None if failed else choose_final(state, ctx.critic.cfg.min_confidence)
+    row = result_row(state, ctx, final)
+    if final is not None:
+        src = ctx.run.root / state["rounds"][final]["image"]
+        dst = ctx.run.root / "submission" / submission_name(spec)
+        await asyncio.to_thread(_copy_image, src, dst)
+        row["final_image"] = dst.relative_to(ctx.run.root).as_posix()
+        if final != 0 and ctx.pairs is not None and spec.id not in ctx.pairs_done:
+            ctx.pairs.append(pair_row(state, final))
+            ctx.pairs_done.add(spec.id)
+    ctx.run.results.append(row)
+    ctx.drawer.item_done(spec.id)
+    ctx.emit("finalize", id=spec.id, status=row["status"], passed=row["passed"], rounds=row["rounds"])
+    return {"status": "failed" if failed else "finished", "final_round": final}
+
+
+def _copy_image(src: Path, dst: Path) -> None:
+    if src.suffix.lower() == dst.suffix.lower():
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    with Image.open(src) as im:
+        save_image_atomic(im.convert("RGB"), dst)
+
+
+def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) -> dict[str, Any]:
+    spec = spec_of(state)
+    rounds = state.get("rounds") or []
+    plan = state.get("plan") or {}
+    history = [{
+        "round": r.get("round", i), "image": r.get("image"), "made_by": r.get("made_by"),
+        "findings": r.get("findings") or [], "passed": r.get("passed"), "action": r.get("action"),
+        "instruction": r.get("instruction", ""), "reason": r.get("reason", ""), "seed": r.get("seed"),
+        "disagreements": r.get("disagreements") or [], "failures": r.get("failures") or [],
+        **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
+    } for i, r in enumerate(rounds)]
+    passed = bool(final is not None and rounds[final].get("passed"))
+    cost = dict(state.get("cost") or {})
+    for key in ("generations", "edits", "reframes", "vlm_calls"):
+        cost[key] = int(cost.get(key, 0))
+    cost.setdefault("gpu_seconds", 0.0)
+    cost.setdefault("vlm_seconds", 0.0)
+    started = state.get("started") or time.time()
+    return {
+        "id": spec.id, "image_path": spec.image_path, "status": "failed" if final is None else "done",
+        "passed": passed, "rounds": max(0, len(rounds) - 1), "final_round": final, "verdict": state.get("verdict"),
+        "strategy": ctx.strategy, "history": history,
+        "canvas": {"width": plan.get("width"), "height": plan.get("height"), "reasons": plan.get("reasons", [])},
+        "targets": state.get("targets"), "prompt": plan.get("prompt"), "content": spec.content,
+        "composition": spec.composition, "timings": {"wall_seconds": round(time.time() - started, 3)},
+        "cost": cost, "error": state.get("error"),
+    }
+
+
+def pair_row(state: GenerateState, final: int) -> dict[str, Any]:
+    spec = spec_of(state)
+    rounds = state["rounds"]
+    fired = sorted({f["rule"] for f in rounds[0].get("findings") or [] if f.get("detected")})
+    return {"id": spec.id, "prompt": (state.get("plan") or {}).get("prompt") or spec.description,
+            "chosen": rounds[final]["image"], "rejected": rounds[0]["image"], "chosen_round": final,
+            "rejected_round": 0, "rules_fired": fired, "content": spec.content, "composition": spec.composition}
+
+
+def failure_update(exc: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+

@@ -1,0 +1,68 @@
+"""`portraitcraft mine`: failure modes of a generator against real training images -> a rule set + pairs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.errors import InputError
+
+
+def mine(
+    train: Path = typer.Argument(..., help="Track 2 training items (JSON array or JSONL)."),
+    images: Path = typer.Option(..., "--images", help="Folder of the real training images."),
+    counterparts: Path | None = typer.Option(None, "--counterparts",
+                                             help="Folder of generated images named by each item's image_path."),
+    sample: int | None = typer.Option(None, "--sample", min=1, help="Items to sample (default [miner] "
+                                      "sample_size; all when the file is smaller)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The mining folder (re-running resumes it)."),
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Mine failure modes: geometry of both images (always) + the [miner] VLM (when enabled); write rules/,
+    pairs.jsonl (chosen = real, rejected = generated) and mining_report.md. Exit 0; 1 when no item was mined."""
+    from graphs.mine import run_mining
+    from portraitcraft.data import load_track2
+    from tools.vision import analyze
+
+    cfg = config_from_cli(config, sets)
+    if counterparts is None:
+        raise InputError("mine: pass --counterparts DIR (generated images named by image_path); drawing them "
+                         "here needs a configured generator run — use `portraitcraft generate` first")
+    items = load_track2(train, strict=False)
+
+    async def go() -> object:
+        vlm = None
+        if cfg.miner.enabled:
+            from tools.vlm import VLMClient
+
+            vlm = VLMClient(cfg.miner)
+        try:
+            return await run_mining(items, images=images, counterparts=counterparts, out=out, analyze=analyze,
+                                    vlm=vlm, sample=sample or cfg.miner.sample_size, max_modes=cfg.miner.max_modes,
+                                    show_progress=not as_json)
+        finally:
+            if vlm is not None:
+                await vlm.aclose()
+
+    summary = asyncio.run(go())
+    if as_json:
+        import dataclasses
+
+        print_json(dataclasses.asdict(summary))
+    else:
+        table = Table(title=f"failure modes ({summary.n_done}/{summary.n_sampled} items mined)")
+        for col in ("rule", "title", "items", "frequency", "geometry"):
+            table.add_column(col)
+        for m in summary.modes:
+            table.add_row(m["id"], m["title"], str(m["count"]), f"{m['frequency']:.0%}", m["geometry"] or "-")
+        console.print(table)
+        for error in summary.errors:
+            console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
+        console.print(f"rules: {summary.rules_dir}")
+    raise typer.Exit(0 if summary.n_done else 1)

@@ -1,0 +1,152 @@
+"""The one Track 1 prediction reader, and the one fallback for items without a usable prediction.
+
+`read_track1_predictions` feeds both `portraitcraft data submit track1` and `portraitcraft eval track1`, so a
+file submits and scores the same. Accepted record shapes (all keyed by `item_key(image_path)`):
+
+- the official submission shape: `criteria: {attr: {"level": "A"}}` (also `{attr: "A"}`);
+- `Track1Prediction` dumps: `levels: {attr: "Good"}` (codes or names, any case);
+- train-shaped scores: `criteria: {attr: {"score": 6.5}}`, mapped with the benchmark's level rule.
+
+A record is usable only when it is complete: all 13 attributes with a valid level, a finite numeric
+`total_score` in 0-100 (a string is not a number), and an answer A-D (any case). Anything else, a duplicate
+of an earlier item, or a malformed JSONL line is an `ItemProblem` naming the item; nothing is dropped
+silently. What happens to unusable and missing items is the caller's choice: refuse, or `fill_predictions`
+with `FALLBACK` (every level B, answer A, total the median of the usable totals, 50 when there are none).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from portraitcraft.data import MalformedLine, problems_from_validation, read_records
+from portraitcraft.ids import item_key
+from portraitcraft.schemas import ATTRIBUTES, ItemProblem, Track1Prediction, level_from_score
+
+FALLBACK = {"level": "B", "answer": "A"}
+"""Used for an item with no usable prediction when the caller allows it: every attribute Medium (B),
+answer A, total_score the median of the usable predicted totals (50 when there are none)."""
+FALLBACK_TOTAL = 50
+
+
+@dataclass
+class Track1Predictions:
+    """Usable predictions keyed by item key (the first of duplicates), and one problem per unusable record."""
+
+    by_key: dict[str, Track1Prediction] = field(default_factory=dict)
+    problems: list[ItemProblem] = field(default_factory=list)
+    n_records: int = 0
+
+    @property
+    def unusable_keys(self) -> set[str]:
+        """Keys named by a problem record that have no usable prediction."""
+        return {item_key(p.image_path) for p in self.problems if p.image_path} - set(self.by_key)
+
+
+def _label(value: Any) -> Any:
+    """A level code from `{"level": x}`, `{"score": s}` or a bare value; anything else passes on to fail."""
+    if isinstance(value, Mapping):
+        if "level" in value:
+            return value["level"]
+        if "score" in value:
+            score = value["score"]
+            if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score) \
+                    and 0 <= score <= 10:
+                return level_from_score(float(score)).code
+            return f"score {score!r}"
+    return value
+
+
+def _prediction_record(rec: Mapping[str, Any], require_answer: bool) -> dict[str, Any]:
+    out = {k: rec[k] for k in ("image_path", "total_score", "answer", "scores") if k in rec}
+    if not require_answer and "answer" not in out:
+        out["answer"] = FALLBACK["answer"]  # never scored: the ground truth has no questions
+    labels = rec["levels"] if "levels" in rec else rec.get("criteria")
+    if isinstance(labels, Mapping):
+        out["levels"] = {name: _label(v) for name, v in labels.items()}
+    elif labels is not None:
+        out["levels"] = labels
+    if isinstance(out.get("answer"), str):
+        out["answer"] = out["answer"].strip().upper()
+    return out
+
+
+def parse_track1_predictions(records: Sequence[Any], *, require_answer: bool = True) -> Track1Predictions:
+    """Validate prediction records (see the module docstring), listing every unusable one.
+
+    Args:
+        records (sequence): the records as read.
+        require_answer (bool, optional, defaults to True): False when the answers are never used (a
+            ground truth without questions): a record without `answer` is then usable.
+    """
+    out = Track1Predictions(n_records=len(records))
+    seen: dict[str, int] = {}
+    for index, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            problem = rec.message if isinstance(rec, MalformedLine) else \
+                f"expected a JSON object, got {type(rec).__name__}"
+            out.problems.append(ItemProblem(index, "", "item", problem))
+            continue
+        image_path = rec.get("image_path") if isinstance(rec.get("image_path"), str) else ""
+        try:
+            pred = Track1Prediction.model_validate(_prediction_record(rec, require_answer))
+        except ValidationError as exc:
+            out.problems.extend(problems_from_validation(exc, index, image_path))
+            continue
+        key = item_key(pred.image_path)
+        if key in seen:
+            out.problems.append(ItemProblem(index, pred.image_path, "image_path",
+                                            f"duplicate of prediction {seen[key]} (the first one is used)"))
+            continue
+        seen[key] = index
+        out.by_key[key] = pred
+    return out
+
+
+def read_track1_predictions(source: str | Path | Sequence[Any], *, require_answer: bool = True) -> Track1Predictions:
+    """Read predictions from a JSON array, JSONL or submission zip path (or records already read)."""
+    records = read_records(source) if isinstance(source, str | Path) else list(source)
+    return parse_track1_predictions(records, require_answer=require_answer)
+
+
+def fallback_total(predictions: Iterable[Track1Prediction]) -> float:
+    """The fallback total: the median of the given predictions' totals, rounded; 50 when there are none."""
+    totals = [p.total_score for p in predictions]
+    return float(round(statistics.median(totals))) if totals else float(FALLBACK_TOTAL)
+
+
+def fill_predictions(
+    items: Sequence[tuple[str, str]], by_key: Mapping[str, Track1Prediction]
+) -> tuple[dict[str, Track1Prediction], list[str]]:
+    """One prediction per `(key, image_path)` item: the usable one, else `FALLBACK`.
+
+    Returns:
+        (key -> prediction for every item, the image paths that were filled, in item order).
+    """
+    total = fallback_total(by_key[k] for k, _ in items if k in by_key)
+    filled: list[str] = []
+    out: dict[str, Track1Prediction] = {}
+    for key, image_path in items:
+        pred = by_key.get(key)
+        if pred is None:
+            pred = Track1Prediction(image_path=image_path, levels=dict.fromkeys(ATTRIBUTES, FALLBACK["level"]),
+                                    total_score=total, answer=FALLBACK["answer"])
+            filled.append(image_path)
+        out[key] = pred
+    return out, filled
+
+
+__all__ = [
+    "FALLBACK",
+    "Track1Predictions",
+    "fallback_total",
+    "fill_predictions",
+    "parse_track1_predictions",
+    "read_track1_predictions",
+]

@@ -1,0 +1,127 @@
+"""Pairs export: every format round trips, filters drop what they should, bad rows are named and skipped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tools.pairs_export import ExportReport, PairsError, export_pairs, read_pairs
+
+KEYPOINTS = {"nose": [10.0, 12.0, 0.9], "left_shoulder": [20.0, 30.0, 0.8]}
+
+
+def _fake_pose(image: Image.Image) -> tuple[dict, bytes, dict]:
+    """Stands in for the vision models: a pose that depends on the image (its mean brightness)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", image.size).save(buffer, format="PNG")
+    return dict(KEYPOINTS), buffer.getvalue(), {"mean": float(np.asarray(image).mean())}
+
+
+def _image(seed: int, size: tuple[int, int] = (48, 64)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    for name, seed in (("a0", 0), ("a1", 1), ("b0", 2), ("b1", 3)):
+        (run / "items").mkdir(parents=True, exist_ok=True)
+        _image(seed).save(run / "items" / f"{name}.png")
+    _image(0).save(run / "items" / "a0_copy.png")
+    rows = [
+        {"id": "a", "prompt": "a dancer on the left third", "chosen": "items/a1.png", "rejected": "items/a0.png",
+         "rules_fired": ["horizontal"], "chosen_round": 1, "rejected_round": 0},
+        {"id": "b", "prompt": "a man facing right", "chosen": "items/b1.png", "rejected": "items/b0.png",
+         "label": 0.8, "source": "group", "chosen_content": 70, "rejected_content": 72},
+        {"id": "same", "prompt": "identical images", "chosen": "items/a0_copy.png", "rejected": "items/a0.png"},
+        {"id": "judged-worse", "prompt": "content got worse", "chosen": "items/b1.png", "rejected": "items/b0.png",
+         "chosen_content": 40, "rejected_content": 80},
+        {"id": "gone", "prompt": "missing image", "chosen": "items/nope.png", "rejected": "items/a0.png"},
+        {"id": "escape", "prompt": "outside", "chosen": "../outside.png", "rejected": "items/a0.png"},
+        {"id": "nocap", "prompt": "", "chosen": "items/a1.png", "rejected": "items/a0.png"},
+    ]
+    _image(9).save(run.parent / "outside.png")
+    (run / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    return run
+
+
+def test_pickapic_round_trip_with_datasets_and_pyarrow(run_dir: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from datasets import load_dataset
+
+    report = export_pairs([run_dir], tmp_path / "out", fmt="pickapic", pose_fn=_fake_pose)
+    assert (report.read, report.written) == (8, 2)
+    assert report.near_identical == 1 and report.content_margin == 1
+    problems = " | ".join(report.skipped)
+    for needle in ("(gone): chosen image missing", "(escape): chosen image missing", "prompt", ":8: "):
+        assert needle in problems
+    table = pq.read_table(tmp_path / "out" / "pairs.parquet").to_pylist()
+    assert [r["item_id"] for r in table] == ["a", "b"]
+    assert [r["label_0"] for r in table] == [1.0, 0.8]
+    assert table[1]["label_1"] == pytest.approx(0.2)
+    chosen = Image.open(io.BytesIO(table[0]["jpg_0"]))
+    assert np.array_equal(np.asarray(chosen.convert("RGB")), np.asarray(_image(1)))
+    assert json.loads(table[0]["pose_keypoints"]) == KEYPOINTS
+    assert json.loads(table[0]["rules_fired"]) == ["horizontal"]
+    provenance = json.loads(table[0]["provenance"])
+    assert provenance["chosen_round"] == 1 and set(provenance["features"]) == {"chosen", "rejected"}
+    ds = load_dataset("parquet", data_files=str(tmp_path / "out" / "pairs.parquet"), split="train",
+                      cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == 2 and ds[1]["caption"] == "a man facing right"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "diffsynth", "kohya", "flowfactory"])
+def test_folder_formats(run_dir: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / fmt
+    report = export_pairs([run_dir], out, fmt=fmt, pose_fn=_fake_pose)
+    assert report.written == 2
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows] == ["a", "b"]
+        assert Image.open(out / rows[0]["chosen"]).size == (48, 64)
+        assert (out / rows[0]["pose_image"]).is_file() and rows[1]["label"] == 0.8
+    elif fmt == "diffsynth":
+        rows = list(csv.DictReader((out / "metadata.csv").open()))
+        assert list(rows[0]) == ["prompt", "image", "lose_image"]
+        assert np.array_equal(np.asarray(Image.open(out / rows[0]["lose_image"])), np.asarray(_image(0)))
+    elif fmt == "kohya":
+        assert sorted(p.name for p in (out / "w").iterdir()) == sorted(p.name for p in (out / "l").iterdir())
+        assert (out / "w" / "000001.caption").read_text() == "a man facing right"
+    else:
+        assert [json.loads(x)["prompt"] for x in (out / "train.jsonl").read_text().splitlines()] == [
+            "a dancer on the left third", "a man facing right"]
+
+
+def test_margin_none_keeps_judged_pairs(run_dir: Path, tmp_path: Path) -> None:
+    report = export_pairs([run_dir], tmp_path / "o", fmt="jsonl", content_margin=None, pose_fn=None)
+    assert report.written == 3 and report.content_margin == 0
+
+
+def test_not_a_run_folder_and_unknown_format(tmp_path: Path, run_dir: Path) -> None:
+    with pytest.raises(PairsError, match=r"no pairs\.jsonl"):
+        read_pairs([tmp_path / "empty"], ExportReport())
+    with pytest.raises(PairsError, match="unknown pairs format 'tar'"):
+        export_pairs([run_dir], tmp_path / "o", fmt="tar")
+
+
+def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "portraitcraft"
+    ok = subprocess.run([str(cli), "pairs", "export", str(run_dir), "--format", "jsonl", "--no-pose", "--out",
+                         str(tmp_path / "cli"), "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["written"] == 2
+    empty = tmp_path / "emptyrun"
+    empty.mkdir()
+    (empty / "pairs.jsonl").write_text("")
+    none = subprocess.run([str(cli), "pairs", "export", str(empty), "--no-pose", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert none.returncode == 1

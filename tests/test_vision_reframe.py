@@ -1,0 +1,118 @@
+"""The reframing editor and the `inspect` / `reframe` commands on real photos through the real models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_run import run_cli
+from PIL import Image
+from vision_fixtures import PERSON_PHOTOS, analyzed, load, photos  # noqa: F401
+
+from agents.reframe import ReframeError, parse_aspect, reframe
+
+
+@pytest.mark.parametrize("name", PERSON_PHOTOS)
+@pytest.mark.parametrize("target", ["left", "center", "right"])
+def test_reframed_photo_measures_as_the_target_asks(name, target, photos, analyzed) -> None:  # noqa: F811
+    from tools.vision import analyze
+
+    img = load(photos[name])
+    result = reframe(img, analyzed(name), horizontal=target)
+    again = analyze(result.image)  # an independent look at the output
+    assert again.subject is not None and again.subject.horizontal == target
+    assert 0.3 < result.kept_fraction <= 1.0
+    x0, y0, x1, y1 = result.crop_box
+    assert (x1 - x0, y1 - y0) == result.image.size
+    assert abs((x1 - x0) / (y1 - y0) - img.width / img.height) < 0.02  # the aspect is kept
+    left, top, right, bottom = result.padding
+    assert (left, top, right, bottom) == (max(0, -x0), max(0, -y0), max(0, x1 - img.width), max(0, y1 - img.height))
+    assert result.fill == ("none" if not any(result.padding) else "blur")
+    # the head stays in: the face is still seen
+    assert again.subject.face_center is not None
+
+
+def test_a_requested_aspect_is_met(photos, analyzed) -> None:  # noqa: F811
+    result = reframe(load(photos["astronaut"]), analyzed("astronaut"), aspect=parse_aspect("2:3"))
+    w, h = result.image.size
+    assert abs(w / h - 2 / 3) < 0.01 and result.after.subject is not None
+
+
+def test_no_person_and_an_unsatisfiable_target_refuse(photos, analyzed) -> None:  # noqa: F811
+    with pytest.raises(ReframeError, match="no person"):
+        reframe(load(photos["coffee"]), analyzed("coffee"), horizontal="left")
+    with pytest.raises(ReframeError, match="cannot reframe"):
+        reframe(load(photos["grace_hopper"]), analyzed("grace_hopper"), horizontal="left", aspect=parse_aspect("1:4"))
+
+
+def test_parse_aspect_refuses_nonsense() -> None:
+    assert parse_aspect("16:9") == pytest.approx(16 / 9)
+    for bad in ("0:1", "a:b", "1:100"):
+        with pytest.raises(ReframeError, match="aspect"):
+            parse_aspect(bad)
+
+
+def test_cli_reframe_writes_the_png_with_its_crop_box(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    out = tmp_path / "framed.png"
+    res = run_cli(["reframe", str(photos["camera"]), "--horizontal", "right", "--out", str(out), "--json"],
+                  capsys, monkeypatch)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["subject"]["horizontal"] == "right" and 0 < data["kept_fraction"] <= 1
+    with Image.open(out) as img:
+        meta = json.loads(img.info["portraitcraft:reframe"])
+        assert meta["crop_box"] == data["crop_box"] and meta["source"] == str(photos["camera"])
+        assert img.size == (data["crop_box"][2] - data["crop_box"][0], data["crop_box"][3] - data["crop_box"][1])
+
+
+@pytest.mark.parametrize("args", [["coffee"], ["grace_hopper", "--horizontal", "left", "--aspect", "1:4"]])
+def test_cli_reframe_refusals_write_nothing(args, photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    out = tmp_path / "never.png"
+    res = run_cli(["reframe", str(photos[args[0]]), *args[1:], "--out", str(out)], capsys, monkeypatch)
+    assert res.exit_code != 0 and "error" in res.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_inspect_json_goes_on_past_a_corrupt_file(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    res = run_cli(["inspect", str(photos["astronaut"]), str(bad), str(photos["coffee"]), "--json"], capsys, monkeypatch)
+    assert res.exit_code != 0
+    assert f"error: {bad}" in res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["image"] for r in rows] == [str(photos["astronaut"]), str(photos["coffee"])]
+    assert rows[0]["subject"]["crop_level"] == "half-body" and rows[1]["subject"] is None
+
+
+def test_cli_inspect_table(photos, capsys, monkeypatch) -> None:  # noqa: F811
+    res = run_cli(["inspect", str(photos["grace_hopper"])], capsys, monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert "head-and-shoulders" in res.stdout and "face detector" in res.stdout
+
+
+def test_cli_inspect_with_a_description_checks_targets(photos, capsys, monkeypatch) -> None:  # noqa: F811
+    pytest.importorskip("agents.planner.targets")
+    res = run_cli(["inspect", str(photos["camera"]), "--json", "--description",
+                   "A man stands on the right third of the frame, shown full body, looking to the left."],
+                  capsys, monkeypatch)
+    row = json.loads(res.stdout)
+    assert row["targets"]["horizontal"] == "right"
+    finding = next(f for f in row["findings"] if f["rule"] == "horizontal")
+    assert finding["detected"] and finding["measured"] == "left" and finding["source"] == "geometry"
+
+
+@pytest.mark.parametrize("level", ["head-and-shoulders", "close-up"])
+def test_a_crop_tightens_the_crop_level_and_never_loosens_it(level, photos, analyzed) -> None:  # noqa: F811
+    from agents.reframe import reframeable
+    from tools.vision import analyze
+
+    img = load(photos["astronaut"])
+    assert analyzed("astronaut").subject.crop_level == "half-body"
+    assert reframeable("crop_level", "half-body", level)
+    result = reframe(img, analyzed("astronaut"), crop_level=level)
+    again = analyze(result.image)
+    assert again.subject.crop_level == level and again.subject.face_center is not None
+    assert result.kept_fraction < 0.6
+    assert not reframeable("crop_level", "half-body", "full-body")
+    with pytest.raises(ReframeError, match="only tighten"):
+        reframe(img, analyzed("astronaut"), crop_level="full-body")
