@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from portraitcraft.config import PlannerConfig
+from portraitcraft.config import PlannerConfig, load_config
+from portraitcraft.schemas import Track2Spec
 from train import TrainError
 from train.data import Buckets, TrainItem, decode_image, fit_to, pose_control, read_pairs, read_sft_items
 
@@ -126,10 +127,12 @@ def test_sft_items_use_the_planner_prompt_and_report_missing_images(tmp_path: Pa
         {"image_path": "b.png", "content_description": "A woman.", "composition_analysis": ""},
     ]
     (tmp_path / "train.json").write_text(json.dumps(records))
-    items = read_sft_items(tmp_path / "train.json", tmp_path / "images", PlannerConfig(trigger_word="AES_COMP"))
-    from train.data import prompt_builder
+    cfg = load_config(overrides={"planner": {"trigger_word": "AES_COMP"}})
+    items = read_sft_items(tmp_path / "train.json", tmp_path / "images", cfg)
+    from agents.planner import Planner
 
-    expected = prompt_builder(PlannerConfig(trigger_word="AES_COMP")).build("A man sits. He faces left.", "Soft.").text
+    spec = Track2Spec(image_path="a.png", content="A man sits. He faces left.", composition="Soft.")
+    expected = Planner.from_config(cfg).plan(spec).prompt  # exactly what generation would prompt with
     (item,) = items.items
     assert item.prompt == expected and item.prompt.startswith("AES_COMP, ") and item.images == [png(1)]
     assert items.skipped == 1 and "b.png" in str(items.problems[0]) and "not found" in str(items.problems[0])

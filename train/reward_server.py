@@ -28,6 +28,8 @@ from collections import Counter
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from PIL import Image
 
 from portraitcraft.config import RewardConfig
@@ -161,16 +163,13 @@ class RewardService:
         return "\n".join(lines) + "\n"
 
 
-def build_app(scorers: ScorerSet, cfg: RewardConfig) -> Any:
+def build_app(scorers: ScorerSet, cfg: RewardConfig) -> FastAPI:
     """The FastAPI app: /health, /compute, /metrics. The scorers' clients are closed at shutdown.
 
     Example:
         >>> app = build_app(build_scorers(load_config("configs/zimage-turbo.toml")), cfg.reward)  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8765)  # doctest: +SKIP
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse
-
     service = RewardService(scorers, cfg)
 
     @asynccontextmanager

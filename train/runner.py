@@ -192,7 +192,10 @@ def run_training(
     if on_model:
         on_model(model)
 
-    cache_root = (Path(tc.cache_dir) if tc.cache_dir else Path(cfg.run.cache_dir) / "train") if tc.cache else None
+    from portraitcraft.paths import cache_root as root_of_caches
+
+    cache_root = (Path(tc.cache_dir).expanduser() if tc.cache_dir else root_of_caches(cfg.run.cache_dir) / "train"
+                  ) if tc.cache else None
     cache = TensorCache(cache_root)
     buckets = Buckets.from_planner(cfg.planner, long_side=tc.resolution, multiple=model.multiple)
     encoder = SampleEncoder(model, cache, buckets, tc.max_sequence_length, pose=pose)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -156,7 +155,9 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
 
     wanted = {k for k, w in cfg.reward.weights.items() if w > 0}
     out = ScorerSet(scorers=[])
-    cache_dir = Path(cfg.run.cache_dir)
+    from portraitcraft.paths import cache_root
+
+    cache_dir = cache_root(cfg.run.cache_dir) / "vlm"
     extract = _targets_extractor()
     if "geometry" in wanted:
         try:
@@ -177,12 +178,11 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
             from prompts.rules import load_rules
         except ImportError as exc:
             out.skipped["rules"] = f"the VLM rule critic is not available here ({exc})"
-        else:
-            critic_cfg = cfg.critic
-            off = {k: False for k in ("geometry", "heuristics") if k in type(critic_cfg).model_fields}
-            critic_cfg = critic_cfg.model_copy(update=off)
+        else:  # the VLM's verdicts only: geometry is its own objective, heuristics are not rules
+            critic_cfg = cfg.critic.model_copy(update={"geometry": False, "heuristics": False, "enabled": True})
+            rules = load_rules(critic_cfg.rules_dir, critic_cfg.rules or None)
             client = VLMClient(critic_cfg, cache_dir=cache_dir if critic_cfg.cache else None)
-            out.scorers.append(RuleScorer(Critic(load_rules(), critic_cfg, vlm=client), extract, client))
+            out.scorers.append(RuleScorer(Critic(rules, critic_cfg, vlm=client), extract, client))
     judged = wanted & {"content", "composition"}
     if judged:
         from agents.judge import Judge
@@ -195,28 +195,22 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
 
 
 def group_zscores(values: Sequence[float | None], groups: Sequence[Any]) -> list[float]:
-    """z = (s - mean) / std within each group (population std over the measured values); 0 where the value
-    is None, the group has one measured value, or its values are all equal.
+    """agents.rewards.zscore_within_group per group over the measured values; 0 for an unmeasured (None) one.
 
     Example:
         >>> group_zscores([1.0, 3.0, 5.0, None], ["a", "a", "b", "b"])
         [-1.0, 1.0, 0.0, 0.0]
     """
+    from agents.rewards import zscore_within_group
+
     out = [0.0] * len(values)
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
+        if values[i] is not None:
+            members.setdefault(g, []).append(i)
     for idx in members.values():
-        measured = [i for i in idx if values[i] is not None]
-        if len(measured) < 2:
-            continue
-        vals = [float(values[i]) for i in measured]  # type: ignore[arg-type]
-        mean = sum(vals) / len(vals)
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
-        if std <= 1e-12:
-            continue
-        for i, v in zip(measured, vals, strict=True):
-            out[i] = (v - mean) / std
+        for i, z in zip(idx, zscore_within_group([float(values[i]) for i in idx]), strict=True):  # type: ignore[arg-type]
+            out[i] = z
     return out
 
 
