@@ -176,3 +176,35 @@ def test_flow_convention_matches_the_scheduler() -> None:
     scheduler._step_index = 0
     out = scheduler.step(noise - x0, t, noisy, return_dict=False)[0]
     assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_reads_what_the_pairs_export_writes(tmp_path: Path) -> None:
+    """tools.pairs_export's pickapic parquet -> read_pairs, with the keypoints as a {name: [x, y, s]} map. (Its
+    JSONL + images layout is not read here: it writes a pair's chosen and rejected image to the same file.)"""
+    from tools.pairs_export import export_pairs
+    from tools.pose_render import COCO17_NAMES
+
+    run = tmp_path / "run"
+    (run / "items").mkdir(parents=True)
+    rows = []
+    for i in range(2):
+        (run / "items" / f"c{i}.png").write_bytes(png(i))
+        (run / "items" / f"r{i}.png").write_bytes(png(50 + i))
+        rows.append({"id": f"it{i}", "prompt": f"prompt {i}", "chosen": f"items/c{i}.png",
+                     "rejected": f"items/r{i}.png", "label": 0.8 if i else 1.0})
+    (run / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keypoints = {name: [20.0, 10.0 + k, 0.9] for k, name in enumerate(COCO17_NAMES)}
+
+    def pose(image: Image.Image) -> tuple[dict, bytes | None, dict]:
+        return keypoints, None, {}
+
+    for fmt, name in (("pickapic", "pairs.parquet"),):
+        export_pairs([run], tmp_path / fmt, fmt=fmt, pose_fn=pose, content_margin=None)
+        pairs = read_pairs(tmp_path / fmt / name)
+        assert pairs.skipped == 0, pairs.problems
+        first, second = sorted(pairs.items, key=lambda item: item.id)
+        assert first.id == "it0" and first.images == [png(0), png(50)] and first.p_chosen == 1.0
+        assert first.prompt == "prompt 0"
+        assert second.p_chosen == pytest.approx(0.8)
+        control = np.asarray(pose_control(second, Image.new("RGB", (40, 40)), (32, 32)))
+        assert control.max() > 0  # the skeleton is drawn from the exported keypoints

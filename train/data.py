@@ -141,10 +141,13 @@ def _image_bytes(value: Any, base: Path, what: str) -> bytes:
 
 
 def _label(row: dict[str, Any]) -> float:
-    """P(first image preferred) from label_0 / label_1 (normalised), 1.0 when the row has no labels."""
+    """P(first image preferred) from label_0 / label_1 (normalised), else `label` (the JSONL export's
+    probability that `chosen` is preferred), else 1.0."""
     l0, l1 = row.get("label_0"), row.get("label_1")
     if l0 is None and l1 is None:
-        return 1.0
+        l0 = row.get("label")
+        if l0 is None:
+            return 1.0
     l0 = 1.0 - float(l1) if l0 is None else float(l0)
     l1 = 1.0 - l0 if l1 is None else float(l1)
     if not (math.isfinite(l0) and math.isfinite(l1)) or l0 < 0 or l1 < 0 or l0 + l1 <= 0:
@@ -240,6 +243,19 @@ def decode_image(data: bytes, what: str) -> Image.Image:
         raise ValueError(f"{what}: undecodable image bytes ({type(exc).__name__}: {exc})") from None
 
 
+def keypoint_array(keypoints: Any) -> np.ndarray:
+    """COCO-17 keypoints as an array: the pairs export's {name: [x, y, score]} dict (tools.pairs_export), or
+    rows (17, 2|3) / (people, 17, 2|3). ValueError when they are neither."""
+    from tools.pose_render import COCO17_NAMES
+
+    if isinstance(keypoints, dict):
+        keypoints = [keypoints.get(name) or [0.0, 0.0, 0.0] for name in COCO17_NAMES]
+    try:
+        return np.asarray(keypoints, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("pose_keypoints: expected COCO-17 keypoints (a {name: [x, y, score]} map or rows)") from None
+
+
 def pose_control(item: TrainItem, chosen: Image.Image, size: tuple[int, int]) -> Image.Image:
     """The pair's control image at `size`: `pose_image` fitted like the images, else its keypoints (pixels
     of the chosen image, or normalised 0..1) rendered on the chosen image's canvas then fitted, else a black
@@ -249,7 +265,7 @@ def pose_control(item: TrainItem, chosen: Image.Image, size: tuple[int, int]) ->
     if item.pose_image is not None:
         return fit_to(decode_image(item.pose_image, "pose_image"), size)
     if item.pose_keypoints:
-        points = np.asarray(item.pose_keypoints, dtype=np.float64)
+        points = keypoint_array(item.pose_keypoints)
         if points.size and np.nanmax(points[..., :2]) <= 1.5:
             points = points.copy()
             points[..., 0] *= chosen.width
