@@ -457,7 +457,7 @@ class TrainConfig(_Section):
     controlnet_scale: Annotated[float, Field(ge=0)] = 0.75
     gradient_checkpointing: bool = False
     cache: bool = Field(True, description="cache VAE latents and text embeddings on disk (content-hash keys)")
-    cache_dir: str = Field("", description="latent/text cache folder; empty = <cache root>/train")
+    cache_dir: str = Field("", description="latent/text cache folder; empty = <cache root>/train (run.cache_dir)")
     checkpoint_every: Annotated[int, Field(ge=1)] = 500
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     log_every: Annotated[int, Field(ge=1)] = 1
