@@ -18,7 +18,7 @@ from portraitcraft.schemas import Track2Spec
 from tools.pairs_export import export_pairs, vision_pose
 
 
-def _pair_folders(photos: dict[str, Path], root: Path) -> tuple[Path, Path]:
+def _pair_folders(photos: dict[str, Path], root: Path) -> tuple[Path, Path]:  # noqa: F811
     """Real side: the subject pushed to the viewer's left (wide pad on the right); generated: the opposite."""
     real, gen = root / "real", root / "gen"
     real.mkdir()
@@ -31,7 +31,7 @@ def _pair_folders(photos: dict[str, Path], root: Path) -> tuple[Path, Path]:
     return real, gen
 
 
-def test_real_geometry_finds_the_side_error_and_checks_vlm_claims(photos: dict[str, Path], tmp_path: Path,
+def test_real_geometry_finds_the_side_error_and_checks_vlm_claims(photos: dict[str, Path], tmp_path: Path,  # noqa: F811
                                                                    fake_vlm: Any) -> None:
     from tools.vision import analyze
 
@@ -78,7 +78,7 @@ def test_real_geometry_finds_the_side_error_and_checks_vlm_claims(photos: dict[s
     assert summary.contradicted == 2 and summary.modes == []
 
 
-def test_export_carries_the_chosen_pose_measured_by_the_real_models(photos: dict[str, Path], tmp_path: Path) -> None:
+def test_export_carries_the_chosen_pose_measured_by_the_real_models(photos: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
     run = tmp_path / "run"
     (run / "items").mkdir(parents=True)
     img = load(photos["grace_hopper"])
