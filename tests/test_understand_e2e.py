@@ -82,15 +82,19 @@ def test_understand_writes_a_submission_that_validates_and_scores(fake_vlm, orac
     assert report["level_acc"] == 1.0 and report["qa_acc"] == 1.0
     assert report["srcc"] == pytest.approx(1.0) and report["plcc"] > 0.99
     rows = [json.loads(line) for line in Path(summary["votes"]).read_text().splitlines()]
+    labels = {item["image_path"]: item["answer"] for item in json.loads(LABELS.read_text())}
     assert len(rows) == 4
     for row in rows:
+        truth = labels[row["image_path"]]
         assert row["status"] == "finished" and len(row["views"]) == 4
         assert all(len(v["samples"]) == K for v in row["views"])
         assert {v["view"]["flip"] for v in row["views"]} == {False, True}
         assert {tuple(v["order"]) for v in row["views"]} == {("A", "B", "C", "D"), ("B", "C", "D", "A")}
-        assert row["vote"]["answer"] == "A" and row["vote"]["answer_votes"] == {"A": 2 * K}  # unflipped views
-        shown = {v["samples"][0]["shown_answer"] for v in row["views"]}
-        assert shown == {"A", "D"}  # option A shown as D under the shifted order, mapped back to A
+        assert row["vote"]["answer"] == truth and row["vote"]["answer_votes"] == {truth: 2 * K}  # unflipped views
+        for v in row["views"]:  # the model saw the true option under another letter; it was mapped back
+            shown = "ABCD"[v["order"].index(truth)]
+            assert {s["shown_answer"] for s in v["samples"]} == {shown}
+            assert {s["answer"] for s in v["samples"]} == {truth}
 
     # a second run resumes from the checkpoints: no model call, the same submission
     fake_vlm.reset()
