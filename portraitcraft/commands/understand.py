@@ -29,8 +29,7 @@ from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
-    from graphs.understand import ItemOutcome
-    from graphs.understand_state import UnderstandContext, UnderstandItem
+    from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
     from tools.vlm import VLMClient
 
 err_console = Console(stderr=True)
