@@ -16,7 +16,7 @@ from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
-from tools.images import load_image
+from tools.images import hflip, load_image
 
 
 def spec_of(state: GenerateState) -> Track2Spec:
@@ -178,8 +178,13 @@ async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
     analysis = ctx.analyses.get(path)
     try:
         source = await asyncio.to_thread(load_image, path)
+        if goal.get("mirror"):  # the subject now faces / looks the other way; measure the mirrored picture
+            source = hflip(source)
+            analysis = None
+            if not any(goal.get(k) for k in ("horizontal", "vertical", "orientation")):
+                return source, ""
         if analysis is None:
-            analysis = await asyncio.to_thread(ctx.critic.analyze, path) if ctx.critic.analyze else None
+            analysis = await asyncio.to_thread(ctx.critic.analyze, source) if ctx.critic.analyze else None
         result = await asyncio.to_thread(ctx.reframe, source, analysis, horizontal=goal.get("horizontal"),
                                          vertical=goal.get("vertical"), aspect=aspect)
     except PortraitcraftError as exc:
@@ -260,6 +265,7 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         "instruction": r.get("instruction", ""), "reason": r.get("reason", ""), "seed": r.get("seed"),
         "disagreements": r.get("disagreements") or [], "failures": r.get("failures") or [],
         **({"judge_score": r["judge_score"]} if r.get("judge_score") is not None else {}),
+        **({"edit": r["edit"]} if r.get("edit") else {}),  # the editor's full decision (dropped, reframe goal)
         **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
     } for i, r in enumerate(rounds)]
     passed = bool(final is not None and rounds[final].get("passed"))

@@ -306,6 +306,9 @@ class LoopConfig(_Section):
         16.0, description="drift guard: an edit whose background PSNR (dB) falls below this drifted")
     drift_max_delta_e_person: Annotated[float, Field(ge=0)] = Field(
         25.0, description="drift guard: an edit whose mean CIEDE2000 over the person exceeds this drifted")
+    mirror: bool = Field(
+        True, description="let a mirror image fix a facing / gaze measured on the opposite side (it also mirrors "
+        "text and the subject's own left/right)")
     strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
         "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
         "one-shot: one draft")
