@@ -178,3 +178,28 @@ async def test_expected_failures_are_rows_and_anything_else_stops_the_run(tmp_pa
     with pytest.raises(KeyError, match="a bug"):  # before: a silent "failed" row
         await judge_items([spec("slow"), spec("boom"), spec("slow")], images, judge)  # type: ignore[arg-type]
     assert judge.cancelled == 2  # the rest of the run was stopped, not left running
+
+
+def test_a_bug_stops_the_cli_run_and_keeps_what_finished(
+    fake_vlm: FakeVLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from agents.judge import Judge
+
+    async def score(self: Judge, image: Any, content: str, composition: str) -> JudgeResult:
+        if content == "person 2":
+            await asyncio.sleep(0.3)
+            raise KeyError("a bug")
+        return JudgeResult(60, 40, 0, 0, "c", "k", "sampled", "samples", 1)
+
+    monkeypatch.setattr(Judge, "score", score)
+    items, images = write_set(tmp_path, 3)
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(app, ["eval", "track2", str(items), "--images", str(images), "--out", str(out),
+                                   "--no-progress", "--set", f"judge.base_url={fake_vlm.base_url}",
+                                   "--set", "judge.mode=sampled"])
+    assert isinstance(res.exception, KeyError)  # not a "failed" row: the run stops
+    with out.open() as fh:
+        assert sorted(r["image_path"] for r in csv.DictReader(fh)) == ["gen_0.png", "gen_1.png"]
+    assert "stopped by an unexpected error: 2 of 3 images finished" in res.stderr
