@@ -26,7 +26,7 @@ from graphs.generate import build_graph
 from graphs.generate_state import GenerateContext, Strategy, initial_state
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.runs import ResultsLog, RunFolder
+from portraitcraft.runs import ResultsLog, RunFolder, failed_row
 from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec, safe_id
 from prompts.rules import load_rules
 
@@ -159,9 +159,8 @@ async def run_items(ctx: GenerateContext, specs: Sequence[Track2Spec], problems:
                     await graph.ainvoke(None if resumable else initial_state(spec), config, context=ctx)
                 except PortraitcraftError as exc:  # an expected failure of this item: a failed row, go on.
                     # Anything else is a bug: it stops the run; finished rows stay and --resume continues.
-                    row = {**problem_row(ItemProblem(0, spec.image_path, "item", f"{type(exc).__name__}: {exc}")),
-                           "id": spec.id}
-                    results.append(row)
+                    results.append(failed_row(spec.id, exc, image_path=spec.image_path, passed=False, rounds=0,
+                                              history=[], cost={}))
                     ctx.emit("finalize", id=spec.id, status="failed", passed=False, rounds=0)
 
         await asyncio.gather(*(one(s) for s in specs))
