@@ -312,6 +312,15 @@ class LoopConfig(_Section):
     strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
         "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
         "one-shot: one draft")
+    group_size: Annotated[int, Field(ge=0, le=64)] = Field(
+        0, description="`generate --group G`: G independent candidates per item scored with within-group rewards "
+        "(NaSPO); 0 or 1 = off")
+    group_weights: dict[str, float] = Field(
+        default_factory=lambda: {"critic": 0.4, "content": 0.3, "composition": 0.3},
+        description="objective -> weight for group rewards (critic pass ratio, judge content, judge "
+        "composition); renormalised over the objectives measured")
+    group_pairs: Literal["best-worst", "all"] = Field(
+        "best-worst", description="group preference pairs: best vs worst, or every pair with a higher reward first")
 
 
 class GpuConfig(_Section):
