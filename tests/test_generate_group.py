@@ -64,3 +64,16 @@ async def test_group_with_judge_uses_all_objectives(tmp_path: Path, fake_vlm: An
     assert all(0.5 < p["label"] <= 1.0 for p in pairs)
     assert pairs[0]["chosen_content"] == 90.0 and pairs[0]["rejected_content"] == 50.0
     assert row["cost"]["judge_calls"] == 3
+
+
+def test_group_refuses_one_shot_through_the_console_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "portraitcraft"
+    done = subprocess.run([str(cli), "generate", "--prompt", "a woman on the left", "--group", "3", "--strategy",
+                           "one-shot", "--out", str(tmp_path / "g")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--group" in done.stderr and "one-shot" in done.stderr
+    bad = subprocess.run([str(cli), "generate", "--prompt", "x", "--group", "1", "--out", str(tmp_path / "h")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
