@@ -25,6 +25,7 @@ from rich.progress import Progress
 from agents.miner import (
     FailureMode,
     MinedDiscrepancy,
+    MinerError,
     aggregate,
     ask_discrepancies,
     check_sides,
@@ -132,13 +133,50 @@ async def _mine_one(graph: Any, ctx: MineContext, run: RunFolder, item: Track2Sp
     return row
 
 
-async def run_mining(items: Sequence[Track2Spec], *, images: Path, counterparts: Path, out: Path, analyze: Any,
+async def draw_counterparts(items: Sequence[Track2Spec], *, drawer: Any, planner: Any, out: Path,
+                            concurrency: int = 4) -> Path:
+    """Draw the generated counterpart of every item with the configured generator (through the Drawer: GPU
+    jobs on the lane or Ray actors), planned exactly as `generate` plans its drafts; saved as
+    `out/counterparts/<image_path basename>`. Already drawn items are kept (resumable)."""
+    from portraitcraft.atomic import save_image_atomic
+    from portraitcraft.ids import item_key
+
+    folder = out / "counterparts"
+    folder.mkdir(parents=True, exist_ok=True)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: Track2Spec) -> None:
+        target = folder / item_key(item.image_path)
+        if target.is_file():
+            return
+        plan = planner.plan(item)
+        async with gate:
+            image = await drawer.generate(plan.prompt, plan.width, plan.height, plan.seed, item_id=item.id)
+        drawer.item_done(item.id)
+        await asyncio.to_thread(save_image_atomic, image, target)
+
+    await asyncio.gather(*(one(item) for item in items))
+    return folder
+
+
+async def run_mining(items: Sequence[Track2Spec], *, images: Path, counterparts: Path | None, out: Path,
+                     analyze: Any,
                      vlm: Any | None = None, sample: int | None = None, max_modes: int = 12, concurrency: int = 4,
-                     resume: bool = True, show_progress: bool = False) -> MiningSummary:
-    """Mine a sample of `items` into `out` (resumable); returns the summary and writes rules + report."""
+                     resume: bool = True, show_progress: bool = False, drawer: Any = None,
+                     planner: Any = None) -> MiningSummary:
+    """Mine a sample of `items` into `out` (resumable); returns the summary and writes rules + report.
+
+    `counterparts` is a folder of generated images named by `image_path`; None draws them with `drawer`
+    (and `planner`) first, into `out/counterparts/`.
+    """
     run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = sample_items(items, sample)
+    if counterparts is None:
+        if drawer is None or planner is None:
+            raise MinerError("mining needs --counterparts DIR or a configured generator to draw them")
+        counterparts = await draw_counterparts(chosen, drawer=drawer, planner=planner, out=out,
+                                               concurrency=concurrency)
     done = run.results.done_ids(status=None) if resume else set()
     todo = [item for item in chosen if item.id not in done]
     graph = build_graph()

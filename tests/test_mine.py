@@ -162,3 +162,27 @@ def test_mining_without_vlm_is_geometry_only(dataset: Any, tmp_path: Path) -> No
                                      analyze=lambda p: _stub_analyze(p.replace("real.", "left.")), vlm=None))
     assert [m["geometry"] for m in summary.modes] == ["horizontal"]
     assert summary.modes[0]["named_by"] == "rules"
+
+
+def test_mining_draws_missing_counterparts_with_the_generator(dataset: Any, tmp_path: Path) -> None:
+    """No --counterparts: every sampled item is drawn through the Drawer, planned as generate plans drafts."""
+    from generate_fixtures import ScriptedDrawer
+
+    from agents.planner import Planner
+    from portraitcraft.config import load_config
+
+    items, real, _ = dataset
+    drawer = ScriptedDrawer(drafts=[0.8])
+    planner = Planner.from_config(load_config(overrides={"planner": {"long_side": 64}}))
+    out = tmp_path / "drawn"
+    summary = asyncio.run(run_mining(items, images=real, counterparts=None, out=out, vlm=None, drawer=drawer,
+                                     planner=planner, analyze=lambda p: _stub_analyze(p.replace("real.", "left."))))
+    assert [c[0] for c in drawer.calls] == ["generate"] * 5 and sorted(drawer.done) == sorted(i.id for i in items)
+    plans = {i.id: planner.plan(i) for i in items}
+    assert {c[1]: c[2]["seed"] for c in drawer.calls} == {k: p.seed for k, p in plans.items()}
+    assert sorted(p.name for p in (out / "counterparts").iterdir()) == sorted(i.image_path for i in items)
+    assert summary.n_done == 4 and summary.n_failed == 1  # the item without a real image still fails, named
+    # a re-run draws nothing again
+    asyncio.run(run_mining(items, images=real, counterparts=None, out=out, vlm=None, drawer=drawer, planner=planner,
+                           analyze=lambda p: _stub_analyze(p)))
+    assert len(drawer.calls) == 5

@@ -10,13 +10,15 @@ from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 
 def mine(
     train: Path = typer.Argument(..., help="Track 2 training items (JSON array or JSONL)."),
     images: Path = typer.Option(..., "--images", help="Folder of the real training images."),
     counterparts: Path | None = typer.Option(None, "--counterparts",
-                                             help="Folder of generated images named by each item's image_path."),
+                                             help="Folder of generated images named by each item's image_path "
+                                                  "(default: draw them with the configured [generator])."),
     sample: int | None = typer.Option(None, "--sample", min=1, help="Items to sample (default [miner] "
                                       "sample_size; all when the file is smaller)."),
     out: Path = typer.Option(..., "--out", "-o", help="The mining folder (re-running resumes it)."),
@@ -31,24 +33,30 @@ def mine(
     from tools.vision import analyze
 
     cfg = config_from_cli(config, sets)
-    if counterparts is None:
-        raise InputError("mine: pass --counterparts DIR (generated images named by image_path); drawing them "
-                         "here needs a configured generator run — use `portraitcraft generate` first")
+    if counterparts is not None and not counterparts.is_dir():
+        raise InputError(f"--counterparts {counterparts}: not a folder")
     items = load_track2(train, strict=False)
 
     async def go() -> object:
-        vlm = None
+        vlm = drawer = planner = None
         if cfg.miner.enabled:
             from tools.vlm import VLMClient
 
-            vlm = VLMClient(cfg.miner)
+            vlm = VLMClient(cfg.miner, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+        if counterparts is None:  # draw them with the configured generator, planned as `generate` plans drafts
+            from agents.planner import Planner
+            from graphs.generate_run import build_drawer
+
+            drawer, planner = build_drawer(cfg), Planner.from_config(cfg)
         try:
             return await run_mining(items, images=images, counterparts=counterparts, out=out, analyze=analyze,
                                     vlm=vlm, sample=sample or cfg.miner.sample_size, max_modes=cfg.miner.max_modes,
-                                    show_progress=not as_json)
+                                    show_progress=not as_json, drawer=drawer, planner=planner)
         finally:
             if vlm is not None:
                 await vlm.aclose()
+            if drawer is not None:
+                await drawer.aclose()
 
     summary = asyncio.run(go())
     if as_json:
