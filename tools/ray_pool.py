@@ -63,6 +63,32 @@ def _loopback_only(ray: Any, on: bool) -> None:
         constants.ENABLE_RAY_CLUSTER = not on
 
 
+def actor_count(cfg: RayConfig, gpus: float) -> int:
+    """`cfg.actors`, or one actor per `gpus_per_actor` of the cluster's `gpus`; `RayPoolError` when they do not fit.
+
+    Example:
+        >>> actor_count(RayConfig(), 8), actor_count(RayConfig(gpus_per_actor=2), 8)
+        (8, 4)
+    """
+    per = cfg.gpus_per_actor
+    if cfg.actors is not None:
+        if per > 0 and cfg.actors * per > gpus:
+            raise RayPoolError(
+                f"[ray] actors = {cfg.actors} x gpus_per_actor = {per:g} needs {cfg.actors * per:g} GPUs but the Ray "
+                f"cluster reports {gpus:g}"
+            )
+        return cfg.actors
+    if per <= 0:
+        raise RayPoolError("[ray] gpus_per_actor = 0 needs an explicit [ray] actors count")
+    count = int(gpus // per)
+    if count < 1:
+        raise RayPoolError(
+            f"the Ray cluster reports {gpus:g} GPUs, too few for one actor of gpus_per_actor = {per:g}; "
+            "join a cluster with GPUs ([ray] address) or set [ray] actors and gpus_per_actor = 0 for CPU actors"
+        )
+    return count
+
+
 class GpuActor:
     """What each Ray actor runs: a `JobRunner` (its own model pools) and a description of where it lives."""
 
@@ -186,28 +212,8 @@ class RayGpuPool:
             raise
         self._started = True
 
-    def _actor_count(self, ray: Any) -> int:
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        per = self.cfg.gpus_per_actor
-        if self.cfg.actors is not None:
-            if per > 0 and self.cfg.actors * per > gpus:
-                raise RayPoolError(
-                    f"[ray] actors = {self.cfg.actors} x gpus_per_actor = {per:g} needs {self.cfg.actors * per:g} "
-                    f"GPUs but the Ray cluster reports {gpus:g}"
-                )
-            return self.cfg.actors
-        if per <= 0:
-            raise RayPoolError("[ray] gpus_per_actor = 0 needs an explicit [ray] actors count")
-        count = int(gpus // per)
-        if count < 1:
-            raise RayPoolError(
-                f"the Ray cluster reports {gpus:g} GPUs, too few for one actor of gpus_per_actor = {per:g}; "
-                "join a cluster with GPUs ([ray] address) or set [ray] actors and gpus_per_actor = 0 for CPU actors"
-            )
-        return count
-
     def _make_actors(self, ray: Any) -> None:
-        count = self._actor_count(ray)
+        count = actor_count(self.cfg, float(ray.cluster_resources().get("GPU", 0)))
         remote_cls = ray.remote(GpuActor)
         gpu = self.gpu.model_dump(mode="json")
         handles = [
@@ -410,20 +416,33 @@ class RayGpuPool:
         await asyncio.to_thread(self.close)
 
 
-def cluster_summary(address: str | None) -> dict[str, Any]:
-    """Nodes and GPUs of the Ray cluster at `address` (for `portraitcraft doctor`); connects and disconnects."""
-    ray = import_ray()
-    joined = not ray.is_initialized()
-    if joined:
-        ray.init(address=address or "auto", log_to_driver=False)
-    try:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        return {
-            "nodes": len(nodes),
-            "gpus": float(ray.cluster_resources().get("GPU", 0)),
-            "per_node": [{"ip": n.get("NodeManagerAddress"), "gpus": n.get("Resources", {}).get("GPU", 0)}
-                         for n in nodes],
-        }
-    finally:
+def cluster_summary(cfg: RayConfig) -> dict[str, Any]:
+    """What `portraitcraft doctor` shows: the cluster's live nodes and GPUs and the actors the pool would make
+    (`local`: no address, so nothing is started — the GPUs torch sees on this box are counted)."""
+    if cfg.address is None:
+        try:
+            import torch
+
+            gpus = float(torch.cuda.device_count())
+        except ImportError:
+            gpus = 0.0
+        per_node = [{"ip": "127.0.0.1", "gpus": gpus}]
+    else:
+        ray = import_ray()
+        joined = not ray.is_initialized()
         if joined:
-            ray.shutdown()
+            ray.init(address=cfg.address, log_to_driver=False)
+        try:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            per_node = [{"ip": n.get("NodeManagerAddress"), "gpus": float(n.get("Resources", {}).get("GPU", 0))}
+                        for n in nodes]
+        finally:
+            if joined:
+                ray.shutdown()
+        gpus = sum(n["gpus"] for n in per_node)
+    try:
+        actors = actor_count(cfg, gpus)
+    except RayPoolError:
+        actors = 0
+    return {"local": cfg.address is None, "nodes": len(per_node), "gpus": gpus, "per_node": per_node,
+            "actors": actors}
