@@ -101,6 +101,8 @@ class GenerateContext:
     pairs: ResultsLog | None = None
     pairs_done: set[str] = field(default_factory=set)
     on_event: Callable[[str, dict[str, Any]], None] | None = None
+    judge: Any = None
+    """agents.judge.Judge: ranks the rounds of an item that never passed (None = findings alone)."""
     analyses: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     max_cached_analyses: int = 64
 

@@ -207,6 +207,10 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
     """Write the item's outputs once: submission image, pair, results row. Returns the final state update."""
     spec = spec_of(state)
     failed = state.get("status") == "failed" or not state.get("rounds")
+    if not failed and ctx.judge is not None and not any(r.get("passed") for r in state["rounds"]) \
+            and len(state["rounds"]) > 1:
+        state = {**state, "rounds": await judge_rounds(state, ctx)}
+        state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
     final = None if failed else choose_final(state, ctx.critic.cfg.min_confidence)
     row = result_row(state, ctx, final)
     if final is not None:
@@ -221,6 +225,23 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
     ctx.drawer.item_done(spec.id)
     ctx.emit("finalize", id=spec.id, status=row["status"], passed=row["passed"], rounds=row["rounds"])
     return {"status": "failed" if failed else "finished", "final_round": final}
+
+
+async def judge_rounds(state: GenerateState, ctx: GenerateContext) -> list[Round]:
+    """Each round's judge score (content + composition mean), for choosing among rounds that all failed."""
+    spec = spec_of(state)
+    rounds = [dict(r) for r in state["rounds"]]
+
+    async def one(r: dict[str, Any]) -> None:
+        try:
+            result = await ctx.judge.score(abs_path(ctx, r["image"]), spec.content, spec.composition)
+        except (PortraitcraftError, OSError, ValueError) as exc:
+            r.setdefault("failures", []).append({"source": "judge", "rule": "*", "error": str(exc)})
+            return
+        r["judge_score"] = round((result.content + result.composition) / 2, 3)
+
+    await asyncio.gather(*(one(r) for r in rounds))
+    return rounds  # type: ignore[return-value]
 
 
 def _copy_image(src: Path, dst: Path) -> None:
@@ -240,6 +261,7 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         "findings": r.get("findings") or [], "passed": r.get("passed"), "action": r.get("action"),
         "instruction": r.get("instruction", ""), "reason": r.get("reason", ""), "seed": r.get("seed"),
         "disagreements": r.get("disagreements") or [], "failures": r.get("failures") or [],
+        **({"judge_score": r["judge_score"]} if r.get("judge_score") is not None else {}),
         **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
     } for i, r in enumerate(rounds)]
     passed = bool(final is not None and rounds[final].get("passed"))

@@ -113,11 +113,12 @@ def fingerprint(cfg: AssessorConfig, views: Sequence[View], extra: Mapping[str, 
     records instead of asking the model again.
     """
     keys = ("base_url", "model", "kind", "samples", "temperature", "max_tokens", "seed", "output", "templates",
-            "option_orders", "permute_options", "explanations", "overall", "geometry_hints", "extra")
+            "option_orders", "permute_options", "explanations", "geometry_hints", "extra")
     prompts = {name: load_prompt(f"understand/{name}") for name in
                ("system.md", "overall_digit.md", "qa.md", "geometry.md",
                 *(f"templates/{t}.md" for t in cfg.templates))}
-    payload = {"cfg": {k: getattr(cfg, k) for k in keys}, "views": [v.to_dict() for v in views],
+    asked = {k: getattr(cfg, k) for k in keys} | {"logprob_overall": cfg.overall == "logprob"}
+    payload = {"cfg": asked, "views": [v.to_dict() for v in views],
                "prompts": prompts, "extra": dict(extra or {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

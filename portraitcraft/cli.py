@@ -26,6 +26,7 @@ SUBAPPS: dict[str, tuple[str, str]] = {
     "pairs": ("pairs", "Export preference pairs (DPO) from generate, mine and group runs."),
     "rules": ("rules", "List, show and lint the critic's rule prompts (prompts/rules/*.md)."),
     "train": ("train", "LoRA training: SFT on Track 2 items, Diffusion-DPO on preference pairs."),
+    "serve": ("serve", "Serve the critic as an HTTP reward for online RL (Flow-Factory protocol)."),
 }
 # Single commands: name -> (module, function name).
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -32,6 +32,15 @@ def item_key(image_path: str) -> str:
     return PurePosixPath(str(image_path).replace("\\", "/")).name
 
 
+def earlier_duplicate(seen: dict[str, int], image_path: str, index: int) -> int | None:
+    """The index of an earlier item with the same key (a duplicate), else None after recording this one."""
+    key = item_key(image_path)
+    if key in seen:
+        return seen[key]
+    seen[key] = index
+    return None
+
+
 def default_item_id(image_path: str) -> str:
     """The raw id of an item that names none: the stem of its key (`images_01/a b.jpg` -> `a b`)."""
     key = item_key(image_path)
@@ -69,4 +78,4 @@ def safe_id(raw: str) -> str:
     return f"{stem}-{digest}" if stem else f"id-{digest}"
 
 
-__all__ = ["MAX_ID_CHARS", "default_item_id", "is_safe_id", "item_key", "safe_id"]
+__all__ = ["MAX_ID_CHARS", "default_item_id", "earlier_duplicate", "is_safe_id", "item_key", "safe_id"]

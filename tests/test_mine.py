@@ -16,8 +16,8 @@ from PIL import Image
 
 from agents.miner import MinedDiscrepancy, aggregate, check_sides, cluster_texts, geometric_discrepancies
 from graphs.mine import run_mining
-from prompts.rules import lint_rules, load_rules
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
+from prompts.rules import lint_rules, load_rules
 
 
 def _features(**kw: Any) -> SubjectFeatures:

@@ -151,7 +151,7 @@ def test_sft_learns_and_later_epochs_run_no_encoder(tiny_zimage: Path, sft_set: 
     from train.runner import evaluate, run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", batch_size=2, timestep_sampling="uniform")
-    items = read_sft_items(*sft_set, cfg.planner)
+    items = read_sft_items(*sft_set, cfg)
     assert items.skipped == 1
     res = run_training("sft", items, cfg, tmp_path / "sft", max_steps=12)  # 12 steps = 4 epochs of 3 batches
     # every image and prompt was encoded once, in the first pass; epochs 2-4 read the cache only
@@ -159,7 +159,7 @@ def test_sft_learns_and_later_epochs_run_no_encoder(tiny_zimage: Path, sft_set: 
     assert res.cache_hits == 4 * 4 * 2  # 4 epochs x 4 items x (latent, text)
     after, before = evaluate(res, draws=2), evaluate(res, draws=2, lora=False)
     assert after["loss"] < before["loss"] * 0.98, (before, after)
-    again = run_training("sft", read_sft_items(*sft_set, cfg.planner), cfg, tmp_path / "sft2", max_steps=2)
+    again = run_training("sft", read_sft_items(*sft_set, cfg), cfg, tmp_path / "sft2", max_steps=2)
     assert again.forwards == {"vae": 0, "text_encoder": 0, "controlnet": 0}  # a re-run: all from disk
 
 
@@ -168,7 +168,7 @@ def test_without_the_cache_every_step_encodes(tiny_zimage: Path, sft_set: tuple[
     from train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", batch_size=2, cache=False)
-    res = run_training("sft", read_sft_items(*sft_set, cfg.planner), cfg, tmp_path / "sft", max_steps=6)
+    res = run_training("sft", read_sft_items(*sft_set, cfg), cfg, tmp_path / "sft", max_steps=6)
     # 6 steps = 2 epochs of 3 batches (4 items): each epoch encodes every item again
     assert res.forwards["vae"] == 8 and res.forwards["text_encoder"] == 8 and res.cache_hits == 0
     assert not (tmp_path / "cache").exists()

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from portraitcraft.config import PlannerConfig
+from portraitcraft.config import PlannerConfig, load_config
+from portraitcraft.schemas import Track2Spec
 from train import TrainError
 from train.data import Buckets, TrainItem, decode_image, fit_to, pose_control, read_pairs, read_sft_items
 
@@ -126,10 +127,12 @@ def test_sft_items_use_the_planner_prompt_and_report_missing_images(tmp_path: Pa
         {"image_path": "b.png", "content_description": "A woman.", "composition_analysis": ""},
     ]
     (tmp_path / "train.json").write_text(json.dumps(records))
-    items = read_sft_items(tmp_path / "train.json", tmp_path / "images", PlannerConfig(trigger_word="AES_COMP"))
-    from train.data import prompt_builder
+    cfg = load_config(overrides={"planner": {"trigger_word": "AES_COMP"}})
+    items = read_sft_items(tmp_path / "train.json", tmp_path / "images", cfg)
+    from agents.planner import Planner
 
-    expected = prompt_builder(PlannerConfig(trigger_word="AES_COMP")).build("A man sits. He faces left.", "Soft.").text
+    spec = Track2Spec(image_path="a.png", content="A man sits. He faces left.", composition="Soft.")
+    expected = Planner.from_config(cfg).plan(spec).prompt  # exactly what generation would prompt with
     (item,) = items.items
     assert item.prompt == expected and item.prompt.startswith("AES_COMP, ") and item.images == [png(1)]
     assert items.skipped == 1 and "b.png" in str(items.problems[0]) and "not found" in str(items.problems[0])
@@ -173,3 +176,35 @@ def test_flow_convention_matches_the_scheduler() -> None:
     scheduler._step_index = 0
     out = scheduler.step(noise - x0, t, noisy, return_dict=False)[0]
     assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_reads_what_the_pairs_export_writes(tmp_path: Path) -> None:
+    """tools.pairs_export's pickapic parquet -> read_pairs, with the keypoints as a {name: [x, y, s]} map. (Its
+    JSONL + images layout is not read here: it writes a pair's chosen and rejected image to the same file.)"""
+    from tools.pairs_export import export_pairs
+    from tools.pose_render import COCO17_NAMES
+
+    run = tmp_path / "run"
+    (run / "items").mkdir(parents=True)
+    rows = []
+    for i in range(2):
+        (run / "items" / f"c{i}.png").write_bytes(png(i))
+        (run / "items" / f"r{i}.png").write_bytes(png(50 + i))
+        rows.append({"id": f"it{i}", "prompt": f"prompt {i}", "chosen": f"items/c{i}.png",
+                     "rejected": f"items/r{i}.png", "label": 0.8 if i else 1.0})
+    (run / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keypoints = {name: [20.0, 10.0 + k, 0.9] for k, name in enumerate(COCO17_NAMES)}
+
+    def pose(image: Image.Image) -> tuple[dict, bytes | None, dict]:
+        return keypoints, None, {}
+
+    for fmt, name in (("pickapic", "pairs.parquet"),):
+        export_pairs([run], tmp_path / fmt, fmt=fmt, pose_fn=pose, content_margin=None)
+        pairs = read_pairs(tmp_path / fmt / name)
+        assert pairs.skipped == 0, pairs.problems
+        first, second = sorted(pairs.items, key=lambda item: item.id)
+        assert first.id == "it0" and first.images == [png(0), png(50)] and first.p_chosen == 1.0
+        assert first.prompt == "prompt 0"
+        assert second.p_chosen == pytest.approx(0.8)
+        control = np.asarray(pose_control(second, Image.new("RGB", (40, 40)), (32, 32)))
+        assert control.max() > 0  # the skeleton is drawn from the exported keypoints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zipfile
 from pathlib import Path
@@ -283,3 +284,136 @@ def test_bad_calibration_file_is_a_clear_error(fake_vlm, oracle, tmp_path, capsy
                       "--calibration", str(bad), *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
     assert result.exit_code != 0 and "calibration file is a JSON object" in result.output
     assert fake_vlm.chat_requests == []
+
+
+async def test_geometry_hints_reach_the_prompt_mirrored_in_flipped_views(fake_vlm, tmp_path) -> None:
+    """Hints (from tools.vision when it is installed) are context in the viewer's frame, flipped with the image."""
+    image = bright_square("left", tmp_path / "left.png")
+    oracle = Oracle([{"image_path": "left.png", "total_score": 50,
+                      "criteria": {a: {"level": "B"} for a in ATTRIBUTES}}], {"left.png": image})
+    fake_vlm.script.default(fn=oracle)
+    cfg = AssessorConfig(samples=2, max_pixels=[200 * 200], geometry_hints=True)
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    measured = []
+
+    def measure(path: str) -> dict:
+        measured.append(path)
+        return {"horizontal": "left", "vertical": "middle", "crop_level": "half-body", "facing": "right",
+                "gaze": "camera", "people": 1}
+
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg), measure=measure)
+        item = {"id": "left.png", "image_path": "left.png", "image": str(image), "task": "track1",
+                "question": "Where is the subject?", "options": {"A": "On the left", "B": "On the right"},
+                "format": "single"}
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt",
+                                    run_fingerprint=fingerprint(cfg, views))
+    assert measured == [str(image)]  # measured once per image, not per view
+    assert outcome.state["hints"]["horizontal"] == "left"
+    texts = sorted(user_text(r.body) for r in fake_vlm.chat_requests)
+    assert any("placement: left, middle; shot: half-body; facing: right; gaze: camera" in t for t in texts)
+    assert any("placement: right, middle; shot: half-body; facing: left; gaze: camera" in t for t in texts)
+    assert outcome.state["vote"]["answer"] == "A"
+
+
+async def test_greedy_decoding_asks_one_sample_per_view(fake_vlm, tmp_path) -> None:
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "B"})
+    cfg = AssessorConfig(samples=5, temperature=0.0, max_pixels=[100 * 100])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg))
+        item = {"id": "a", "image_path": "a.png", "image": str(bright_square("left", tmp_path / "a.png")),
+                "task": "track1", "question": "Q?", "options": {"A": "x", "B": "y"}, "format": "single"}
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt",
+                                    run_fingerprint=fingerprint(cfg, views))
+    assert len(fake_vlm.chat_requests) == 2 and all("n" not in r.body for r in fake_vlm.chat_requests)
+    assert outcome.state["vote"]["n_valid"] == 2 and outcome.state["vote"]["answer"] == "B"
+
+
+async def test_a_run_killed_mid_item_resumes_without_asking_finished_views_again(fake_vlm, tmp_path) -> None:
+    """The process dies while an item's views are in flight; the next run asks only the unfinished views."""
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    cfg = AssessorConfig(samples=2, max_pixels=[100 * 100, 150 * 150])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=2)
+    item = {"id": "a", "image_path": "a.png", "image": str(bright_square("left", tmp_path / "a.png")),
+            "task": "track1", "question": "Q?", "options": {"A": "x", "B": "y"}, "format": "single"}
+    run_fp = fingerprint(cfg, views)
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
+
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        assessor = Assessor(cfg, client)
+        real = assessor.assess
+        originals_done: list[str] = []
+        both_done = asyncio.Event()
+
+        async def dies_on_the_mirrored_views(image, question, view, **kw):
+            if view.flip:  # the mirrored views die once the original views have finished
+                await both_done.wait()
+                raise Killed
+            record = await real(image, question, view, **kw)
+            originals_done.append(view.name)
+            if len(originals_done) == 2:
+                both_done.set()
+            return record
+
+        assessor.assess = dies_on_the_mirrored_views  # type: ignore[method-assign]
+        context = UnderstandContext(assessor, views, VoteSettings.from_config(cfg))
+        with pytest.raises(Killed):
+            await run_items([item], context, checkpoint_dir=tmp_path / "ckpt", run_fingerprint=run_fp)
+        asked_before = len(fake_vlm.chat_requests)
+        assessor.assess = real  # type: ignore[method-assign]
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt", run_fingerprint=run_fp)
+    assert outcome.status == "finished" and not outcome.reused
+    assert len(outcome.state["results"]) == 4
+    assert {r["view"]["name"] for r in outcome.state["results"]} == {v.name for v in views}
+    # the original views finished before the "kill" and were not asked again
+    assert asked_before == 2 and len(fake_vlm.chat_requests) == 4
+
+
+def test_validation_split_gives_scorable_predictions_and_a_calibration(fake_vlm, tmp_path, capsys,
+                                                                       monkeypatch) -> None:
+    """A train-format split (no questions): predictions JSON + votes, then calibrate against its scores."""
+    train = EXAMPLES / "track_1_train.json"
+    n_items = len(json.loads(train.read_text()))
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 5.5), "overall": 50})  # no answer field
+    preds = tmp_path / "val_preds.json"
+    result = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(preds), "--no-progress",
+                      "--json", *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["predictions"] == str(preds) and summary["n_finished"] == n_items
+    assert all("Question:" not in user_text(r.body) for r in fake_vlm.chat_requests)
+    scored = json.loads(run_cli(["eval", "track1", str(preds), str(train), "--json"], capsys, monkeypatch).stdout)
+    assert scored["n_matched"] == n_items and scored["qa_acc"] is None
+    calib = tmp_path / "calib.json"
+    fitted = run_cli(["understand", "calibrate", summary["votes"], str(train), "--out", str(calib), "--json"],
+                     capsys, monkeypatch)
+    assert fitted.exit_code == 0, fitted.output
+    report = json.loads(calib.read_text())["report"]
+    assert report["n_fit"] == n_items
+    assert report["fit_accuracy_calibrated"] >= report["fit_accuracy_default"]
+    zipped = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(tmp_path / "x.zip"),
+                      *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert zipped.exit_code != 0 and "must name a .json predictions file" in " ".join(zipped.output.split())
+
+
+async def test_missing_and_corrupt_images_fail_their_item_only(fake_vlm, tmp_path) -> None:
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    cfg = AssessorConfig(samples=2, max_pixels=[100 * 100])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = bright_square("left", tmp_path / "good.png")
+    items = [{"id": name, "image_path": name, "image": image, "task": "track1", "question": "Q?",
+              "options": {"A": "x", "B": "y"}, "format": "single"}
+             for name, image in (("missing.jpg", None), ("corrupt.jpg", str(corrupt)), ("good.png", str(good)))]
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg))
+        outcomes = await run_items(items, context, checkpoint_dir=tmp_path / "ckpt",
+                                   run_fingerprint=fingerprint(cfg, views))
+    assert [o.status for o in outcomes] == ["failed", "failed", "finished"]
+    assert "image not found" in outcomes[0].state["error"]
+    assert "corrupt.jpg" in outcomes[1].state["error"] and "ImageError" in outcomes[1].state["error"]
+    assert len(fake_vlm.chat_requests) == 2  # only the good image reached the model

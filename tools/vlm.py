@@ -383,7 +383,8 @@ class VLMClient:
         refusals raise as for `ask`.
 
         Example:
-            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"], choices=list("0123456789"))
+            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"],
+            ...                              choices=list("0123456789"))                   # doctest: +SKIP
             True
         """
         if self._logprobs_supported is not None:

@@ -4,7 +4,7 @@ Readers never raise on a bad row: each problem (missing image, undecodable bytes
 is recorded with its row number and item id, the row is skipped and counted, and the rest goes on. Images
 are decoded later (`prepare`), where an undecodable one is reported the same way.
 
-SFT prompts are written by the planner's prompt builder from [Content]/[Composition], so a LoRA sees the
+SFT prompts are written by the planner (its prompt builder, from [Content]/[Composition]), so a LoRA sees the
 same prompt text at training and at inference. Pair rows carry their prompt in `caption` (or `prompt`).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from portraitcraft.config import PlannerConfig
+from portraitcraft.config import PlannerConfig, PortraitcraftConfig
 from train import TrainError
 
 
@@ -68,26 +68,19 @@ class ItemSet:
         return len({p.row for p in self.problems})
 
 
-def prompt_builder(config: PlannerConfig) -> Any:
-    """The planner's prompt builder (the same text generation uses)."""
-    try:
-        from agents.planner.prompt_builder import PromptBuilder
-    except ImportError:  # before the planner became a package
-        from agents.prompt_builder import PromptBuilder
-    return PromptBuilder.from_config(config)
-
-
-def read_sft_items(train_file: str | Path, images_dir: str | Path, planner: PlannerConfig) -> ItemSet:
-    """Track 2 training items (image + the built [Content]/[Composition] prompt).
+def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: PortraitcraftConfig) -> ItemSet:
+    """Track 2 training items: each image with the prompt the planner writes for its description at inference
+    (`Planner.from_config(cfg).plan(spec).prompt`: trigger word, spatial statements first, token budget).
 
     Args:
         train_file (str | Path): track_2_train.json (JSON array or JSONL of image_path/content/composition).
         images_dir (str | Path): the images folder (root, then images_00..images_10, as `data validate`).
-        planner (PlannerConfig): trigger word and spatial ordering of the prompt builder.
+        cfg (PortraitcraftConfig): the `[planner]` section and the generator's token budget.
 
     Example:
-        >>> items = read_sft_items("track_2_train.json", "images/", PlannerConfig())  # doctest: +SKIP
+        >>> items = read_sft_items("track_2_train.json", "images/", load_config())  # doctest: +SKIP
     """
+    from agents.planner import Planner
     from portraitcraft.data import detect_kind, parse_items, read_records, resolve_image
 
     if not Path(images_dir).is_dir():
@@ -99,7 +92,7 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, planner: Plan
     parsed = parse_items(records, kind)
     out = ItemSet(items=[], total=len(records))
     out.problems.extend(RowProblem(p.index, p.image_path or "?", f"{p.field}: {p.problem}") for p in parsed.problems)
-    builder = prompt_builder(planner)
+    planner = Planner.from_config(cfg)
     for spec, row in zip(parsed.items, parsed.indices, strict=True):
         if not spec.content.strip():
             out.problems.append(RowProblem(row, spec.id, "no caption (empty content)"))
@@ -108,7 +101,7 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, planner: Plan
         if path is None:
             out.problems.append(RowProblem(row, spec.id, f"image {spec.image_path!r} not found under {images_dir}"))
             continue
-        prompt = builder.build(spec.content, spec.composition).text
+        prompt = planner.plan(spec).prompt
         out.items.append(TrainItem(id=spec.id, row=row, prompt=prompt, images=[path.read_bytes()]))
     return out
 
@@ -148,10 +141,13 @@ def _image_bytes(value: Any, base: Path, what: str) -> bytes:
 
 
 def _label(row: dict[str, Any]) -> float:
-    """P(first image preferred) from label_0 / label_1 (normalised), 1.0 when the row has no labels."""
+    """P(first image preferred) from label_0 / label_1 (normalised), else `label` (the JSONL export's
+    probability that `chosen` is preferred), else 1.0."""
     l0, l1 = row.get("label_0"), row.get("label_1")
     if l0 is None and l1 is None:
-        return 1.0
+        l0 = row.get("label")
+        if l0 is None:
+            return 1.0
     l0 = 1.0 - float(l1) if l0 is None else float(l0)
     l1 = 1.0 - l0 if l1 is None else float(l1)
     if not (math.isfinite(l0) and math.isfinite(l1)) or l0 < 0 or l1 < 0 or l0 + l1 <= 0:
@@ -216,7 +212,7 @@ class Buckets:
 
     @classmethod
     def from_planner(cls, planner: PlannerConfig, *, long_side: int, multiple: int) -> Buckets:
-        from agents.canvas_policy import canvas_classes, canvas_size
+        from agents.planner.canvas_policy import canvas_classes, canvas_size
 
         sizes = [canvas_size(a, long_side, multiple) for a in canvas_classes(planner.aspect_ratios)]
         return cls(tuple(dict.fromkeys(sizes)))
@@ -247,6 +243,19 @@ def decode_image(data: bytes, what: str) -> Image.Image:
         raise ValueError(f"{what}: undecodable image bytes ({type(exc).__name__}: {exc})") from None
 
 
+def keypoint_array(keypoints: Any) -> np.ndarray:
+    """COCO-17 keypoints as an array: the pairs export's {name: [x, y, score]} dict (tools.pairs_export), or
+    rows (17, 2|3) / (people, 17, 2|3). ValueError when they are neither."""
+    from tools.pose_render import COCO17_NAMES
+
+    if isinstance(keypoints, dict):
+        keypoints = [keypoints.get(name) or [0.0, 0.0, 0.0] for name in COCO17_NAMES]
+    try:
+        return np.asarray(keypoints, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("pose_keypoints: expected COCO-17 keypoints (a {name: [x, y, score]} map or rows)") from None
+
+
 def pose_control(item: TrainItem, chosen: Image.Image, size: tuple[int, int]) -> Image.Image:
     """The pair's control image at `size`: `pose_image` fitted like the images, else its keypoints (pixels
     of the chosen image, or normalised 0..1) rendered on the chosen image's canvas then fitted, else a black
@@ -256,7 +265,7 @@ def pose_control(item: TrainItem, chosen: Image.Image, size: tuple[int, int]) ->
     if item.pose_image is not None:
         return fit_to(decode_image(item.pose_image, "pose_image"), size)
     if item.pose_keypoints:
-        points = np.asarray(item.pose_keypoints, dtype=np.float64)
+        points = keypoint_array(item.pose_keypoints)
         if points.size and np.nanmax(points[..., :2]) <= 1.5:
             points = points.copy()
             points[..., 0] *= chosen.width

@@ -54,6 +54,8 @@ class TrainResult:
     forwards: dict[str, int]
     cache_hits: int
     seconds: float
+    prepare_seconds: float = 0.0
+    loop_seconds: float = 0.0
     validation: list[Path] = field(default_factory=list)
     model: FlowModel | None = field(default=None, repr=False)
     train_config: TrainConfig | None = field(default=None, repr=False)
@@ -192,12 +194,17 @@ def run_training(
     if on_model:
         on_model(model)
 
-    cache_root = (Path(tc.cache_dir) if tc.cache_dir else Path(cfg.run.cache_dir) / "train") if tc.cache else None
+    from portraitcraft.paths import cache_root as root_of_caches
+
+    cache_root = (Path(tc.cache_dir).expanduser() if tc.cache_dir else root_of_caches(cfg.run.cache_dir) / "train"
+                  ) if tc.cache else None
     cache = TensorCache(cache_root)
     buckets = Buckets.from_planner(cfg.planner, long_side=tc.resolution, multiple=model.multiple)
     encoder = SampleEncoder(model, cache, buckets, tc.max_sequence_length, pose=pose)
+    prepare_started = time.perf_counter()
     with console.status(f"preparing {len(items.items)} {kind} items"):
         preps = encoder.prepare(items)
+    prepare_seconds = time.perf_counter() - prepare_started
     for problem in items.problems:
         console.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
     if not preps:
@@ -241,6 +248,7 @@ def run_training(
 
     progress = Progress(TextColumn(f"{kind}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                         TimeRemainingColumn(), console=console, disable=not main)
+    loop_started = time.perf_counter()
     with progress:
         task = progress.add_task(kind, total=total, completed=start, info="")
         for step in range(start, total):
@@ -281,6 +289,7 @@ def run_training(
                 accelerator.wait_for_everyone()
                 if main:
                     _save_checkpoint(out, done, model, optimizer, schedule, fingerprint, tc.keep_checkpoints)
+    loop_seconds = time.perf_counter() - loop_started
     if writer is not None:
         writer.close()
     lora = out / LORA_FILE
@@ -289,7 +298,8 @@ def run_training(
     result = TrainResult(
         out=out, kind=kind, steps=total, start_step=start, lora=lora, rows=rows, used=len(preps),
         skipped=items.skipped, problems=[str(p) for p in items.problems], forwards=dict(model.forwards),
-        cache_hits=cache.hits, seconds=time.perf_counter() - started, model=model, encoder=encoder, prepared=preps,
+        cache_hits=cache.hits, seconds=time.perf_counter() - started, prepare_seconds=prepare_seconds,
+        loop_seconds=loop_seconds, model=model, encoder=encoder, prepared=preps,
         train_config=tc,
     )
     if validate and main:
@@ -302,6 +312,7 @@ def run_training(
             "skipped": result.skipped, "problems": result.problems, "lora": str(lora),
             "encoder_forwards": result.forwards, "cache": str(cache_root) if cache_root else None,
             "cache_hits": cache.hits, "seconds": round(result.seconds, 3),
+            "prepare_seconds": round(prepare_seconds, 3), "loop_seconds": round(loop_seconds, 3),
             "last": rows[-1] if rows else None, "validation": [str(p) for p in result.validation],
         })
     return result

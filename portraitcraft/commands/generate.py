@@ -15,6 +15,7 @@ from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, print_json
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 err = Console(stderr=True)
 STRATEGIES = ("loop", "best-of-n", "one-shot")
@@ -142,11 +143,18 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
     if cfg.critic.enabled:
         from tools.vlm import VLMClient
 
-        vlm = VLMClient(cfg.critic, cache_dir=Path(cfg.run.cache_dir))
+        vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+    judge_client = judge = None
+    if vlm is not None and cfg.loop.select_by_judge:  # a VLM setup: the judge ranks rounds that never passed
+        from agents.judge import Judge
+        from tools.vlm import VLMClient
+
+        judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+        judge = Judge(cfg.judge, judge_client)
     board = Board(len(specs) + len(problems), drawer, vlm)
     try:
         ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]
-                            on_event=board.event)
+                            on_event=board.event, judge=judge)
         if live:
             with Live(board.render(), console=err, refresh_per_second=4, transient=False) as display:
                 board.live = display
@@ -154,6 +162,8 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
         else:
             summary = await run_items(ctx, specs, problems)
     finally:
+        if judge_client is not None:
+            await judge_client.aclose()
         if vlm is not None:
             summary_vlm = vlm.stats.summary()
             await vlm.aclose()

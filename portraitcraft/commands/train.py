@@ -54,7 +54,7 @@ def sft(
     from train.runner import run_training
 
     cfg = config_from_cli(config, sets)
-    items = read_sft_items(train_file, images, cfg.planner)
+    items = read_sft_items(train_file, images, cfg)
     result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)
