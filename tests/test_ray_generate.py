@@ -66,7 +66,7 @@ def test_a_ray_run_killed_and_resumed_matches_the_lane(tmp_path: Path, tiny_zima
     assert lane.returncode == 0, lane.stderr.decode()[-3000:]
     want_rows, want_images = rows(lane_out), images(lane_out)
     assert len(want_rows) == N_ITEMS and all(r["status"] == "done" for r in want_rows.values())
-    assert json.loads(lane.stdout)["gpu_utilisation"] > 0
+    assert json.loads(lane.stdout)["gpu"]["executor"] == "lane"
 
     seen: set[int] = set()
     proc = subprocess.Popen(command(ray_out, tiny_zimage, RAY_SETS), env=env(), cwd=tmp_path,
@@ -101,6 +101,7 @@ def test_a_ray_run_killed_and_resumed_matches_the_lane(tmp_path: Path, tiny_zima
     assert resumed.returncode == 0, err.decode()[-3000:]
     summary = json.loads(out)
     assert summary["n_done"] == N_ITEMS and summary["gpu_utilisation"] > 0
+    assert summary["gpu"]["executor"] == "ray" and set(summary["gpu"]["worker_utilisation"]) == {"actor-0", "actor-1"}
     assert not wait_gone(seen, timeout=30), "Ray processes left after the resumed run ended"
     # the killed driver's Ray winds down by itself (its agents give up on the dead GCS after about a minute)
     left = wait_gone(killed_run, timeout=90)
