@@ -26,7 +26,7 @@ from graphs.generate import build_graph
 from graphs.generate_state import GenerateContext, Strategy, initial_state
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.runs import ResultsLog, RunFolder
+from portraitcraft.runs import ResultsLog, RunFolder, failed_row
 from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec, safe_id
 from prompts.rules import load_rules
 
@@ -157,10 +157,10 @@ async def run_items(ctx: GenerateContext, specs: Sequence[Track2Spec], problems:
                 ctx.emit("start", id=spec.id, resumed=resumable)
                 try:
                     await graph.ainvoke(None if resumable else initial_state(spec), config, context=ctx)
-                except Exception as exc:  # an unexpected failure of this item only: record it, go on
-                    row = {**problem_row(ItemProblem(0, spec.image_path, "item", f"{type(exc).__name__}: {exc}")),
-                           "id": spec.id}
-                    results.append(row)
+                except PortraitcraftError as exc:  # an expected failure of this item: a failed row, go on.
+                    # Anything else is a bug: it stops the run; finished rows stay and --resume continues.
+                    results.append(failed_row(spec.id, exc, image_path=spec.image_path, passed=False, rounds=0,
+                                              history=[], cost={}))
                     ctx.emit("finalize", id=spec.id, status="failed", passed=False, rounds=0)
 
         await asyncio.gather(*(one(s) for s in specs))
@@ -171,6 +171,9 @@ async def run_items(ctx: GenerateContext, specs: Sequence[Track2Spec], problems:
 def drawer_utilisation(drawer: Any) -> float | None:
     stats = drawer.stats() if hasattr(drawer, "stats") else None
     if stats is None:
+        return None
+    jobs = stats.get("jobs") if isinstance(stats, dict) else getattr(stats, "jobs", None)
+    if jobs == 0:  # nothing ran on the lane (e.g. reframes only): no utilisation to speak of
         return None
     value = stats.get("utilisation") if isinstance(stats, dict) else getattr(stats, "utilisation", None)
     return round(float(value), 4) if isinstance(value, int | float) else None

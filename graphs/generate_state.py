@@ -44,7 +44,13 @@ class Round(TypedDict, total=False):
     instruction: str
     reason: str
     reframe_error: str
-    seconds: dict[str, float]
+    base_round: int
+    """the round this image was made from (a drift-guard revert goes back to the best one)"""
+    edit: dict[str, Any]
+    """the editor's full decision (EditPlan.to_json())"""
+    analysis: dict[str, Any] | None
+    heuristics: dict[str, Any] | None
+    judge_score: float
 
 
 class GenerateState(TypedDict, total=False):

@@ -126,8 +126,6 @@ def next_plan(state: GenerateState, ctx: GenerateContext) -> EditPlan:
                         prompt=plan.get("prompt", ""))
     decision = ctx.editor.decide(rounds, targets_of(state), prompt=plan.get("prompt", ""), mask_of=mask_of(ctx),
                                   path_of=lambda rel: abs_path(ctx, rel))
-    if decision.action == "regenerate" and (ctx.init_images is not None and not plan.get("prompt")):
-        decision.action = "edit"
     if decision.action == "regenerate" and (state.get("cost") or {}).get("generations", 0) >= \
             ctx.cfg.loop.max_generations and ctx.editor.can_edit:
         decision.action, decision.reason = "edit", decision.reason + "; generation budget spent: edit instead"
@@ -166,7 +164,7 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
     rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
                       edit=decision.to_json())
     rounds.append(Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
-                        findings=None, passed=None, action=None, base_round=decision.base_round))  # type: ignore[typeddict-unknown-key]
+                        findings=None, passed=None, action=None, base_round=decision.base_round))
     ctx.emit("edit", id=spec.id, round=k, action=decision.action)
     return {"rounds": rounds, "cost": add_cost(state, **cost)}
 

@@ -130,7 +130,10 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(1)
-    # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None).
+    # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None);
+    # it also turns Ctrl-C into Exit(130).
+    if code == 130:
+        err_console.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
 
 

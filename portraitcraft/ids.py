@@ -29,7 +29,11 @@ def item_key(image_path: str) -> str:
         >>> item_key("images_03\\\\x.jpg"), item_key("images_03/x.jpg"), item_key("x.jpg")
         ('x.jpg', 'x.jpg', 'x.jpg')
     """
-    return PurePosixPath(str(image_path).replace("\\", "/")).name
+    text = str(image_path).replace("\\", "/")
+    if "/" not in text:
+        return "" if text == "." else text
+    parts = [part for part in text.split("/") if part not in ("", ".")]  # as PurePosixPath(text).name, faster
+    return parts[-1] if parts else ""
 
 
 def earlier_duplicate(seen: dict[str, int], image_path: str, index: int) -> int | None:

@@ -216,3 +216,18 @@ async def test_judge_ranks_rounds_that_never_passed(tmp_path: Path, fake_vlm: An
     row = rows_by_id(folder)["j"]
     assert not row["passed"] and [h.get("judge_score") for h in row["history"]] == [30, 80, 30]
     assert row["final_round"] == 1 and row["cost"]["judge_calls"] == 3
+
+
+def test_live_board_counts_items() -> None:
+    from portraitcraft.commands.generate import Board, summary_table
+
+    board = Board(3, ScriptedDrawer(), None)
+    for item in ("a", "b", "c"):
+        board.event("start", {"id": item})
+    board.event("finalize", {"id": "a", "status": "done", "passed": True, "rounds": 1})
+    board.event("finalize", {"id": "b", "status": "failed", "passed": False, "rounds": 0})
+    assert (board.done, board.failed, board.passed, board.in_flight) == (1, 1, 1, {"c"})
+    row = [c._cells[0] for c in board.render().columns]
+    assert row == ["3", "1", "1", "1", "100%", "1.00", "-", "-"]
+    table = summary_table({"n_items": 3, "pass_rate": 0.5, "cost_per_final_image": {"edits": 1.0}})
+    assert table.row_count == 8

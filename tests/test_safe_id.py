@@ -84,3 +84,13 @@ def test_two_items_sharing_an_id_are_a_problem() -> None:
     assert [s.id for s in parsed.items] == ["x"]
     assert [str(p) for p in parsed.problems] == ["item 1 (images_01/x.png): id: id 'x' is also item 0's id",
                                                  "item 2 (images_02\\x.jpg): id: id 'x' is also item 0's id"]
+
+
+@given(st.text(alphabet="ab./\\\x00é", max_size=20))
+@settings(max_examples=300)
+def test_item_key_is_the_posix_basename_with_backslashes_as_separators(raw: str) -> None:
+    from pathlib import PurePosixPath
+
+    from portraitcraft.ids import item_key
+
+    assert item_key(raw) == PurePosixPath(raw.replace("\\", "/")).name

@@ -12,6 +12,7 @@ from cli_run import run_cli
 from fake_vlm import API_KEY_ENV, FakeVLMServer, make_client, user_text
 from PIL import Image, ImageDraw
 from understand_oracle import Oracle
+from vision_fixtures import photos  # noqa: F401  (the real-photo fixture)
 
 from agents.assessor import Assessor, answer_schema
 from agents.assessor_sft import sft_record
@@ -81,15 +82,19 @@ def test_understand_writes_a_submission_that_validates_and_scores(fake_vlm, orac
     assert report["level_acc"] == 1.0 and report["qa_acc"] == 1.0
     assert report["srcc"] == pytest.approx(1.0) and report["plcc"] > 0.99
     rows = [json.loads(line) for line in Path(summary["votes"]).read_text().splitlines()]
+    labels = {item["image_path"]: item["answer"] for item in json.loads(LABELS.read_text())}
     assert len(rows) == 4
     for row in rows:
+        truth = labels[row["image_path"]]
         assert row["status"] == "finished" and len(row["views"]) == 4
         assert all(len(v["samples"]) == K for v in row["views"])
         assert {v["view"]["flip"] for v in row["views"]} == {False, True}
         assert {tuple(v["order"]) for v in row["views"]} == {("A", "B", "C", "D"), ("B", "C", "D", "A")}
-        assert row["vote"]["answer"] == "A" and row["vote"]["answer_votes"] == {"A": 2 * K}  # unflipped views
-        shown = {v["samples"][0]["shown_answer"] for v in row["views"]}
-        assert shown == {"A", "D"}  # option A shown as D under the shifted order, mapped back to A
+        assert row["vote"]["answer"] == truth and row["vote"]["answer_votes"] == {truth: 2 * K}  # unflipped views
+        for v in row["views"]:  # the model saw the true option under another letter; it was mapped back
+            shown = "ABCD"[v["order"].index(truth)]
+            assert {s["shown_answer"] for s in v["samples"]} == {shown}
+            assert {s["answer"] for s in v["samples"]} == {truth}
 
     # a second run resumes from the checkpoints: no model call, the same submission
     fake_vlm.reset()
@@ -417,3 +422,27 @@ async def test_missing_and_corrupt_images_fail_their_item_only(fake_vlm, tmp_pat
     assert "image not found" in outcomes[0].state["error"]
     assert "corrupt.jpg" in outcomes[1].state["error"] and "ImageError" in outcomes[1].state["error"]
     assert len(fake_vlm.chat_requests) == 2  # only the good image reached the model
+
+
+def test_geometry_hints_from_the_real_vision_tools(fake_vlm, photos, tmp_path, capsys,  # noqa: F811
+                                                   monkeypatch) -> None:
+    """geometry_hints = true: tools.vision measures each photo once; hints are recorded and mirrored."""
+    from agents.assessor import render_hints
+
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    template = json.loads(TEST.read_text())[0]
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps([dict(template, image_path=f"{name}.png") for name in ("astronaut", "coffee")]))
+    out = tmp_path / "t1.zip"
+    result = run_cli(["understand", str(test), "--images", str(photos["astronaut"].parent), "--out", str(out),
+                      "--no-progress", "--json", *endpoint_sets(fake_vlm, tmp_path, "assessor.geometry_hints=true",
+                                                                 "assessor.samples=2")], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.with_name("t1.votes.jsonl").read_text().splitlines()]
+    astronaut, coffee = rows[0]["hints"], rows[1]["hints"]
+    assert astronaut["people"] == 1 and astronaut["horizontal"] in ("left", "center", "right")
+    assert coffee == {"people": 0}
+    texts = [user_text(r.body) for r in fake_vlm.chat_requests]
+    plain, mirrored = render_hints(astronaut), render_hints(astronaut, flip=True)
+    assert sum(plain in t for t in texts) >= 2 and sum(mirrored in t for t in texts) >= 2
+    assert sum("people: 0" in t for t in texts) == 4

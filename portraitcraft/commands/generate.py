@@ -55,12 +55,12 @@ def generate(
         out = Path(cfg.run.out_dir) / (cfg.run.name or time.strftime("%Y%m%d-%H%M%S"))
     run = RunFolder.create(out.parent, out.name, config=cfg, command=sys.argv, resume=resume)
     summary = asyncio.run(_run(cfg, run, specs, problems, init_images, strategy, live=not as_json))
-    report = write_report(run.root)
-    summary["report"] = str(report)
-    summary["run"] = str(run.root)
     from portraitcraft.atomic import atomic_write_json
 
-    atomic_write_json(run.root / "summary.json", summary)
+    summary["run"] = str(run.root)
+    summary["report"] = str(run.root / "report.html")
+    atomic_write_json(run.root / "summary.json", summary)  # first: the report reads it
+    report = write_report(run.root)
     if as_json:
         print_json(summary)
     else:
@@ -170,6 +170,9 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
         await drawer.aclose()
     if vlm is not None:
         summary["vlm"] = summary_vlm
+        tokens = summary_vlm.get("prompt_tokens", 0) + summary_vlm.get("completion_tokens", 0)
+        if summary["n_done"]:  # the client counts tokens per run, not per item: a run-level average
+            summary["cost_per_final_image"]["vlm_tokens"] = round(tokens / summary["n_done"], 1)
     return summary
 
 

@@ -29,8 +29,7 @@ from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
-    from graphs.understand import ItemOutcome
-    from graphs.understand_state import UnderstandContext, UnderstandItem
+    from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
     from tools.vlm import VLMClient
 
 err_console = Console(stderr=True)
@@ -51,20 +50,20 @@ app = typer.Typer(cls=_RunByDefault, no_args_is_help=True)
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def _geometry_measure(enabled: bool) -> Any:
+def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
     """Image path -> geometry hints from tools.vision (viewer's frame), or None when hints are off."""
-    if not enabled:
+    if not cfg.assessor.geometry_hints:
         return None
     try:
-        from tools.vision import analyze  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise InputError(f"assessor.geometry_hints needs tools.vision, which is not available here ({exc})") from None
+        from tools.vision import analyze
+    except ImportError as exc:  # the vision extra is not installed on this box
+        raise InputError(f"assessor.geometry_hints needs tools.vision, which cannot be imported here ({exc})") from None
 
-    def measure(path: str) -> dict[str, Any] | None:
-        subject = analyze(path).subject
-        if subject is None:
-            return None
-        data = subject.model_dump()
+    def measure(path: str) -> dict[str, Any]:
+        analysis = analyze(path, cfg.vision)
+        if analysis.subject is None:
+            return {"people": len(analysis.persons)}
+        data = analysis.subject.model_dump(mode="json")
         return {k: data.get(k) for k in ("horizontal", "vertical", "crop_level", "facing", "gaze", "people")}
 
     return measure
@@ -91,7 +90,7 @@ def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[Understa
         context = UnderstandContext(
             assessor=Assessor(acfg, client), views=views, settings=VoteSettings.from_config(acfg),
             calibration=Calibration.load(calib_path) if calib_path else None,
-            measure=_geometry_measure(acfg.geometry_hints),
+            measure=_geometry_measure(cfg),
         )
     except BaseException:
         asyncio.run(client.aclose())
