@@ -16,13 +16,14 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from portraitcraft.atomic import atomic_write_json
 from portraitcraft.errors import DataError
+from portraitcraft.ids import item_key
 from portraitcraft.schemas import ATTRIBUTES, Level
 
 DEFAULT_THRESHOLDS: tuple[float, float] = (5.0, 7.0)
@@ -159,7 +160,7 @@ class CalibrationRow:
 
 
 def _truth_rows(records: Sequence[Any]) -> dict[str, tuple[dict[str, int], float | None]]:
-    """Ground truth by image basename: train-format scores (cut at 5/7) or labelled test levels."""
+    """Ground truth by `item_key`: train-format scores (cut at 5/7) or labelled test levels."""
     from portraitcraft.data import detect_kind, parse_items
 
     kind = detect_kind(records)
@@ -170,18 +171,18 @@ def _truth_rows(records: Sequence[Any]) -> dict[str, tuple[dict[str, int], float
     for item in parsed.items:
         levels = {a: LEVEL_INDEX[lv] for a, lv in item.levels.items() if lv is not None}
         total = float(item.total_score) if kind == "track1_train" or not item.is_placeholder else None
-        out[PurePath(item.image_path).name] = (levels, total)
+        out[item_key(item.image_path)] = (levels, total)
     return out
 
 
 def join_rows(votes: Sequence[Mapping[str, Any]], truth_records: Sequence[Any]) -> tuple[list[CalibrationRow],
                                                                                          list[str]]:
-    """Join votes-file rows (by image basename) with the ground truth; returns (rows, problems)."""
+    """Join votes-file rows (by item key) with the ground truth; returns (rows, problems)."""
     truth = _truth_rows(truth_records)
     rows: list[CalibrationRow] = []
     problems: list[str] = []
     for index, row in enumerate(votes):
-        key = PurePath(str(row.get("image_path", ""))).name
+        key = item_key(str(row.get("image_path", "")))
         vote = row.get("vote") or {}
         means = vote.get("attribute_means") or {}
         if not key or row.get("status") != "finished" or len(means) != len(ATTRIBUTES):

@@ -2,7 +2,8 @@
 
 Actions:
 - `reframe`: every detected finding is one a crop can fix (placement, vertical position, orientation: the
-  geometric rules in `agents.reframe.REFRAMEABLE_RULES`): crop/pad the image, no model involved;
+  geometric rules in `agents.reframe.REFRAMEABLE_RULES`), or a mirror image (a facing / gaze measured on the
+  opposite side, `loop.mirror`): mirror and/or crop/pad the image, no model involved;
 - `edit`: an instruction edit (Qwen-Image-Edit or img2img) of the current image;
 - `regenerate`: a fresh draft with a new seed and the findings turned into spatial-first prompt statements,
   when edits in a row reach `loop.max_edits`, or when the drift guard fires.
@@ -30,6 +31,8 @@ from tools.fidelity import edit_drift
 Action = Literal["reframe", "edit", "regenerate"]
 SOURCE_PRIORITY = {"geometry": 0, "heuristic": 1, "vlm": 2}
 DEFAULT_REFRAMEABLE = frozenset({"horizontal", "vertical", "orientation"})
+MIRRORABLE = frozenset({"facing", "gaze"})
+"""Geometric rules a mirror image fixes when the measured side is the opposite of the expected one."""
 MaskOf = Callable[[str], Any]
 """image path -> its person mask (HxW bool array) or None."""
 
@@ -206,11 +209,15 @@ class Editor:
                                 rules=[f.rule for f in base_used], dropped=dropped,
                                 drift=fidelity or {"drifted": False, "worse_findings": True},
                                 prompt=self.regeneration_prompt(prompt, base_used, targets))
-        if self.can_reframe and used and all(f.source == "geometry" and f.rule in self.reframeable for f in used) and \
+        mirror = self._mirror_fixes(found, used)
+        if self.can_reframe and used and all((f.source == "geometry" and f.rule in self.reframeable)
+                                             or (mirror and f.rule in MIRRORABLE) for f in used) and \
                 not self._reframe_failed_on(last):
-            goal = {"horizontal": targets.horizontal, "vertical": targets.vertical, "orientation": targets.orientation}
-            return EditPlan("reframe", instruction, k, "every detected finding is one a crop can fix", rules=rules,
-                            dropped=dropped, reframe=goal)
+            goal = {"horizontal": targets.horizontal, "vertical": targets.vertical, "orientation": targets.orientation,
+                    "mirror": mirror}
+            why = ("a mirror image fixes the left/right facing or gaze (text and the subject's own sides mirror "
+                   "too), a crop the rest") if mirror else "every detected finding is one a crop can fix"
+            return EditPlan("reframe", instruction, k, why, rules=rules, dropped=dropped, reframe=goal)
         edits_in_a_row = 0
         for r in reversed(rounds[:k]):
             if r.get("action") != "edit":
@@ -222,6 +229,17 @@ class Editor:
                             rules=rules, dropped=dropped, prompt=self.regeneration_prompt(prompt, used, targets))
         return EditPlan("edit", instruction, k, "an instruction edit of the current image", rules=rules,
                         dropped=dropped)
+
+    def _mirror_fixes(self, found: Sequence[Finding], used: Sequence[Finding]) -> bool:
+        """Whether mirroring the picture fixes a detected left/right facing or gaze without breaking another
+        left/right measurement that is right now (`loop.mirror`)."""
+        if not self.cfg.mirror:
+            return False
+        sided = [f for f in found if f.source == "geometry" and f.rule in MIRRORABLE and f.confidence >=
+                 self.min_confidence and {f.expected, f.measured} <= {"left", "right"} and f.expected != f.measured]
+        kept = [f for f in found if f.source == "geometry" and f.rule in MIRRORABLE and not f.detected
+                and f.measured in ("left", "right")]
+        return bool(sided) and not kept and all(f in sided for f in used if f.rule in MIRRORABLE)
 
     @staticmethod
     def _reframe_failed_on(entry: dict[str, Any]) -> bool:

@@ -16,15 +16,16 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from agents.judge import Judge, JudgeResult
 from eval.score_tables import read_score_csv
+from portraitcraft.atomic import atomic_write_text
 from portraitcraft.config import mask_secrets
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.runs import atomic_write_text
+from portraitcraft.ids import item_key
 from portraitcraft.schemas import Track2Spec
 from tools.images import load_image
 
@@ -161,7 +162,7 @@ def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = Non
         raise ValueError(f"one run mixed judge scoring methods {modes}: the scores are not comparable")
     if human is not None:
         for s in scores:
-            s.human = human.get(PurePath(s.image_path).name)
+            s.human = human.get(item_key(s.image_path))
     report = Track2Report(
         content=_mean([s.result.content for s in ok if s.result]),
         composition=_mean([s.result.composition for s in ok if s.result]),
@@ -175,7 +176,7 @@ def summarise(scores: Sequence[ImageScore], human: dict[str, float] | None = Non
         mode=modes[0] if modes else None,
     )
     if human is not None:
-        items = {PurePath(s.image_path).name for s in scores}
+        items = {item_key(s.image_path) for s in scores}
         unmatched = sorted(k for k in human if k not in items)
         if unmatched:
             shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")

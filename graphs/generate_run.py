@@ -26,8 +26,9 @@ from graphs.generate import build_graph
 from graphs.generate_state import GenerateContext, Strategy, initial_state
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.ids import default_item_id
 from portraitcraft.runs import ResultsLog, RunFolder, failed_row
-from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec, safe_id
+from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec
 from prompts.rules import load_rules
 
 CHECKPOINTS = "checkpoints.sqlite"
@@ -123,7 +124,7 @@ async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
 
 def problem_row(problem: ItemProblem) -> dict[str, Any]:
     raw = problem.image_path or f"item-{problem.index}"
-    return {"id": safe_id(Path(raw).stem or raw), "image_path": problem.image_path, "status": "failed",
+    return {"id": default_item_id(raw), "image_path": problem.image_path, "status": "failed",
             "passed": False, "rounds": 0, "history": [], "canvas": None, "targets": None, "prompt": None,
             "timings": {}, "cost": {}, "error": str(problem)}
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from agents.editor import EditPlan, best_round
+from agents.group import group_pairs, group_rewards
 from graphs.generate_state import GenerateContext, GenerateState, Round
 from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
-from tools.images import load_image
+from tools.images import hflip, load_image
 
 
 def spec_of(state: GenerateState) -> Track2Spec:
@@ -178,8 +179,13 @@ async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
     analysis = ctx.analyses.get(path)
     try:
         source = await asyncio.to_thread(load_image, path)
+        if goal.get("mirror"):  # the subject now faces / looks the other way; measure the mirrored picture
+            source = hflip(source)
+            analysis = None
+            if not any(goal.get(k) for k in ("horizontal", "vertical", "orientation")):
+                return source, ""
         if analysis is None:
-            analysis = await asyncio.to_thread(ctx.critic.analyze, path) if ctx.critic.analyze else None
+            analysis = await asyncio.to_thread(ctx.critic.analyze, source) if ctx.critic.analyze else None
         result = await asyncio.to_thread(ctx.reframe, source, analysis, horizontal=goal.get("horizontal"),
                                          vertical=goal.get("vertical"), aspect=aspect)
     except PortraitcraftError as exc:
@@ -197,8 +203,8 @@ def choose_final(state: GenerateState, min_confidence: float) -> int:
 
 
 def submission_name(spec: Track2Spec) -> str:
-    name = PurePath(spec.output_name).name
-    return name if name == safe_id(name) else safe_id(name)
+    """The submission file name: the item's key (`output_name`), made file-safe once (idempotent)."""
+    return safe_id(spec.output_name)
 
 
 async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
@@ -209,15 +215,23 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
             and len(state["rounds"]) > 1:
         state = {**state, "rounds": await judge_rounds(state, ctx)}
         state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
+    group = ctx.cfg.loop.group_size >= 2 and not failed and len(state["rounds"]) >= 2
+    if group and ctx.judge is not None and not any(r.get("judge_score") is not None for r in state["rounds"]):
+        state = {**state, "rounds": await judge_rounds(state, ctx)}
+        state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
     final = None if failed else choose_final(state, ctx.critic.cfg.min_confidence)
     row = result_row(state, ctx, final)
+    if group:
+        row["group"] = group_outcome(state, ctx)
     if final is not None:
         src = ctx.run.root / state["rounds"][final]["image"]
         dst = ctx.run.root / "submission" / submission_name(spec)
         await asyncio.to_thread(_copy_image, src, dst)
         row["final_image"] = dst.relative_to(ctx.run.root).as_posix()
-        if final != 0 and ctx.pairs is not None and spec.id not in ctx.pairs_done:
-            ctx.pairs.append(pair_row(state, final))
+        if ctx.pairs is not None and spec.id not in ctx.pairs_done:
+            rows = group_pair_rows(state, row["group"]) if group else ([pair_row(state, final)] if final else [])
+            for pair in rows:
+                ctx.pairs.append(pair)
             ctx.pairs_done.add(spec.id)
     ctx.run.results.append(row)
     ctx.drawer.item_done(spec.id)
@@ -237,6 +251,7 @@ async def judge_rounds(state: GenerateState, ctx: GenerateContext) -> list[Round
             r.setdefault("failures", []).append({"source": "judge", "rule": "*", "error": str(exc)})
             return
         r["judge_score"] = round((result.content + result.composition) / 2, 3)
+        r["judge_content"], r["judge_composition"] = round(result.content, 3), round(result.composition, 3)
 
     await asyncio.gather(*(one(r) for r in rounds))
     return rounds  # type: ignore[return-value]
@@ -260,6 +275,7 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         "instruction": r.get("instruction", ""), "reason": r.get("reason", ""), "seed": r.get("seed"),
         "disagreements": r.get("disagreements") or [], "failures": r.get("failures") or [],
         **({"judge_score": r["judge_score"]} if r.get("judge_score") is not None else {}),
+        **({"edit": r["edit"]} if r.get("edit") else {}),  # the editor's full decision (dropped, reframe goal)
         **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
     } for i, r in enumerate(rounds)]
     passed = bool(final is not None and rounds[final].get("passed"))
@@ -287,6 +303,33 @@ def pair_row(state: GenerateState, final: int) -> dict[str, Any]:
     return {"id": spec.id, "prompt": (state.get("plan") or {}).get("prompt") or spec.description,
             "chosen": rounds[final]["image"], "rejected": rounds[0]["image"], "chosen_round": final,
             "rejected_round": 0, "rules_fired": fired, "content": spec.content, "composition": spec.composition}
+
+
+def group_outcome(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    """Within-group rewards of an item's independently drawn candidates (`generate --group G`)."""
+    loop = ctx.cfg.loop
+    rewards = group_rewards(state["rounds"], loop.group_weights, min_confidence=ctx.critic.cfg.min_confidence)
+    return {**rewards, "pairs": [list(p) for p in group_pairs(rewards, loop.group_pairs)]}
+
+
+def group_pair_rows(state: GenerateState, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """Preference pairs of a group, each labelled with P(chosen preferred) from the NaSPO probabilities."""
+    spec = spec_of(state)
+    rounds = state["rounds"]
+    prompt = (state.get("plan") or {}).get("prompt") or spec.description
+    rows = []
+    for chosen, rejected, label in group["pairs"]:
+        fired = sorted({f["rule"] for f in rounds[rejected].get("findings") or [] if f.get("detected")})
+        rows.append({
+            "id": spec.id, "prompt": prompt, "chosen": rounds[chosen]["image"], "rejected": rounds[rejected]["image"],
+            "chosen_round": chosen, "rejected_round": rejected, "label": round(label, 6), "source": "group",
+            "rules_fired": fired, "chosen_content": rounds[chosen].get("judge_content"),
+            "rejected_content": rounds[rejected].get("judge_content"),
+            "provenance": {"reward": [group["reward"][chosen], group["reward"][rejected]],
+                           "adv": [group["adv"][chosen], group["adv"][rejected]], "weights": group["weights"],
+                           "seeds": [rounds[chosen].get("seed"), rounds[rejected].get("seed")]},
+        })
+    return rows
 
 
 def failure_update(exc: BaseException) -> dict[str, Any]:

@@ -306,9 +306,21 @@ class LoopConfig(_Section):
         16.0, description="drift guard: an edit whose background PSNR (dB) falls below this drifted")
     drift_max_delta_e_person: Annotated[float, Field(ge=0)] = Field(
         25.0, description="drift guard: an edit whose mean CIEDE2000 over the person exceeds this drifted")
+    mirror: bool = Field(
+        True, description="let a mirror image fix a facing / gaze measured on the opposite side (it also mirrors "
+        "text and the subject's own left/right)")
     strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
         "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
         "one-shot: one draft")
+    group_size: Annotated[int, Field(ge=0, le=64)] = Field(
+        0, description="`generate --group G`: G independent candidates per item scored with within-group rewards "
+        "(NaSPO); 0 or 1 = off")
+    group_weights: dict[str, float] = Field(
+        default_factory=lambda: {"critic": 0.4, "content": 0.3, "composition": 0.3},
+        description="objective -> weight for group rewards (critic pass ratio, judge content, judge "
+        "composition); renormalised over the objectives measured")
+    group_pairs: Literal["best-worst", "all"] = Field(
+        "best-worst", description="group preference pairs: best vs worst, or every pair with a higher reward first")
 
 
 class GpuConfig(_Section):

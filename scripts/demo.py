@@ -3,16 +3,17 @@
 1. validate the bundled example files;
 2. critique-correct REAL photographs (`portraitcraft generate --init-images`): three public-domain portraits
    (scikit-image's astronaut and camera, matplotlib's grace_hopper; copied from the installed packages at run
-   time, never committed) paired with descriptions whose placement and frame orientation they violate. The
-   geometric critic (real mediapipe pose, person mask and face on CPU) finds each fault, the reframing editor
-   crops/pads to fix it, and the critic passes the result;
+   time, never committed) paired with descriptions whose placement, frame orientation and (camera) facing
+   they violate. The geometric critic (real mediapipe pose, person mask and face on CPU) finds each fault, the
+   reframing editor mirrors (facing) and crops/pads (placement, frame) to fix it, and the critic passes;
 3. draft from scratch with the tiny RANDOM Z-Image through the real diffusers loading code, critique, edit
    (img2img) until the round budget: noise never shows a person, so every item ends "not passed" at the
    budget -- an honest run of the loop's machinery, not of image quality;
 4. score a Track 1 prior baseline exactly as the benchmark does.
 
-What it does not show: a VLM critic (no endpoint offline; see configs/zimage-turbo.toml), facing / gaze / crop
-level fixes (a crop cannot turn a head; they need a real editing model), or good drafts (tiny random weights).
+What it does not show: a VLM critic (no endpoint offline; see configs/zimage-turbo.toml), crop-level or pose
+fixes (a crop cannot show more of a body or move a limb; they need a real editing model), or good drafts
+(tiny random weights).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ PHOTOS: dict[str, tuple[str, str]] = {
     "astronaut.png": ("An astronaut in an orange flight suit, smiling, with the American flag behind her.",
                       "The astronaut is placed on the right third of a vertical frame, looking at the camera."),
     "camera.png": ("A photographer in a dark coat working with a camera on a tripod in a park.",
-                   "The photographer stands in the centre of a vertical frame, with the park behind him."),
+                   "The photographer faces left, standing in the centre of a vertical frame, with the park "
+                   "behind him."),
     "grace_hopper.png": ("A naval officer in dress uniform, a head-and-shoulders portrait.",
                          "The officer is placed on the left third of a square frame, looking at the camera."),
 }
@@ -146,13 +148,14 @@ def main() -> int:
     console.rule("4. Track 1: a prior baseline, scored as the benchmark does")
     track1_baseline(ex, out)
     console.rule("what this shows")
-    console.print("- the geometric critic measured where each real subject sits and the frame's shape, found the "
-                  "placement / orientation faults the descriptions imply, and the reframing editor fixed them "
-                  "until the critic passed (section 2; trajectories in the reports);\n"
+    console.print("- the geometric critic measured where each real subject sits, which way it faces and the "
+                  "frame's shape, found the placement / facing / orientation faults the descriptions imply, and "
+                  "the reframing editor (mirror + crop) fixed them until the critic passed (section 2; "
+                  "trajectories in the reports);\n"
                   "- the loop runs end to end on real diffusers code with checkpoints, resume, results.jsonl, "
                   "pairs.jsonl, submission/ and report.html; with random weights it honestly ends at the round "
                   "budget (section 3);\n"
-                  "- NOT shown: a VLM critic, facing/gaze/crop-level fixes (they need a real editing model), image "
+                  "- NOT shown: a VLM critic, crop-level / pose fixes (they need a real editing model), image "
                   "quality.")
     shutil.rmtree(photos / "__pycache__", ignore_errors=True)
     return 0

@@ -69,8 +69,8 @@ def test_every_failing_command_exits_non_zero(examples_dir: Path, tmp_path: Path
         (["eval", "track1", missing, examples_dir / "track_1_test_labels.json"], 2, "does not exist"),
         (["eval", "track2", examples_dir / "track_2_test.json", "--images", tmp_path / "none"], 2, "not a folder"),
         (["eval", "calibrate-judge", missing, missing], 2, "absent.json"),
-        # tools.images.ImageError keeps the generic PortraitcraftError code 1
-        (["eval", "fidelity", missing, missing, "--mask", missing], 1, "file not found"),
+        # tools.images.ImageError is bad input (an InputError): code 2
+        (["eval", "fidelity", missing, missing, "--mask", missing], 2, "file not found"),
         (["plan", "fit", examples_dir / "track_2_train.json", "--images", tmp_path / "none", "--out",
           tmp_path / "p.json"], 2, "not a folder"),
         (["doctor", "--json", "--config", unreachable, "--timeout", "1", "--strict"], 1, ""),
@@ -137,3 +137,19 @@ def test_other_commands_failures_reach_the_shell(tmp_path: Path) -> None:
     for run in runs:
         assert run.code != 0, (run.args, run.output)
         assert str(missing) in run.output and "Traceback" not in run.output, (run.args, run.output)
+
+
+def test_an_unusable_image_is_bad_input_naming_the_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32), "white").save(good)
+    runs = run_script_many([["eval", "fidelity", good, corrupt, "--mask", good],
+                            ["reframe", corrupt, "--horizontal", "left", "--out", tmp_path / "out.png"]])
+    for run in runs:
+        assert run.code == 2, (run.args, run.code, run.output)
+        assert any("corrupt.png" in line and "image" in line for line in run.stderr.splitlines()), run.output
+        assert "Traceback" not in run.output, run.output
+    assert not (tmp_path / "out.png").exists()

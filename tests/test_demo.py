@@ -34,6 +34,8 @@ def test_demo_reframes_real_photos_to_a_pass_and_drafts_to_the_budget(tmp_path: 
         first, last = row["history"][0], row["history"][-1]
         fired = {f["rule"] for f in first["findings"] if f["detected"] and f["source"] == "geometry"}
         assert {"horizontal", "orientation"} <= fired, row["id"]
+        if row["id"] == "camera":  # he faces the other way: a mirror image fixes it
+            assert "facing" in fired and row["history"][0]["edit"]["reframe"]["mirror"] is True
         assert first["action"] == "reframe" and last["made_by"] == "reframe" and last["passed"]
         assert row["passed"] and row["status"] == "done"
         with Image.open(tmp_path / "d" / "photos-run" / row["final_image"]) as im:

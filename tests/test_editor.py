@@ -40,7 +40,8 @@ def test_actions() -> None:
     t = CompositionTargets(horizontal="left", phrases={"horizontal": "on the left third"})
     crop = [round_([f("horizontal", "geometry", instruction="move left")])]
     plan = editor.decide(crop, t, prompt="a woman")
-    assert plan.action == "reframe" and plan.reframe == {"horizontal": "left", "vertical": None, "orientation": None}
+    assert plan.action == "reframe" and plan.reframe == {"horizontal": "left", "vertical": None, "orientation": None,
+                                                         "mirror": False}
     mixed = [round_([f("horizontal", "geometry"), f("anatomy")])]
     assert editor.decide(mixed, t, prompt="a woman").action == "edit"
     after_reframe = [round_([f("anatomy")], "reframe"), round_([f("horizontal", "geometry")], made_by="reframe")]
@@ -60,3 +61,21 @@ def test_best_round_is_never_just_the_last() -> None:
     assert best_round(rounds, 0.5) == 2
     judged = [round_([f("anatomy")], judge_score=40.0), round_([f("anatomy")], judge_score=70.0)]
     assert best_round(judged, 0.5) == 1
+
+
+def test_a_mirror_fixes_an_opposite_facing_unless_it_breaks_another_side() -> None:
+    editor = Editor(LoopConfig(), 0.5, reframeable=frozenset({"horizontal", "orientation"}))
+    t = CompositionTargets(horizontal="center", facing="left", orientation="portrait")
+    wrong_way = f("facing", "geometry", expected="left", measured="right", confidence=0.8)
+    plan = editor.decide([round_([wrong_way, f("horizontal", "geometry", expected="center", measured="left")])],
+                         t, prompt="p")
+    assert plan.action == "reframe" and plan.reframe["mirror"] is True and "mirror" in plan.reason
+    gaze_ok = f("gaze", "geometry", detected=False, expected="right", measured="right")
+    assert editor.decide([round_([wrong_way, gaze_ok])], t, prompt="p").action == "edit"  # would break the gaze
+    to_camera = f("facing", "geometry", expected="camera", measured="right")
+    assert editor.decide([round_([to_camera])], t, prompt="p").action == "edit"  # a mirror cannot do that
+    off = Editor(LoopConfig(mirror=False), 0.5, reframeable=frozenset({"horizontal"}))
+    assert off.decide([round_([wrong_way])], t, prompt="p").action == "edit"
+    crop_only = editor.decide([round_([f("horizontal", "geometry", expected="center", measured="left")])], t,
+                              prompt="p")
+    assert crop_only.reframe["mirror"] is False

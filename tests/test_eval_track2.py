@@ -111,3 +111,15 @@ def test_cli_track2_json_out_csv_and_calibration(
     assert cal.exit_code == 0, cal.output
     overall = json.loads(cal.stdout)["overall"]
     assert overall["n"] == 2 and overall["mae"] == pytest.approx((abs(53 - 65) + abs(70 - 90)) / 2)
+
+
+def test_human_ratings_join_a_backslash_image_path(tmp_path) -> None:
+    """The one item key: `images_03\\x.jpg` in the items and `x.jpg` in the ratings are the same image."""
+    from eval.track2 import ImageScore, read_human_scores, summarise
+
+    ratings = tmp_path / "human.csv"
+    ratings.write_text("image_path,score\nx.jpg,80\nx.jpg,60\n")
+    human, problems = read_human_scores(ratings)
+    report = summarise([ImageScore(image_path="images_03\\x.jpg", error="judge down")], human, problems)
+    assert report.scores[0].human == 70.0
+    assert report.human_problems == []

@@ -87,12 +87,14 @@ def test_folder_formats(run_dir: Path, tmp_path: Path, fmt: str) -> None:
     if fmt == "jsonl":
         rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
         assert [r["id"] for r in rows] == ["a", "b"]
-        assert Image.open(out / rows[0]["chosen"]).size == (48, 64)
+        assert np.array_equal(np.asarray(Image.open(out / rows[0]["chosen"])), np.asarray(_image(1)))
+        assert np.array_equal(np.asarray(Image.open(out / rows[0]["rejected"])), np.asarray(_image(0)))
         assert (out / rows[0]["pose_image"]).is_file() and rows[1]["label"] == 0.8
     elif fmt == "diffsynth":
         rows = list(csv.DictReader((out / "metadata.csv").open()))
         assert list(rows[0]) == ["prompt", "image", "lose_image"]
         assert np.array_equal(np.asarray(Image.open(out / rows[0]["lose_image"])), np.asarray(_image(0)))
+        assert np.array_equal(np.asarray(Image.open(out / rows[0]["image"])), np.asarray(_image(1)))
     elif fmt == "kohya":
         assert sorted(p.name for p in (out / "w").iterdir()) == sorted(p.name for p in (out / "l").iterdir())
         assert (out / "w" / "000001.caption").read_text() == "a man facing right"

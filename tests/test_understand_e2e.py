@@ -446,3 +446,17 @@ def test_geometry_hints_from_the_real_vision_tools(fake_vlm, photos, tmp_path, c
     plain, mirrored = render_hints(astronaut), render_hints(astronaut, flip=True)
     assert sum(plain in t for t in texts) >= 2 and sum(mirrored in t for t in texts) >= 2
     assert sum("people: 0" in t for t in texts) == 4
+
+
+def test_windows_image_paths_give_items_keyed_by_their_basename(fake_vlm, oracle, tmp_path, capsys,
+                                                                 monkeypatch) -> None:
+    template = json.loads(TEST.read_text())[:1]
+    name = template[0]["image_path"]
+    test = tmp_path / "track_1_test.json"
+    test.write_text(json.dumps([dict(template[0], image_path=f"images_00\\{name}")]))
+    out = tmp_path / "t1.zip"
+    result = run_cli(["understand", str(test), "--images", str(IMAGES), "--out", str(out), "--no-progress",
+                      "--json", *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in Path(json.loads(result.stdout)["votes"]).read_text().splitlines()]
+    assert [(r["id"], r["image_path"]) for r in rows] == [(name, f"images_00\\{name}")]

@@ -231,3 +231,15 @@ def test_fingerprint_changes_with_what_is_asked_not_with_how_it_is_voted() -> No
     for changed in ({"model": "other"}, {"samples": 7}, {"flip": False}, {"templates": ["brief"]},
                     {"output": "levels"}, {"overall": "logprob"}, {"max_pixels": [1000]}):
         assert fp(**changed) != base, changed
+
+
+def test_join_rows_joins_windows_and_posix_paths_on_one_item_key() -> None:
+    truth = [{"image_path": "images_03\\a.jpg", "total_score": 61,
+              "criteria": {attr: {"score": 7.5, "reason": ""} for attr in ATTRIBUTES}}]
+    means = dict.fromkeys(ATTRIBUTES, 6.0)
+    votes = [{"image_path": "images_03/a.jpg", "status": "finished", "vote": {"attribute_means": means}}]
+    rows, problems = join_rows(votes, truth)
+    assert problems == [] and [r.key for r in rows] == ["a.jpg"]
+    windows_votes = [dict(votes[0], image_path="images_03\\a.jpg")]
+    rows, problems = join_rows(windows_votes, [dict(truth[0], image_path="a.jpg")])
+    assert problems == [] and [r.key for r in rows] == ["a.jpg"]

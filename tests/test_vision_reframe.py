@@ -139,3 +139,26 @@ def test_cli_inspect_with_a_spec_file_matches_items_by_name_or_id(photos, tmp_pa
     assert {f["rule"]: f["detected"] for f in row["findings"]}["horizontal"] is True
     res = run_cli(["inspect", str(photos["camera"]), "--spec", str(spec), "--id", "nope"], capsys, monkeypatch)
     assert res.exit_code != 0 and "nope" in res.stderr
+
+
+def test_cli_inspect_reads_targets_with_the_planners_convention(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    from agents.planner.canvas_policy import rule_policy
+
+    text = "A man looks to his left."  # strict: the viewer's right; loose: the viewer's left
+    image = str(photos["camera"])
+
+    def gaze(*extra: str) -> str:
+        res = run_cli(["inspect", image, "--json", *extra], capsys, monkeypatch)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["targets"]["gaze"]
+
+    assert gaze("--description", text) == "right"
+    assert gaze("--description", text, "--set", "planner.convention=loose") == "left"
+    spec = tmp_path / "track_2.json"
+    spec.write_text(json.dumps([{"image_path": "camera.png", "content_description": text,
+                                 "composition_analysis": ""}]))
+    policy = rule_policy([1.0]).model_copy(update={"convention": {"value": "loose"}}).save(tmp_path / "policy.json")
+    assert gaze("--spec", str(spec)) == "right"
+    assert gaze("--spec", str(spec), "--set", f"planner.policy={policy}") == "left"  # the fitted policy's reading
+    assert gaze("--spec", str(spec), "--set", f"planner.policy={policy}", "--set", "planner.convention=strict") \
+        == "right"  # an explicit setting beats the policy's

@@ -214,3 +214,22 @@ def test_strict_schema_keeps_field_constraints() -> None:
 
     schema = strict_json_schema(Bounded.model_json_schema())
     assert schema["properties"]["instruction"]["maxLength"] == 20 and schema["required"] == ["instruction"]
+
+
+def test_answer_format_is_built_once_and_never_shared() -> None:
+    """The schema is built once per (schema, dialect); every call still gets its own dicts to mutate."""
+    from pydantic import BaseModel as _Model
+
+    from tools.vlm_formats import _schema_texts, json_format
+
+    class Probe(_Model):
+        ok: bool
+
+    _schema_texts.cache_clear()
+    first = json_format(Probe, "vllm")
+    first.fields["extra_body"]["structured_outputs"]["json"]["type"] = "mutated"
+    second = json_format(Probe, "vllm")
+    assert second.fields["extra_body"]["structured_outputs"]["json"]["type"] == "object"
+    assert _schema_texts.cache_info().hits == 1
+    with pytest.raises(ValueError, match="unknown endpoint dialect"):
+        json_format(Probe, "grpc")  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from portraitcraft.errors import PortraitcraftError
+from portraitcraft.errors import InputError
 
 ImageInput = str | Path | Image.Image | bytes
 """A file path, raw encoded bytes, or an already-open PIL image."""
@@ -33,8 +33,8 @@ _DATA_URL_CACHE_SIZE = 64
 _JPEG_QUALITY = 95
 
 
-class ImageError(PortraitcraftError):
-    """An image cannot be used; the message names the image and the problem."""
+class ImageError(InputError):
+    """An image cannot be used (bad input, exit code 2); the message names the image and the problem."""
 
 
 def _describe(src: ImageInput, name: str | None) -> str:

@@ -197,8 +197,9 @@ def _provenance(pair: Pair) -> dict[str, Any]:
 
 
 def _names(pair: Pair, index: int) -> tuple[str, str]:
+    """File names of a pair's images in a shared folder: `000007_w.png` (chosen), `000007_l.png` (rejected)."""
     stem = f"{index:06d}"
-    return f"{stem}{pair.chosen.suffix.lower() or '.png'}", f"{stem}{pair.rejected.suffix.lower() or '.png'}"
+    return f"{stem}_w{pair.chosen.suffix.lower() or '.png'}", f"{stem}_l{pair.rejected.suffix.lower() or '.png'}"
 
 
 def write_pickapic(pairs: list[Pair], out: Path) -> list[Path]:
@@ -231,25 +232,22 @@ def write_pickapic(pairs: list[Pair], out: Path) -> list[Path]:
     return [atomic_write_bytes(out / PARQUET_NAME, buffer.getvalue())]
 
 
-def _copy_images(pairs: list[Pair], out: Path, chosen_dir: str, rejected_dir: str,
-                 same_names: bool = False) -> list[tuple[str, str]]:
+def _copy_images(pairs: list[Pair], out: Path) -> list[tuple[str, str]]:
+    """Copy every pair's images into `out/images/` (and poses into `out/poses/`); relative paths back."""
     names: list[tuple[str, str]] = []
     for index, pair in enumerate(pairs):
         chosen_name, rejected_name = _names(pair, index)
-        if same_names:
-            rejected_name = chosen_name if pair.rejected.suffix.lower() == pair.chosen.suffix.lower() else rejected_name
-        for src, folder, name in ((pair.chosen, chosen_dir, chosen_name), (pair.rejected, rejected_dir, rejected_name)):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / folder / name, src.read_bytes())
-        if pair.pose_png is not None and not same_names:
+        for src, name in ((pair.chosen, chosen_name), (pair.rejected, rejected_name)):
+            atomic_write_bytes(out / "images" / name, src.read_bytes())
+        if pair.pose_png is not None:
             atomic_write_bytes(out / "poses" / f"{index:06d}.png", pair.pose_png)
-        names.append((f"{chosen_dir}/{chosen_name}", f"{rejected_dir}/{rejected_name}"))
+        names.append((f"images/{chosen_name}", f"images/{rejected_name}"))
     return names
 
 
 def write_jsonl(pairs: list[Pair], out: Path) -> list[Path]:
     """`pairs.jsonl` next to `images/`: relative paths, the label, pose and provenance."""
-    names = _copy_images(pairs, out, "images", "images")
+    names = _copy_images(pairs, out)
     lines = []
     for index, (pair, (chosen, rejected)) in enumerate(zip(pairs, names, strict=True)):
         lines.append(json.dumps({
@@ -263,7 +261,7 @@ def write_jsonl(pairs: list[Pair], out: Path) -> list[Path]:
 
 def write_diffsynth(pairs: list[Pair], out: Path) -> list[Path]:
     """DiffSynth-Studio's preference CSV: `prompt,image,lose_image` with paths relative to the CSV."""
-    names = _copy_images(pairs, out, "images", "images")
+    names = _copy_images(pairs, out)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["prompt", "image", "lose_image"])

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -103,6 +104,20 @@ def _validation_problem(exc: ValidationError) -> str:
     return "the JSON does not match the schema: " + "; ".join(parts) + more
 
 
+@functools.lru_cache(maxsize=256)
+def _schema_texts(schema: type[BaseModel], dialect: str) -> tuple[str, str]:
+    """The answer's JSON schema and its dialect form, built once per (schema, dialect) and kept as JSON text:
+    building them costs tens of ms per request, and text hands every caller its own fresh dicts."""
+    json_schema = schema.model_json_schema()
+    if dialect == "openai":
+        shaped = strict_json_schema(json_schema)
+    elif dialect == "vllm":
+        shaped = strict_json_schema(json_schema, require_all=False)
+    else:
+        shaped = json_schema
+    return json.dumps(json_schema), json.dumps(shaped)
+
+
 def json_format(schema: type[BaseModel], dialect: Dialect) -> AnswerFormat:
     """The request fields and parser for a pydantic-typed answer on an endpoint of this `dialect`.
 
@@ -114,7 +129,9 @@ def json_format(schema: type[BaseModel], dialect: Dialect) -> AnswerFormat:
     """
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise TypeError(f"schema must be a pydantic BaseModel subclass, got {schema!r}")
-    json_schema = schema.model_json_schema()
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown endpoint dialect {dialect!r}; expected one of {DIALECTS}")
+    json_schema, dialect_schema = (json.loads(text) for text in _schema_texts(schema, dialect))
 
     def parse(text: str) -> BaseModel:
         try:
@@ -124,16 +141,13 @@ def json_format(schema: type[BaseModel], dialect: Dialect) -> AnswerFormat:
 
     if dialect == "openai":
         fields = {"response_format": {"type": "json_schema", "json_schema": {
-            "name": _schema_name(schema), "schema": strict_json_schema(json_schema), "strict": True}}}
+            "name": _schema_name(schema), "schema": dialect_schema, "strict": True}}}
         return AnswerFormat(fields, None, parse)
     if dialect == "vllm":
-        closed = strict_json_schema(json_schema, require_all=False)
-        return AnswerFormat({"extra_body": {"structured_outputs": {"json": closed}}}, None, parse)
-    if dialect == "plain":
-        instructions = ("Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n"
-                        + json.dumps(json_schema, ensure_ascii=False))
-        return AnswerFormat({}, instructions, parse)
-    raise ValueError(f"unknown endpoint dialect {dialect!r}; expected one of {DIALECTS}")
+        return AnswerFormat({"extra_body": {"structured_outputs": {"json": dialect_schema}}}, None, parse)
+    instructions = ("Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n"
+                    + json.dumps(json_schema, ensure_ascii=False))
+    return AnswerFormat({}, instructions, parse)
 
 
 _ANSWER_KEY = "answer"

@@ -358,7 +358,7 @@ class CanvasPolicy(BaseModel):
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON (atomically)."""
-        from portraitcraft.runs import atomic_write_json
+        from portraitcraft.atomic import atomic_write_json
 
         return atomic_write_json(path, self.model_dump(mode="json"))
 

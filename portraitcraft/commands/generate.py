@@ -36,6 +36,8 @@ def generate(
     init_images: Path | None = typer.Option(None, "--init-images", help="Start each item from the image named "
                                             "by its image_path in this folder instead of drafting."),
     strategy: str = typer.Option("loop", "--strategy", help="loop | best-of-n | one-shot (equal image budget)."),
+    group: int | None = typer.Option(None, "--group", min=2, max=64, help="Draw G independent candidates per item "
+                                     "and score them with within-group rewards (NaSPO pairs in pairs.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Draw, critique against the rules and the geometric critic, correct until the critic passes."""
@@ -48,7 +50,11 @@ def generate(
         raise InputError("give INPUT (a Track 2 file) or --prompt \"...\", not both and not neither")
     if init_images is not None and not init_images.is_dir():
         raise InputError(f"--init-images {init_images}: not a folder")
-    cfg = config_from_cli(config, sets, loop={"max_rounds": max_rounds, "strategy": strategy},
+    if group is not None:  # group sampling = best-of-n with G samples, every candidate kept and rewarded
+        if strategy not in ("loop", "best-of-n"):
+            raise InputError(f"--group draws independent samples; it cannot be combined with --strategy {strategy}")
+        strategy, max_rounds = "best-of-n", group - 1
+    cfg = config_from_cli(config, sets, loop={"max_rounds": max_rounds, "strategy": strategy, "group_size": group},
                           critic={"rules_dir": str(rules) if rules else None})
     specs, problems = read_specs(input_file, prompt, limit, ids)
     if out is None:

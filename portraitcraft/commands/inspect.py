@@ -6,26 +6,29 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, config_from_cli, console
+from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console
+from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec
 
 TARGET_KEYS = ("horizontal", "vertical", "crop_level", "facing", "gaze", "orientation", "people")
 
 
-def _targets_for(content: str, composition: str) -> CompositionTargets:
-    try:
-        from agents.planner.targets import extract_targets
-    except ImportError as exc:
-        raise InputError("composition targets need agents.planner.targets (not installed in this checkout): "
-                         f"{exc}") from None
-    return extract_targets(content, composition)
+def _targets_reader(cfg: PortraitcraftConfig) -> Callable[[str, str], CompositionTargets]:
+    """Composition targets as the planner reads them: its configured convention (`[planner] convention`,
+    else a fitted policy's, else strict)."""
+    from agents.planner import Planner
+
+    planner = Planner(cfg.planner)
+    return lambda content, composition: planner.targets(
+        Track2Spec(image_path="inspect.png", content=content, composition=composition))
 
 
 def _spec_for(image: Path, specs: list[Track2Spec], wanted: str | None) -> Track2Spec:
@@ -51,13 +54,14 @@ def inspect(
     item_id: str | None = typer.Option(None, "--id", help="The item of --spec to check against."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image per line."),
     config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
 ) -> None:
     """Measure placement (viewer's frame), crop level, facing, gaze, tilt and people in each image."""
     if description is not None and spec is not None:
         raise InputError("give --description or --spec, not both")
     if item_id is not None and spec is None:
         raise InputError("--id needs --spec")
-    cfg = config_from_cli(config)
+    cfg = config_from_cli(config, sets)
     specs: list[Track2Spec] = []
     if spec is not None:
         from portraitcraft.data import load_track2
@@ -65,7 +69,8 @@ def inspect(
         specs = load_track2(spec)
         if not specs:
             raise InputError(f"--spec {spec}: no items")
-    fixed_targets = _targets_for(description, "") if description is not None else None
+    read_targets = _targets_reader(cfg) if description is not None or specs else None
+    fixed_targets = read_targets(description, "") if read_targets and description is not None else None
 
     from agents.geometry_critic import critique_geometry
     from tools.vision import analyze
@@ -76,7 +81,7 @@ def inspect(
             targets = fixed_targets
             if specs:
                 item = _spec_for(image, specs, item_id)
-                targets = _targets_for(item.content, item.composition)
+                targets = read_targets(item.content, item.composition) if read_targets else None
             analysis = analyze(image, cfg.vision)
             row: dict[str, Any] = {"image": str(image), **analysis.to_json()}
             if targets is not None:

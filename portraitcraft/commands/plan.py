@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -12,9 +12,26 @@ from rich.table import Table
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
 
+if TYPE_CHECKING:
+    from agents.planner.canvas_policy import CanvasPolicy
+
 app = typer.Typer(no_args_is_help=True)
 
 MAX_LISTED = 20
+
+
+def _check_images_and_out(images: Path, out: Path) -> None:
+    if not images.is_dir():
+        raise InputError(f"--images {images}: not a folder")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
+
+
+def _save_policy(policy: CanvasPolicy, out: Path) -> None:
+    try:
+        policy.save(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
 
 
 @app.command("fit")
@@ -36,18 +53,12 @@ def fit(
     from agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of
 
     cfg = config_from_cli(config, sets)
-    if not images.is_dir():
-        raise InputError(f"--images {images}: not a folder")
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
+    _check_images_and_out(images, out)
     train_set = read_train_set(train, images)
     settings = FitSettings(holdout=holdout, seed=seed, maxiter=maxiter, popsize=popsize, min_count=min_count)
     policy = fit_policy(train_set, rule_policy(cfg.planner.aspect_ratios, cfg.planner.prior_orientation),
                         settings)
-    try:
-        policy.save(out)
-    except OSError as exc:
-        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
+    _save_policy(policy, out)
     report = report_of(policy)
     if as_json:
         print_json({"policy": str(out), **report.model_dump(mode="json")})
@@ -95,10 +106,7 @@ def fit_convention_cmd(
     from agents.planner.convention_fit import fit_convention
 
     cfg = config_from_cli(config, sets)
-    if not images.is_dir():
-        raise InputError(f"--images {images}: not a folder")
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
+    _check_images_and_out(images, out)
     planner_cfg = cfg.planner if policy is None else cfg.planner.model_copy(update={"policy": str(policy)})
     base = policy_from_config(planner_cfg)
 
@@ -109,10 +117,7 @@ def fit_convention_cmd(
 
     report = fit_convention(train, images, analyze=analyze, limit=limit)
     fitted = base.model_copy(update={"convention": report.model_dump(mode="json", exclude={"examples"})})
-    try:
-        fitted.save(out)
-    except OSError as exc:
-        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
+    _save_policy(fitted, out)
     if as_json:
         print_json({"policy": str(out), **report.model_dump(mode="json")})
         return

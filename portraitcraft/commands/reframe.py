@@ -35,7 +35,7 @@ def reframe(
 
     from agents.reframe import parse_aspect
     from agents.reframe import reframe as do_reframe
-    from portraitcraft.runs import save_image_atomic
+    from portraitcraft.atomic import save_image_atomic
     from tools.images import load_image
     from tools.vision import analyze
 

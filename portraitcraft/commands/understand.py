@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
+from portraitcraft.ids import item_key
 from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def run(
     # strict: a submission needs every template item, in order
     template = load(test, "track1_train" if validation else "track1_test").items
     items: list[UnderstandItem] = [
-        {"id": PurePath(t.image_path).name, "image_path": t.image_path, "image": _image_of(images, t.image_path),
+        {"id": item_key(t.image_path), "image_path": t.image_path, "image": _image_of(images, t.image_path),
          "task": "track1", "question": getattr(t, "question", None), "options": dict(getattr(t, "options", {})),
          "format": "single"}
         for t in template
