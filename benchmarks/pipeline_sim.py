@@ -13,7 +13,9 @@ GPU jobs sleep (`--gpu-ms`, default 40 ms per generate/edit job) on the real `Gp
     python benchmarks/pipeline_sim.py --json [--items 200] [--concurrency 32]
 
 The executor is injectable (`make_executor`): `--executor lane` (default) runs the simulated jobs on the
-in-process lane; other executors plug in there.
+in-process lane; `--executor ray --actors 1,2,4` runs them on that many Ray actors of a local Ray (each job
+sleeps in an actor) and prints `runs: [{actors, makespan_s, scaling_efficiency, utilisation, ...}]`
+(its defaults: 128 items, 32 in flight, 200 ms GPU jobs, 300 ms critiques).
 """
 
 from __future__ import annotations
@@ -65,11 +67,16 @@ class SimRunner:
         return JobResult(png=png_bytes(image) if image is not None else b"", seconds=seconds, worker=worker)
 
 
-def make_executor(kind: str, gpu_seconds: float) -> Any:
-    """The executor the simulated jobs run on."""
+def make_executor(kind: str, gpu_seconds: float, actors: int = 1) -> Any:
+    """The executor the simulated jobs run on: the lane, or `actors` Ray actors (each with a `SimRunner`)."""
     if kind == "lane":
         return LaneExecutor(runner=SimRunner(gpu_seconds))  # type: ignore[arg-type]
-    raise SystemExit(f"unknown executor {kind!r} (available: lane)")
+    if kind == "ray":
+        from portraitcraft.config import RayConfig
+        from tools.ray_pool import RayGpuPool
+
+        return RayGpuPool(RayConfig(actors=actors, gpus_per_actor=0), runner=lambda name: SimRunner(gpu_seconds))
+    raise SystemExit(f"unknown executor {kind!r} (available: lane, ray)")
 
 
 def edits_needed(item: str) -> int:
@@ -100,12 +107,16 @@ class Planner:
         return type("Plan", (), {"width": SIZE, "height": SIZE, "prompt": spec.content, "seed": 0, "reasons": []})()
 
 
-async def simulate(items: int, concurrency: int, gpu_ms: float, vlm_ms: float, executor: str) -> dict[str, Any]:
+async def simulate(items: int, concurrency: int, gpu_ms: float, vlm_ms: float, executor: str,
+                   actors: int = 1) -> dict[str, Any]:
     cfg = load_config(overrides={"critic": {"rules": ["placement"], "geometry": False, "heuristics": False},
                                  "loop": {"max_rounds": 3, "max_edits": 3}, "run": {"concurrency": concurrency}})
     with tempfile.TemporaryDirectory(prefix="pipeline_sim.") as tmp:
         run = RunFolder.create(tmp, "sim", config=cfg)
-        drawer = Drawer(make_executor(executor, gpu_ms / 1000), cfg.generator, cfg.editor)
+        jobs_on = make_executor(executor, gpu_ms / 1000, actors)
+        if hasattr(jobs_on, "start"):  # a Ray pool: actors up before the clock starts
+            await jobs_on.start()
+        drawer = Drawer(jobs_on, cfg.generator, cfg.editor)
         vlm = SimVLM(vlm_ms / 1000)
         ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, planner=Planner(), reframe=False,
                             targets_of=lambda s, p: CompositionTargets(horizontal="left"))
@@ -118,19 +129,59 @@ async def simulate(items: int, concurrency: int, gpu_ms: float, vlm_ms: float, e
         await drawer.aclose()
     assert summary["n_done"] == items and summary["pass_rate"] == 1.0, summary
     return {"makespan_s": makespan, "cpu_s": cpu, "busy_s": stats.busy_seconds, "utilisation": stats.utilisation,
-            "jobs": stats.jobs, "vlm_calls": vlm.calls, "mean_rounds": summary["mean_rounds"]}
+            "worker_utilisation": stats.worker_utilisation, "jobs": stats.jobs, "vlm_calls": vlm.calls,
+            "mean_rounds": summary["mean_rounds"]}
+
+
+def ray_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """`--executor ray`: the same simulated run on 1, 2, 4... actors of one local Ray (127.0.0.1);
+    scaling_efficiency = makespan(1 actor) / (k x makespan(k actors))."""
+    from portraitcraft.config import RayConfig
+    from tools.ray_pool import init_ray, shutdown_ray
+
+    counts = [int(k) for k in args.actors.split(",")]
+    owns = init_ray(RayConfig(num_cpus=max(2, max(counts))))
+    runs: list[dict[str, Any]] = []
+    try:
+        for k in counts:
+            r = asyncio.run(simulate(args.items, args.concurrency, args.gpu_ms, args.vlm_ms, "ray", actors=k))
+            runs.append({"actors": k, "makespan_s": round(r["makespan_s"], 3),
+                         "utilisation": round(r["busy_s"] / (k * r["makespan_s"]), 4),
+                         "actor_utilisation": {a: round(u, 4) for a, u in r["worker_utilisation"].items()},
+                         "jobs": r["jobs"]})
+    finally:
+        if owns:
+            shutdown_ray(loopback=True)
+    base = next((r["makespan_s"] for r in runs if r["actors"] == 1), None)
+    for r in runs:
+        r["scaling_efficiency"] = round(base / (r["actors"] * r["makespan_s"]), 4) if base else None
+    return {"items": args.items, "concurrency": args.concurrency, "gpu_ms": args.gpu_ms, "vlm_ms": args.vlm_ms,
+            "executor": "ray", "runs": runs}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=200)
-    ap.add_argument("--concurrency", type=int, default=32, help="items in flight")
-    ap.add_argument("--gpu-ms", type=float, default=40.0)
-    ap.add_argument("--vlm-ms", type=float, default=60.0)
+    ap.add_argument("--items", type=int, default=None, help="default 200 (ray: 128)")
+    ap.add_argument("--concurrency", type=int, default=None, help="items in flight; default 32")
+    ap.add_argument("--gpu-ms", type=float, default=None, help="default 40 (ray: 200)")
+    ap.add_argument("--vlm-ms", type=float, default=None, help="default 60 (ray: 300)")
     ap.add_argument("--sequential-items", type=int, default=20, help="items for the one-at-a-time baseline")
-    ap.add_argument("--executor", default="lane")
+    ap.add_argument("--executor", default="lane", help="lane | ray")
+    ap.add_argument("--actors", default="1,2,4", help="--executor ray: actor counts to compare, e.g. 1,2,4")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # Ray: jobs of realistic length (a round trip costs ~1 ms) and enough items in flight to feed 4 actors
+    defaults = {"items": 128, "concurrency": 32, "gpu_ms": 200.0, "vlm_ms": 300.0} if args.executor == "ray" else \
+        {"items": 200, "concurrency": 32, "gpu_ms": 40.0, "vlm_ms": 60.0}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.executor == "ray":
+        out = ray_runs(args)
+        print(json.dumps(out, indent=2) if args.json else "\n".join(
+            f"{r['actors']} actor(s): makespan {r['makespan_s']} s, efficiency {r['scaling_efficiency']}, "
+            f"utilisation {r['utilisation']}" for r in out["runs"]))
+        return 0
     full = asyncio.run(simulate(args.items, args.concurrency, args.gpu_ms, args.vlm_ms, args.executor))
     seq = asyncio.run(simulate(args.sequential_items, 1, args.gpu_ms, args.vlm_ms, args.executor))
     free = asyncio.run(simulate(args.items, args.concurrency, 0.0, 0.0, args.executor))

@@ -204,7 +204,15 @@ def summarize(rows: Sequence[dict[str, Any]], ids: Sequence[str], drawer: Any, s
         "cost_total": costs,
         "cost_per_final_image": {k: round(v / len(done), 6) for k, v in costs.items()} if done else {},
         "n_missing": len(wanted - set(latest)),
+        "gpu": drawer_stats(drawer),
     }
+
+
+def drawer_stats(drawer: Any) -> dict[str, Any] | None:
+    """The executor's accounting as plain data (per worker utilisation; Ray: actor deaths and retries)."""
+    stats = drawer.stats() if hasattr(drawer, "stats") else None
+    to_json = getattr(stats, "to_json", None)
+    return to_json() if callable(to_json) else None
 
 
 __all__ = ["build_context", "build_drawer", "default_targets", "run_items", "summarize"]

@@ -77,6 +77,26 @@ def test_a_job_missing_an_argument_is_an_input_error_naming_it() -> None:
         JobRunner().run(job)
 
 
+def test_a_job_with_a_bad_backend_config_is_an_input_error_naming_the_key() -> None:
+    job = GpuJob(kind="generate", backend={"backend": "zimage", "stepz": 3},
+                 args={"prompt": "p", "width": 32, "height": 32, "seed": 1}, item_id="x")
+    with pytest.raises(InputError, match=r"generate job .* invalid backend config: .* \(at stepz\)"):
+        JobRunner().prepare(job)
+
+
+@pytest.mark.diffusion
+def test_jobs_prepared_in_parallel_threads_share_one_pool_and_one_backend(cpu_cfg: Callable[..., Any],
+                                                                        tiny_zimage: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runner = JobRunner()
+    sections = [cpu_cfg(GeneratorConfig, tiny_zimage, steps=s).model_dump(mode="json") for s in (2, 2, 3, 3)] * 4
+    with ThreadPoolExecutor(8) as pool:
+        backends = list(pool.map(lambda sec: runner.backend("generate", sec), sections))
+    assert len({id(b) for b in backends}) == 2  # one per distinct config
+    assert list(runner.pools) == ["cpu"] and all(b.local.pool is runner.pools["cpu"] for b in backends)
+
+
 def test_stats_utilisation_counts_every_worker() -> None:
     stats = ExecutorStats(executor="ray", busy_seconds=3.0, elapsed_seconds=2.0, jobs=3, failed=0, queued=0,
                           workers={"a": WorkerStats(2.0, 2), "b": WorkerStats(1.0, 1)})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from tools.gpu_jobs import GpuJob, JobResult, LaneExecutor
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
+from ray_helpers import descendants, not_on_loopback, wait_gone  # noqa: E402
+
 from tools.ray_pool import LOOPBACK_ENV, RayGpuPool, RayPoolError, _loopback_only  # noqa: E402
 
 pytest_plugins = ["diffusion_fixtures"]
@@ -30,38 +31,8 @@ STORE = 80 * 2**20  # object store per node: small (the jobs carry tiny PNGs)
 RAY_ENV = {LOOPBACK_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
-    """The pids still alive after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    alive = set(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {p for p in alive if not _gone(p)}
-        time.sleep(0.2)
-    return alive
-
-
 def children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def loopback_only(pids: set[int]) -> list[str]:
-    """Listening sockets of `pids` bound anywhere but the loopback interface."""
-    bad = []
-    for pid in pids:
-        try:
-            conns = psutil.Process(pid).net_connections(kind="inet")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        bad += [f"{pid} {c.laddr}" for c in conns
-                if c.status == psutil.CONN_LISTEN and c.laddr.ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
-    return bad
+    return descendants(os.getpid())
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +49,7 @@ def cluster() -> Iterator[Any]:
     try:
         c.add_node(**node_args)
         c.wait_for_nodes()
+        assert not not_on_loopback(children() - before), "the test cluster listens beyond 127.0.0.1"
         yield c
     finally:
         started = children() - before
@@ -95,23 +67,7 @@ def sleep_job(item: str, seconds: float = 0.3) -> GpuJob:
     return GpuJob(kind="sleep", args={"seconds": seconds}, item_id=item)
 
 
-# ---- a pool's own local Ray -----------------------------------------------------------------------------
-
-
-async def test_a_local_ray_listens_on_loopback_only_and_leaves_no_process() -> None:
-    before = children()
-    pool = RayGpuPool(RayConfig(actors=2, gpus_per_actor=0, num_cpus=1, object_store_gb=STORE / 2**30))
-    try:
-        results = await asyncio.gather(*(pool.run(sleep_job(f"i{i}", 0.1)) for i in range(4)))
-        assert sorted(r.worker for r in results) == ["actor-0", "actor-0", "actor-1", "actor-1"]
-        started = children() - before
-        assert {a["pid"] for a in pool.actors()} <= started
-        assert not loopback_only(started)
-    finally:
-        await pool.aclose()
-    assert not ray.is_initialized()
-    assert not wait_gone(started), "processes of the pool's Ray left behind"
-    assert os.environ.get(LOOPBACK_ENV) is None
+# ---- on the two-node cluster ----------------------------------------------------------------------------
 
 
 async def test_no_gpu_in_the_cluster_is_a_clear_error(cluster: Any) -> None:
@@ -120,9 +76,6 @@ async def test_no_gpu_in_the_cluster_is_a_clear_error(cluster: Any) -> None:
         await pool.run(sleep_job("a"))
     await pool.aclose()
     assert not ray.is_initialized()
-
-
-# ---- on the two-node cluster ----------------------------------------------------------------------------
 
 
 @pytest.mark.diffusion
@@ -226,3 +179,21 @@ async def test_a_killed_actor_s_jobs_finish_on_the_survivor_exactly_once(cluster
     assert [e["worker"] for e in died] == ["actor-0"] and retried
     assert {results[e["item_id"]].worker for e in retried} == {"actor-1"}  # re-run on the survivor
     assert stats.workers["actor-1"].jobs + stats.workers["actor-0"].jobs == 8
+
+
+def test_doctor_shows_the_cluster_s_nodes_and_gpus(cluster: Any) -> None:
+    from portraitcraft.commands.doctor import run_checks
+    from portraitcraft.config import load_config
+
+    cfg = load_config(overrides={"run": {"executor": "ray"}, "ray": {"address": cluster.address}})
+    [check] = [c for c in run_checks(cfg, endpoints=False) if c.name == "ray"]
+    assert check.status == "ok" and "2 node(s), 2 GPU(s) -> 2 actor(s)" in check.detail
+    assert "127.0.0.1: 1 GPU" in check.detail and not ray.is_initialized()
+
+
+def test_doctor_says_when_no_actor_can_be_placed() -> None:
+    from portraitcraft.commands.doctor import check_ray
+    from portraitcraft.config import load_config
+
+    check = check_ray(load_config(overrides={"run": {"executor": "ray"}}))  # local Ray on a box with no GPU
+    assert check.status == "fail" and "0 GPU(s) -> 0 actor(s)" in check.detail and "[ray] actors" in check.hint

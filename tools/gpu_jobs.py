@@ -17,13 +17,14 @@ import asyncio
 import base64
 import io
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from portraitcraft.config import DiffusionConfig, EditorConfig, GeneratorConfig, GpuConfig
 from portraitcraft.errors import InputError
@@ -191,15 +192,17 @@ class JobRunner:
         self.name = name
         self._pools: dict[str, ModelPool] = {}
         self._backends: dict[tuple[str, str], Any] = {}
+        self._lock = threading.RLock()  # jobs are prepared in worker threads: one pool per device, always
 
     def pool_for(self, device: str) -> ModelPool:
         """The one model pool of `device` (made on first use with the `[gpu]` budget)."""
-        pool = self._pools.get(device)
-        if pool is None:
-            from tools.diffusion.factory import build_pool
+        with self._lock:
+            pool = self._pools.get(device)
+            if pool is None:
+                from tools.diffusion.factory import build_pool
 
-            pool = self._pools[device] = build_pool(device, self.gpu)
-        return pool
+                pool = self._pools[device] = build_pool(device, self.gpu)
+            return pool
 
     @property
     def pools(self) -> dict[str, ModelPool]:
@@ -209,21 +212,24 @@ class JobRunner:
     def backend(self, kind: str, section: dict[str, Any]) -> Any:
         """The (cached) backend object for a job kind and its config section."""
         key = (kind, json.dumps(section, sort_keys=True, default=str))
-        backend = self._backends.get(key)
-        if backend is None:
-            from tools.diffusion.factory import build_editor, build_generator, build_refiner
+        with self._lock:
+            return self._backends.get(key) or self._build(kind, key, section)
 
-            if kind == "generate":
-                backend = build_generator(GeneratorConfig.model_validate(section), pool_for=self.pool_for)
-            elif kind == "edit":
-                cfg = EditorConfig.model_validate(section)
-                backend = build_editor(cfg, self.pool_for(cfg.device))
-            elif kind == "refine":
-                cfg = DiffusionConfig.model_validate(section)
-                backend = build_refiner(cfg, self.pool_for(cfg.device))
-            else:
-                raise InputError(f"GPU job kind {kind!r} has no backend")
-            self._backends[key] = backend
+    def _build(self, kind: str, key: tuple[str, str], section: dict[str, Any]) -> Any:
+        from tools.diffusion.factory import build_editor, build_generator, build_refiner
+
+        backend: Any
+        if kind == "generate":
+            backend = build_generator(GeneratorConfig.model_validate(section), pool_for=self.pool_for)
+        elif kind == "edit":
+            cfg: DiffusionConfig = EditorConfig.model_validate(section)
+            backend = build_editor(cfg, self.pool_for(cfg.device))
+        elif kind == "refine":
+            cfg = DiffusionConfig.model_validate(section)
+            backend = build_refiner(cfg, self.pool_for(cfg.device))
+        else:
+            raise InputError(f"GPU job kind {kind!r} has no backend")
+        self._backends[key] = backend
         return backend
 
     def prepare(self, job: GpuJob) -> Callable[[], Image.Image | None]:
@@ -249,6 +255,9 @@ class JobRunner:
             return lambda: backend.edit(image, prompt, seed, refine_params)
         except KeyError as exc:
             raise InputError(f"{job.describe()} lacks the argument {exc.args[0]!r}") from None
+        except ValidationError as exc:
+            raise InputError(f"{job.describe()} has an invalid backend config: {exc.errors()[0]['msg']} "
+                             f"(at {'.'.join(map(str, exc.errors()[0]['loc']))})") from None
 
     @staticmethod
     def finish(image: Image.Image | None, seconds: float, worker: str) -> JobResult:

@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,12 +64,70 @@ def _loopback_only(ray: Any, on: bool) -> None:
         constants.ENABLE_RAY_CLUSTER = not on
 
 
-class GpuActor:
-    """What each Ray actor runs: a `JobRunner` (its own model pools) and a description of where it lives."""
+def init_ray(cfg: RayConfig) -> bool:
+    """Connect this process to Ray unless it already is: a local Ray on 127.0.0.1 (address None; `num_cpus`,
+    `object_store_gb` apply), or the cluster at `address`. True when this call connected (the caller shuts down).
+    """
+    ray = import_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    if cfg.address is None:
+        _loopback_only(ray, True)
+        store = int(cfg.object_store_gb * 2**30) if cfg.object_store_gb else None
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cfg.num_cpus,
+                 object_store_memory=store, log_to_driver=False)
+    else:
+        ray.init(address=cfg.address, log_to_driver=False)
+    return True
 
-    def __init__(self, gpu: dict[str, Any], name: str) -> None:
+
+def shutdown_ray(*, loopback: bool) -> None:
+    """Disconnect (and stop a local Ray this process started); `loopback` undoes `init_ray`'s local setting."""
+    ray = import_ray()
+    ray.shutdown()
+    if loopback:
+        _loopback_only(ray, False)
+
+
+def actor_count(cfg: RayConfig, gpus: float) -> int:
+    """`cfg.actors`, or one actor per `gpus_per_actor` of the cluster's `gpus`; `RayPoolError` when they do not fit.
+
+    Example:
+        >>> actor_count(RayConfig(), 8), actor_count(RayConfig(gpus_per_actor=2), 8)
+        (8, 4)
+    """
+    per = cfg.gpus_per_actor
+    if cfg.actors is not None:
+        if per > 0 and cfg.actors * per > gpus:
+            raise RayPoolError(
+                f"[ray] actors = {cfg.actors} x gpus_per_actor = {per:g} needs {cfg.actors * per:g} GPUs but the Ray "
+                f"cluster reports {gpus:g}"
+            )
+        return cfg.actors
+    if per <= 0:
+        raise RayPoolError("[ray] gpus_per_actor = 0 needs an explicit [ray] actors count")
+    count = int(gpus // per)
+    if count < 1:
+        raise RayPoolError(
+            f"the Ray cluster reports {gpus:g} GPUs, too few for one actor of gpus_per_actor = {per:g}; "
+            "join a cluster with GPUs ([ray] address) or set [ray] actors and gpus_per_actor = 0 for CPU actors"
+        )
+    return count
+
+
+RunnerFactory = Callable[[str], Any]
+"""Makes an actor's job runner from the actor's name: anything with `prepare(job) -> call` and
+`finish(image, seconds, worker) -> JobResult` (default: a `JobRunner` with the `[gpu]` pool settings;
+benchmarks inject a simulated one)."""
+
+
+class GpuActor:
+    """What each Ray actor runs: a job runner (its own model pools) and a description of where it lives."""
+
+    def __init__(self, gpu: dict[str, Any], name: str, runner: RunnerFactory | None = None) -> None:
         self.name = name
-        self.runner = JobRunner(GpuConfig.model_validate(gpu), name=name)
+        self.runner = runner(name) if runner is not None else JobRunner(GpuConfig.model_validate(gpu), name=name)
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -78,7 +137,10 @@ class GpuActor:
                 "node_ip": ray.util.get_node_ip_address(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
     def run(self, job: GpuJob) -> JobResult:
-        return self.runner.run(job)
+        call = self.runner.prepare(job)
+        start = time.perf_counter()
+        image = call()
+        return self.runner.finish(image, time.perf_counter() - start, self.name)
 
 
 @dataclass
@@ -115,6 +177,7 @@ class RayGpuPool:
     Args:
         ray_cfg (RayConfig, optional): the `[ray]` section (address, actors, gpus_per_actor, in-flight bound).
         gpu (GpuConfig, optional): the `[gpu]` section each actor's model pools use.
+        runner (callable, optional): actor name -> the actor's job runner (see `RunnerFactory`); picklable.
         clock (callable, optional): seconds counter for the accounting.
 
     Example:
@@ -128,9 +191,10 @@ class RayGpuPool:
     """
 
     def __init__(self, ray_cfg: RayConfig | None = None, gpu: GpuConfig | None = None, *,
-                 clock: Any = time.perf_counter) -> None:
+                 runner: RunnerFactory | None = None, clock: Any = time.perf_counter) -> None:
         self.cfg = ray_cfg or RayConfig()
         self.gpu = gpu or GpuConfig()
+        self._runner = runner
         self._clock = clock
         self._actors: list[_Actor] = []
         self._waiting: list[_Waiter] = []
@@ -168,17 +232,8 @@ class RayGpuPool:
         if self._closed:
             raise RayPoolError("the Ray pool is closed")
         ray = import_ray()
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if not ray.is_initialized():
-            if self.cfg.address is None:
-                _loopback_only(ray, True)
-                self._loopback = True
-                store = int(self.cfg.object_store_gb * 2**30) if self.cfg.object_store_gb else None
-                ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                         num_cpus=self.cfg.num_cpus, object_store_memory=store, log_to_driver=False)
-            else:
-                ray.init(address=self.cfg.address, log_to_driver=False)
-            self._owns_ray = True
+        self._owns_ray = init_ray(self.cfg)
+        self._loopback = self._owns_ray and self.cfg.address is None
         try:
             self._make_actors(ray)
         except BaseException:
@@ -186,33 +241,13 @@ class RayGpuPool:
             raise
         self._started = True
 
-    def _actor_count(self, ray: Any) -> int:
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        per = self.cfg.gpus_per_actor
-        if self.cfg.actors is not None:
-            if per > 0 and self.cfg.actors * per > gpus:
-                raise RayPoolError(
-                    f"[ray] actors = {self.cfg.actors} x gpus_per_actor = {per:g} needs {self.cfg.actors * per:g} "
-                    f"GPUs but the Ray cluster reports {gpus:g}"
-                )
-            return self.cfg.actors
-        if per <= 0:
-            raise RayPoolError("[ray] gpus_per_actor = 0 needs an explicit [ray] actors count")
-        count = int(gpus // per)
-        if count < 1:
-            raise RayPoolError(
-                f"the Ray cluster reports {gpus:g} GPUs, too few for one actor of gpus_per_actor = {per:g}; "
-                "join a cluster with GPUs ([ray] address) or set [ray] actors and gpus_per_actor = 0 for CPU actors"
-            )
-        return count
-
     def _make_actors(self, ray: Any) -> None:
-        count = self._actor_count(ray)
+        count = actor_count(self.cfg, float(ray.cluster_resources().get("GPU", 0)))
         remote_cls = ray.remote(GpuActor)
         gpu = self.gpu.model_dump(mode="json")
         handles = [
             remote_cls.options(num_gpus=self.cfg.gpus_per_actor, num_cpus=0, max_restarts=0, max_concurrency=1,
-                               scheduling_strategy="SPREAD").remote(gpu, f"actor-{i}")
+                               scheduling_strategy="SPREAD").remote(gpu, f"actor-{i}", self._runner)
             for i in range(count)
         ]
         try:
@@ -400,30 +435,40 @@ class RayGpuPool:
                     log.debug("killing %s: %s", a.name, exc)
             a.alive = False
         if self._owns_ray:
-            ray.shutdown()
-            self._owns_ray = False
-        if self._loopback:
-            _loopback_only(ray, False)
-            self._loopback = False
+            shutdown_ray(loopback=self._loopback)
+            self._owns_ray = self._loopback = False
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
 
-def cluster_summary(address: str | None) -> dict[str, Any]:
-    """Nodes and GPUs of the Ray cluster at `address` (for `portraitcraft doctor`); connects and disconnects."""
-    ray = import_ray()
-    joined = not ray.is_initialized()
-    if joined:
-        ray.init(address=address or "auto", log_to_driver=False)
-    try:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        return {
-            "nodes": len(nodes),
-            "gpus": float(ray.cluster_resources().get("GPU", 0)),
-            "per_node": [{"ip": n.get("NodeManagerAddress"), "gpus": n.get("Resources", {}).get("GPU", 0)}
-                         for n in nodes],
-        }
-    finally:
+def cluster_summary(cfg: RayConfig) -> dict[str, Any]:
+    """What `portraitcraft doctor` shows: the cluster's live nodes and GPUs and the actors the pool would make
+    (`local`: no address, so nothing is started — the GPUs torch sees on this box are counted)."""
+    if cfg.address is None:
+        try:
+            import torch
+
+            gpus = float(torch.cuda.device_count())
+        except ImportError:
+            gpus = 0.0
+        per_node = [{"ip": "127.0.0.1", "gpus": gpus}]
+    else:
+        ray = import_ray()
+        joined = not ray.is_initialized()
         if joined:
-            ray.shutdown()
+            ray.init(address=cfg.address, log_to_driver=False)
+        try:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            per_node = [{"ip": n.get("NodeManagerAddress"), "gpus": float(n.get("Resources", {}).get("GPU", 0))}
+                        for n in nodes]
+        finally:
+            if joined:
+                ray.shutdown()
+        gpus = sum(n["gpus"] for n in per_node)
+    try:
+        actors = actor_count(cfg, gpus)
+    except RayPoolError:
+        actors = 0
+    return {"local": cfg.address is None, "nodes": len(per_node), "gpus": gpus, "per_node": per_node,
+            "actors": actors}

@@ -174,8 +174,33 @@ def check_endpoints(cfg: PortraitcraftConfig, timeout: float = 3.0) -> list[Chec
         return [f.result() for f in futures]
 
 
+def check_ray(cfg: PortraitcraftConfig) -> Check:
+    """With `[run] executor = "ray"`: the Ray cluster's nodes and GPUs (joined and left), or what a local Ray
+    on this box will have."""
+    try:
+        from tools.ray_pool import cluster_summary
+    except ImportError as exc:
+        return Check("ray", "fail", f"the Ray executor is not available ({exc})", "pip install 'portraitcraft[ray]'")
+    try:
+        info = cluster_summary(cfg.ray)
+    except Exception as exc:  # Ray missing, or no cluster at that address
+        return Check("ray", "fail", f"Ray cluster at {cfg.ray.address or 'a local Ray'}: {exc}",
+                     "start one (`ray start --head`, then `ray start --address=HEAD:6379` on each GPU node) or fix "
+                     "ray.address; pip install 'portraitcraft[ray]' if Ray is missing")
+    where = "local Ray (started on 127.0.0.1 by the run)" if info["local"] else f"cluster {cfg.ray.address}"
+    nodes = ", ".join(f"{n['ip']}: {n['gpus']:g} GPU" for n in info["per_node"])
+    detail = (f"{where}: {info['nodes']} node(s), {info['gpus']:g} GPU(s) -> {info['actors']} actor(s) of "
+              f"{cfg.ray.gpus_per_actor:g} GPU ({nodes})")
+    if info["actors"] < 1:
+        return Check("ray", "fail", detail, "no GPU to place an actor on: set [ray] actors (and gpus_per_actor = 0 "
+                     "for CPU actors), or join a cluster with GPUs")
+    return Check("ray", "ok", detail)
+
+
 def run_checks(cfg: PortraitcraftConfig, *, endpoints: bool = True, timeout: float = 3.0) -> list[Check]:
     checks = [check_python(), *check_packages(), check_gpu(), *check_weights(cfg), check_cache(cfg)]
+    if cfg.run.executor == "ray":
+        checks.append(check_ray(cfg))
     if endpoints:
         checks.extend(check_endpoints(cfg, timeout))
     return checks
