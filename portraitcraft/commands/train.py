@@ -21,6 +21,8 @@ JsonOption = typer.Option(False, "--json", help="Print the run summary as JSON."
 
 
 def _report(result: Any, as_json: bool) -> None:
+    if not result.main_process:  # one summary per run under `accelerate launch` / torchrun
+        return
     last = result.rows[-1] if result.rows else {}
     summary = {
         "out": str(result.out), "lora": str(result.lora), "steps": result.steps, "resumed_from": result.start_step,
