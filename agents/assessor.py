@@ -206,6 +206,11 @@ class Assessor:
         self.client = client
         self.system = system_text()
 
+    @property
+    def samples(self) -> int:
+        """K per view; greedy decoding (temperature 0) gives K identical answers, so it asks for one."""
+        return 1 if self.cfg.temperature == 0 else self.cfg.samples
+
     async def assess(self, image: str | Path, question: Question | None, view: View, *,
                      hints: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """K samples of the Track 1 answer for one view (one request with n=K, plus one for logprob overall).
@@ -224,7 +229,7 @@ class Assessor:
             letters = question.letters if question is not None and question.text else ()
             schema = answer_schema(self.cfg.output, letters, self.cfg.explanations)
             img = await asyncio.to_thread(prepare_image, image, view)
-            votes_task = self.client.ask_votes(prompt, [img], schema=schema, k=self.cfg.samples,
+            votes_task = self.client.ask_votes(prompt, [img], schema=schema, k=self.samples,
                                                temperature=self.cfg.temperature, system=self.system,
                                                seed=self.cfg.seed)
             if self.cfg.overall == "logprob":
@@ -269,7 +274,7 @@ class Assessor:
             schema = qa_schema(question.format, question.letters if question.format in ("single", "multiple")
                                else ())
             img = await asyncio.to_thread(prepare_image, image, view)
-            votes = await self.client.ask_votes(prompt, [img], schema=schema, k=self.cfg.samples,
+            votes = await self.client.ask_votes(prompt, [img], schema=schema, k=self.samples,
                                                 temperature=self.cfg.temperature, system=self.system,
                                                 seed=self.cfg.seed)
         except (VLMError, PortraitcraftError, OSError) as exc:

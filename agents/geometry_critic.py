@@ -48,7 +48,7 @@ def orientation_of(width: int, height: int) -> str:
     return "square" if abs(ratio - 1) <= SQUARE_TOLERANCE else "landscape" if ratio > 1 else "portrait"
 
 
-def _margin_confidence(value: float, expected: str, measured: str) -> float:
+def _margin_confidence(value: float) -> float:
     """Far from the 5/12 and 7/12 cuts -> sure; on a cut -> a coin toss."""
     margin = min(abs(value - LOWER_CUT), abs(value - UPPER_CUT))
     return min(1.0, 0.55 + 4.0 * margin)
@@ -87,13 +87,13 @@ def critique_geometry(targets: CompositionTargets, analysis: Analysis) -> list[F
     if targets.horizontal is not None:
         x = subject.centroid[0]
         out.append(_finding("horizontal", targets.horizontal, subject.horizontal,
-                            seen * _margin_confidence(x, targets.horizontal, subject.horizontal), targets,
+                            seen * _margin_confidence(x), targets,
                             f"subject centroid at x={x:.2f} of the width (left < 0.42 < center < 0.58 < right)"))
     if targets.vertical is not None:
         y = subject.face_center[1] if subject.face_center else subject.centroid[1]
         what = "face centre" if subject.face_center else "centroid"
         out.append(_finding("vertical", targets.vertical, subject.vertical,
-                            seen * _margin_confidence(y, targets.vertical, subject.vertical), targets,
+                            seen * _margin_confidence(y), targets,
                             f"subject {what} at y={y:.2f} of the height (upper < 0.42 < middle < 0.58 < lower)"))
     if targets.crop_level is not None:
         out.append(_measured_or_unknown("crop_level", targets.crop_level, subject.crop_level, 0.85 * seen, targets,

@@ -89,6 +89,10 @@ _INSTRUCTIONS = {
 }
 
 
+_TEMPLATES = {key: text.replace("{expected}", "{{ expected }}") for key, text in _INSTRUCTIONS.items()}
+"""The rule-file form of the geometric instructions: Jinja2, filled with the critic's `expected` value."""
+
+
 def geometric_discrepancies(item_id: str, real: SubjectFeatures | None,
                             generated: SubjectFeatures | None) -> list[MinedDiscrepancy]:
     """Differences of the measured composition; the real image's values are the truth.
@@ -251,6 +255,8 @@ def aggregate(discrepancies: Sequence[MinedDiscrepancy], n_items: int, *, max_mo
         key = group[0].key if group[0].source == "geometry" else None
         terms = [w for w, _ in Counter(w for t in texts for w in set(_tokens(t))).most_common(4)]
         instruction = Counter(d.instruction for d in group).most_common(1)[0][0]
+        if key in _TEMPLATES:
+            instruction = _TEMPLATES[key]
         if key:
             title, category, question = _GEOMETRY_MODES[key]
         else:
@@ -279,6 +285,11 @@ async def name_mode(vlm: Any, mode: FailureMode) -> FailureMode:
     return mode
 
 
+def _literal(text: str) -> str:
+    """Free text (a VLM's or LLM's instruction) made safe as a Jinja2 template: no braces to evaluate."""
+    return text.replace("{", "(").replace("}", ")")
+
+
 def write_rule_set(modes: Sequence[FailureMode], out: Path, *, total: int) -> list[Path]:
     """One rule file per failure mode under `out` (the critic's rules folder format)."""
     from portraitcraft.atomic import atomic_write_text
@@ -287,15 +298,16 @@ def write_rule_set(modes: Sequence[FailureMode], out: Path, *, total: int) -> li
     written = []
     for mode in modes:
         severity = max(1, min(5, math.ceil(mode.frequency * 5)))
-        applies = _APPLIES.get(mode.geometry or "", "always")
+        applies = [mode.geometry] if mode.geometry in _APPLIES else []
+        instruction = mode.instruction if mode.geometry in _TEMPLATES else _literal(mode.instruction)
         text = render_prompt("mine/rule.md.j2", id=mode.id, title=mode.title, category=mode.category,
                              severity=severity, applies_when=applies, question=mode.question,
-                             instruction=mode.instruction, geometry=mode.geometry, guidance=mode.guidance,
+                             instruction=instruction, geometry=mode.geometry, guidance=mode.guidance,
                              count=mode.count, total=total, frequency=mode.frequency, example_ids=mode.example_ids,
                              examples=mode.examples)
         written.append(atomic_write_text(out / f"{mode.id}.md", text))
     return written
 
 
-_APPLIES = {"horizontal": "horizontal", "vertical": "vertical", "crop_level": "crop_level", "facing": "facing",
-            "gaze": "gaze", "people": "people"}
+_APPLIES = frozenset({"horizontal", "vertical", "crop_level", "facing", "gaze", "people"})
+"""Geometric modes apply only when the description states the target they check (rule `applies_when`)."""

@@ -1,4 +1,5 @@
-"""Canvas-policy accuracy and fit time: fitted vs rule vs always-square on a held-out split.
+"""Canvas-policy accuracy and fit time: fitted vs rule vs always-square on a held-out split, the held-out
+orientation distribution, and the fitted strong table's evidence.
 
 By default on a synthetic Track 2 train set (tests/planner_synthetic.py: descriptions from templates, tiny
 JPEGs whose aspect ratios follow them), written to a temporary folder; with --train/--images on real data.
@@ -52,7 +53,7 @@ def main() -> None:
         read_seconds = time.perf_counter() - started
         settings = FitSettings(holdout=args.holdout, seed=args.seed, maxiter=args.maxiter, popsize=args.popsize)
         started = time.perf_counter()
-        policy = fit_policy(train_set, rule_policy(cfg.aspect_ratios), settings)
+        policy = fit_policy(train_set, rule_policy(cfg.aspect_ratios, cfg.prior_orientation), settings)
         total_seconds = time.perf_counter() - started
         report = report_of(policy)
 
@@ -75,6 +76,10 @@ def main() -> None:
     for row in summary_rows(report):
         print(f"{row['policy']:8} {row['accuracy']:9.3f} {row['orientation_accuracy']:12.3f} "
               f"{row['mean_log_error']:12.3f}")
+    for name, counts in report.orientation_counts.items():
+        print(f"held-out orientation, {name:6}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for row in report.strong:
+        print(f"strong {row['key']}={row['value']}: {row['n']} train items -> {row['result']}")
 
 
 if __name__ == "__main__":

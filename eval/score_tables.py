@@ -8,12 +8,14 @@ problems naming the row, never a crash.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portraitcraft import bounded
 from portraitcraft.errors import DataError
 from portraitcraft.ids import item_key
 
@@ -55,16 +57,12 @@ def read_score_csv(
         77.5
     """
     p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{p}: is a folder, expected a CSV file")
-    if not p.is_file():
-        raise DataError(f"{p}: file does not exist")
+    text = bounded.read_text(p, what="CSV file")
     try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    except csv.Error as exc:
         raise DataError(f"{p}: not a readable CSV ({exc})") from None
     if "image_path" not in header:
         raise DataError(f"{p}: needs an image_path column (found: {', '.join(header) or 'no header'})")

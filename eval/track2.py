@@ -242,14 +242,17 @@ async def judge_items(
 
     async def one(index: int, spec: Track2Spec) -> ImageScore:
         async with limit:
+            clock = asyncio.timeout(deadline)
             try:
                 path = resolve_image(images_dir, spec.image_path)
                 if path is None:
                     return finish(index, ImageScore(spec.image_path, error=f"image not found under {images_dir}"))
-                async with asyncio.timeout(deadline):
+                async with clock:
                     image = await asyncio.to_thread(load_image, path)
                     result = await judge.score(image, spec.content, spec.composition)
             except TimeoutError:
+                if not clock.expired():
+                    raise
                 error = (f"JudgeError: no verdict within the {deadline:g}s item deadline "
                          f"(judge.item_deadline; each attempt waits up to judge.timeout = {judge.cfg.timeout:g}s)")
                 return finish(index, ImageScore(spec.image_path, error=error))

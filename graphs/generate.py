@@ -16,10 +16,10 @@ from langgraph.types import Command
 from graphs import generate_steps as steps
 from graphs.generate_state import GenerateContext, GenerateState
 from portraitcraft.errors import PortraitcraftError
-from tools.images import ImageError
 
-ITEM_ERRORS = (PortraitcraftError, ImageError, OSError, ValueError)
-"""What makes ONE item fail (bad input, an unreadable image, a backend refusing it); the others go on."""
+ITEM_ERRORS = (PortraitcraftError,)
+"""What makes ONE item fail (bad input, an unreadable image, a backend or endpoint refusing it: all
+`PortraitcraftError`s); the others go on. Anything else is a bug and stops the run (resume continues it)."""
 
 
 def stop_verdict(*, strategy: str, passed: bool, corrections: int, max_rounds: int) -> str | None:

@@ -39,7 +39,10 @@ def report_data(run_root: Path) -> dict[str, Any]:
     saved = run_root / "summary.json"
     if saved.is_file():
         with contextlib.suppress(OSError, json.JSONDecodeError):
-            summary["gpu_utilisation"] = json.loads(saved.read_text(encoding="utf-8")).get("gpu_utilisation")
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+            summary["gpu_utilisation"] = previous.get("gpu_utilisation")
+            if "vlm_tokens" in previous.get("cost_per_final_image", {}):
+                summary["cost_per_final_image"]["vlm_tokens"] = previous["cost_per_final_image"]["vlm_tokens"]
     per_rule: dict[tuple[str, str], list[int]] = {}
     disagreements: list[dict[str, Any]] = []
     for row in rows:

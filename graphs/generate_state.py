@@ -44,7 +44,13 @@ class Round(TypedDict, total=False):
     instruction: str
     reason: str
     reframe_error: str
-    seconds: dict[str, float]
+    base_round: int
+    """the round this image was made from (a drift-guard revert goes back to the best one)"""
+    edit: dict[str, Any]
+    """the editor's full decision (EditPlan.to_json())"""
+    analysis: dict[str, Any] | None
+    heuristics: dict[str, Any] | None
+    judge_score: float
 
 
 class GenerateState(TypedDict, total=False):
@@ -101,6 +107,8 @@ class GenerateContext:
     pairs: ResultsLog | None = None
     pairs_done: set[str] = field(default_factory=set)
     on_event: Callable[[str, dict[str, Any]], None] | None = None
+    judge: Any = None
+    """agents.judge.Judge: ranks the rounds of an item that never passed (None = findings alone)."""
     analyses: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     max_cached_analyses: int = 64
 

@@ -126,8 +126,6 @@ def next_plan(state: GenerateState, ctx: GenerateContext) -> EditPlan:
                         prompt=plan.get("prompt", ""))
     decision = ctx.editor.decide(rounds, targets_of(state), prompt=plan.get("prompt", ""), mask_of=mask_of(ctx),
                                   path_of=lambda rel: abs_path(ctx, rel))
-    if decision.action == "regenerate" and (ctx.init_images is not None and not plan.get("prompt")):
-        decision.action = "edit"
     if decision.action == "regenerate" and (state.get("cost") or {}).get("generations", 0) >= \
             ctx.cfg.loop.max_generations and ctx.editor.can_edit:
         decision.action, decision.reason = "edit", decision.reason + "; generation budget spent: edit instead"
@@ -166,7 +164,7 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
     rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
                       edit=decision.to_json())
     rounds.append(Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
-                        findings=None, passed=None, action=None, base_round=decision.base_round))  # type: ignore[typeddict-unknown-key]
+                        findings=None, passed=None, action=None, base_round=decision.base_round))
     ctx.emit("edit", id=spec.id, round=k, action=decision.action)
     return {"rounds": rounds, "cost": add_cost(state, **cost)}
 
@@ -207,6 +205,10 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
     """Write the item's outputs once: submission image, pair, results row. Returns the final state update."""
     spec = spec_of(state)
     failed = state.get("status") == "failed" or not state.get("rounds")
+    if not failed and ctx.judge is not None and not any(r.get("passed") for r in state["rounds"]) \
+            and len(state["rounds"]) > 1:
+        state = {**state, "rounds": await judge_rounds(state, ctx)}
+        state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
     final = None if failed else choose_final(state, ctx.critic.cfg.min_confidence)
     row = result_row(state, ctx, final)
     if final is not None:
@@ -221,6 +223,23 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
     ctx.drawer.item_done(spec.id)
     ctx.emit("finalize", id=spec.id, status=row["status"], passed=row["passed"], rounds=row["rounds"])
     return {"status": "failed" if failed else "finished", "final_round": final}
+
+
+async def judge_rounds(state: GenerateState, ctx: GenerateContext) -> list[Round]:
+    """Each round's judge score (content + composition mean), for choosing among rounds that all failed."""
+    spec = spec_of(state)
+    rounds = [dict(r) for r in state["rounds"]]
+
+    async def one(r: dict[str, Any]) -> None:
+        try:
+            result = await ctx.judge.score(abs_path(ctx, r["image"]), spec.content, spec.composition)
+        except (PortraitcraftError, OSError, ValueError) as exc:
+            r.setdefault("failures", []).append({"source": "judge", "rule": "*", "error": str(exc)})
+            return
+        r["judge_score"] = round((result.content + result.composition) / 2, 3)
+
+    await asyncio.gather(*(one(r) for r in rounds))
+    return rounds  # type: ignore[return-value]
 
 
 def _copy_image(src: Path, dst: Path) -> None:
@@ -240,6 +259,7 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         "findings": r.get("findings") or [], "passed": r.get("passed"), "action": r.get("action"),
         "instruction": r.get("instruction", ""), "reason": r.get("reason", ""), "seed": r.get("seed"),
         "disagreements": r.get("disagreements") or [], "failures": r.get("failures") or [],
+        **({"judge_score": r["judge_score"]} if r.get("judge_score") is not None else {}),
         **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
     } for i, r in enumerate(rounds)]
     passed = bool(final is not None and rounds[final].get("passed"))

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from langgraph.types import Command, Send
 from agents.assessor import Question
 from agents.assessor_vote import VoteError, vote_qa, vote_track1
 from agents.views import View
-from graphs.understand_state import UnderstandContext, UnderstandItem, UnderstandState, ViewTask
+from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem, UnderstandState, ViewTask
 from portraitcraft.config import AssessorConfig
 from portraitcraft.schemas import safe_id
 from prompts.loader import load_prompt
@@ -106,6 +105,10 @@ def build_graph() -> StateGraph:
     return graph
 
 
+graph = build_graph().compile()
+"""The compiled graph without a checkpointer, for LangGraph Studio (langgraph.json); runs use `run_items`."""
+
+
 def fingerprint(cfg: AssessorConfig, views: Sequence[View], extra: Mapping[str, Any] | None = None) -> str:
     """A short hash of everything that decides the view answers (endpoint, sampling, views, prompt texts).
 
@@ -113,26 +116,14 @@ def fingerprint(cfg: AssessorConfig, views: Sequence[View], extra: Mapping[str, 
     records instead of asking the model again.
     """
     keys = ("base_url", "model", "kind", "samples", "temperature", "max_tokens", "seed", "output", "templates",
-            "option_orders", "permute_options", "explanations", "overall", "geometry_hints", "extra")
+            "option_orders", "permute_options", "explanations", "geometry_hints", "extra")
     prompts = {name: load_prompt(f"understand/{name}") for name in
                ("system.md", "overall_digit.md", "qa.md", "geometry.md",
                 *(f"templates/{t}.md" for t in cfg.templates))}
-    payload = {"cfg": {k: getattr(cfg, k) for k in keys}, "views": [v.to_dict() for v in views],
+    asked = {k: getattr(cfg, k) for k in keys} | {"logprob_overall": cfg.overall == "logprob"}
+    payload = {"cfg": asked, "views": [v.to_dict() for v in views],
                "prompts": prompts, "extra": dict(extra or {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-@dataclass
-class ItemOutcome:
-    """One item after the run: its final state values, and whether they came from an earlier run."""
-
-    item: UnderstandItem
-    state: dict[str, Any]
-    reused: bool
-
-    @property
-    def status(self) -> str:
-        return str(self.state.get("status") or "failed")
 
 
 def thread_id(item: Mapping[str, Any], run_fingerprint: str) -> str:
@@ -215,4 +206,5 @@ def _revoted(values: dict[str, Any], context: UnderstandContext) -> dict[str, An
         return dict(values, vote=None, status="failed", error=str(exc))
 
 
-__all__ = ["CHECKPOINT_FILE", "ItemOutcome", "build_graph", "compute_vote", "fingerprint", "run_items", "thread_id"]
+__all__ = ["CHECKPOINT_FILE", "ItemOutcome", "build_graph", "compute_vote", "fingerprint", "graph", "run_items",
+           "thread_id"]

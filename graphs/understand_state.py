@@ -78,4 +78,18 @@ class UnderstandContext:
     measure: Callable[[str], Mapping[str, Any] | None] | None = None
 
 
-__all__ = ["Status", "Task", "UnderstandContext", "UnderstandItem", "UnderstandState", "ViewTask", "append_records"]
+@dataclass
+class ItemOutcome:
+    """One item after the run: its final state values, and whether they came from an earlier run."""
+
+    item: UnderstandItem
+    state: dict[str, Any]
+    reused: bool
+
+    @property
+    def status(self) -> str:
+        return str(self.state.get("status") or "failed")
+
+
+__all__ = ["ItemOutcome", "Status", "Task", "UnderstandContext", "UnderstandItem", "UnderstandState", "ViewTask",
+           "append_records"]

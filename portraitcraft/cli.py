@@ -79,11 +79,14 @@ for _name, (_module, _func) in COMMANDS.items():
 
 
 def _tidy_help(command: Any) -> None:
-    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`)."""
+    """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`), and a
+    repeatable option shows its value's name (`--ids ID`), not `<list[str]>`."""
     help_option = command.get_help_option(typer.Context(command))  # created once and cached by click
     for param in [*command.params, help_option]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif getattr(param, "multiple", False) and param.metavar is None and getattr(param, "opts", None):
+            param.metavar = param.opts[0].lstrip("-").upper().rstrip("S").replace("-", "_") or None
     for sub in getattr(command, "commands", {}).values():
         _tidy_help(sub)
 
@@ -127,7 +130,10 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(1)
-    # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None).
+    # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None);
+    # it also turns Ctrl-C into Exit(130).
+    if code == 130:
+        err_console.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,9 +79,8 @@ class EndpointConfig(RemoteEndpoint):
     """An OpenAI-compatible VLM endpoint (vLLM, a hosted API, Gemini's OpenAI-compatible URL)."""
 
     dialect: Dialect = Field(
-        "vllm", validation_alias=AliasChoices("dialect", "kind"),
-        description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain (parse); "
-        "the old key `kind` is accepted",
+        "vllm", description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain "
+        "(parse); the old key `kind` is accepted"
     )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
@@ -89,6 +88,14 @@ class EndpointConfig(RemoteEndpoint):
     max_image_pixels: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
     seed: int | None = 0
     cache: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key(cls, data: Any) -> Any:
+        """`kind` is the old name of `dialect` (files, env vars, --set and code may still use it; it wins)."""
+        if isinstance(data, dict) and "kind" in data:
+            data = {k: v for k, v in data.items() if k != "kind"} | {"dialect": data["kind"]}
+        return data
 
     @property
     def kind(self) -> Dialect:
@@ -224,7 +231,7 @@ class AssessorConfig(EndpointConfig):
     linear_prior: float = Field(0.0, ge=0, le=1, description="weight of overall = 0.86*sum - 8.92")
     # Track 1 understanding (agents/assessor.py, agents/assessor_vote.py, graphs/understand.py)
     temperature: Annotated[float, Field(ge=0, le=2)] = Field(
-        0.7, description="sampling temperature of the K votes per view (0 makes K identical greedy requests)"
+        0.7, description="sampling temperature of the K votes per view (0: one greedy answer per view)"
     )
     output: Literal["levels", "scores"] = Field(
         "scores", description="attributes answered as levels (Poor/Medium/Good) or as 0-10 scores"
@@ -291,7 +298,8 @@ class LoopConfig(_Section):
     max_rounds: Annotated[int, Field(ge=0, le=50)] = 3
     max_generations: Annotated[int, Field(ge=1, le=200)] = 8
     drift_guard: bool = True
-    select_by_judge: bool = True
+    select_by_judge: bool = Field(
+        True, description="with a VLM critic, the [judge] ranks the rounds of an item that never passed")
     max_edits: Annotated[int, Field(ge=0, le=50)] = Field(
         2, description="edits in a row before the editor regenerates with a new seed instead")
     drift_min_psnr_background: Annotated[float, Field(ge=0)] = Field(
@@ -337,6 +345,9 @@ class RayConfig(_Section):
     )
     object_store_gb: Annotated[float, Field(gt=0)] | None = Field(
         None, description="object store size of a locally started Ray (GiB); None = Ray's default"
+    )
+    start_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        600.0, description="how long the actors may take to come up (placement on GPUs) before a clear error"
     )
 
 
@@ -480,6 +491,17 @@ class RewardConfig(_Section):
     max_image_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
 
 
+class LimitsConfig(_Section):
+    """Bounds on what the CLI reads (`portraitcraft.bounded`)."""
+
+    max_input_mb: Annotated[int, Field(ge=1, le=1024 * 1024)] = Field(
+        512, description="largest data/prediction/CSV file (or zip member) read, in MB"
+    )
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this is refused (configs are a few KB; this catches a wrong path)."""
+
 _TOML_PATH: ContextVar[Path | None] = ContextVar("_TOML_PATH", default=None)
 
 
@@ -493,13 +515,11 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = _TOML_PATH.get()
         if path is None:
             return {}
-        try:
-            with open(path, "rb") as fh:
-                return tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        from portraitcraft.bounded import decode_text, parse_text, read_bytes
+
+        raw = read_bytes(path, what="config file", max_bytes=MAX_CONFIG_BYTES, error=ConfigError)
+        text = decode_text(raw, f"config file {path}", what="TOML file", error=ConfigError)
+        return parse_text(tomllib.loads, text, f"config file {path}", what="TOML", error=ConfigError)
 
 
 class PortraitcraftConfig(BaseSettings):
@@ -529,6 +549,7 @@ class PortraitcraftConfig(BaseSettings):
     vision: VisionConfig = Field(default_factory=VisionConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @classmethod
     def settings_customise_sources(

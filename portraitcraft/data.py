@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from portraitcraft import bounded
+from portraitcraft.bounded import check_regular
 from portraitcraft.errors import DataError
-from portraitcraft.ids import item_key
+from portraitcraft.ids import earlier_duplicate, item_key
 from portraitcraft.schemas import (
     ATTRIBUTES,
     ItemProblem,
@@ -48,20 +50,17 @@ class Parsed:
 def read_records(path: str | Path) -> list[Any]:
     """Read a JSON array, JSONL, a zip holding one JSON file, or a text file of one description per line.
 
+    Reads are bounded (`portraitcraft.bounded`): regular files only, at most `limits.max_input_mb`.
+
     Raises:
-        DataError: the file is missing, not valid JSON/JSONL, or not an array of objects/strings.
+        DataError: the file is missing, not a regular file, too large, not valid JSON/JSONL (or nested too
+            deeply), or not an array of objects/strings; the message names the file.
     """
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: file does not exist")
-    if p.is_dir():
-        raise DataError(f"{p}: is a folder, expected a JSON/JSONL file")
     if p.suffix.lower() == ".zip":
+        check_regular(p, what="zip file")
         return _read_zip(p)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = bounded.read_text(p, what="data file")
     return parse_text(text, str(p))
 
 
@@ -74,10 +73,7 @@ def parse_text(text: str, name: str) -> list[Any]:
         return [line.strip() for line in text.splitlines() if line.strip()]
     if suffix == ".jsonl" or (suffix != ".json" and text.lstrip()[:1] == "{"):
         return _parse_jsonl(text, name)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = bounded.loads_json(text, name)
     if not isinstance(data, list):
         raise DataError(f"{name}: expected a JSON array of items, got a JSON {type(data).__name__}")
     return data
@@ -100,21 +96,43 @@ def _parse_jsonl(text: str, name: str) -> list[Any]:
             out.append(json.loads(line))
         except json.JSONDecodeError as exc:
             out.append(MalformedLine(lineno, f"malformed JSON on line {lineno}: {exc.msg}"))
+        except RecursionError:
+            out.append(MalformedLine(lineno, f"JSON on line {lineno} is nested too deeply to read"))
     if out and all(isinstance(r, MalformedLine) for r in out):
         raise DataError(f"{name}: no line is valid JSON ({out[0].message})")
     return out
 
 
-def _read_zip(p: Path) -> list[Any]:
+def read_zip_member(p: Path, pick: Callable[[list[str]], str]) -> tuple[str, bytes]:
+    """One member of a zip, chosen by `pick` from the member names; bounded like every input read."""
+    limit = bounded.max_input_bytes()
     try:
         with zipfile.ZipFile(p) as zf:
-            names = [n for n in zf.namelist() if n.lower().endswith((".json", ".jsonl")) and not n.endswith("/")]
-            if len(names) != 1:
-                raise DataError(f"{p}: expected exactly one JSON file in the zip, found {len(names)}: {names}")
-            text = zf.read(names[0]).decode("utf-8-sig")
-    except zipfile.BadZipFile:
+            name = pick(zf.namelist())
+            size = zf.getinfo(name).file_size
+            if size > limit:
+                raise DataError(f"{p}!{name}: {size / 1024 / 1024:.1f} MB uncompressed is over the "
+                                f"{limit / 1024 / 1024:.1f} MB input limit (limits.max_input_mb)")
+            with zf.open(name) as fh:
+                data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, EOFError):
         raise DataError(f"{p}: not a valid zip file") from None
-    return parse_text(text, f"{p}!{names[0]}")
+    except (OSError, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise DataError(f"{p}: cannot read the zip ({exc})") from None
+    if len(data) > limit:
+        raise DataError(f"{p}!{name}: over the input limit (limits.max_input_mb)")
+    return name, data
+
+
+def _read_zip(p: Path) -> list[Any]:
+    def pick(names: list[str]) -> str:
+        found = [n for n in names if n.lower().endswith((".json", ".jsonl")) and not n.endswith("/")]
+        if len(found) != 1:
+            raise DataError(f"{p}: expected exactly one JSON file in the zip, found {len(found)}: {found}")
+        return found[0]
+
+    name, data = read_zip_member(p, pick)
+    return parse_text(bounded.decode_text(data, f"{p}!{name}"), f"{p}!{name}")
 
 
 def detect_kind(records: Sequence[Any]) -> Kind:
@@ -204,19 +222,16 @@ def parse_items(records: Sequence[Any], kind: Kind | None = None) -> Parsed:
             except ValidationError as exc:
                 parsed.problems.extend(problems_from_validation(exc, index, image_path))
                 continue
-        key = item_key(item.image_path)
-        if key in seen:
-            parsed.problems.append(
-                ItemProblem(index, item.image_path, "image_path", f"duplicate of item {seen[key]}")
-            )
+        if isinstance(item, Track2Spec) and item.id in ids:  # two items may not share an id (a folder, a thread)
+            parsed.problems.append(ItemProblem(index, item.image_path, "id",
+                                               f"id {item.id!r} is also item {ids[item.id]}'s id"))
             continue
-        if isinstance(item, Track2Spec):  # two items may not share an id (a run folder, a thread)
-            if item.id in ids:
-                parsed.problems.append(ItemProblem(index, item.image_path, "id",
-                                                   f"id {item.id!r} is also item {ids[item.id]}'s id"))
-                continue
+        earlier = earlier_duplicate(seen, item.image_path, index)
+        if earlier is not None:
+            parsed.problems.append(ItemProblem(index, item.image_path, "image_path", f"duplicate of item {earlier}"))
+            continue
+        if isinstance(item, Track2Spec):
             ids[item.id] = index
-        seen[key] = index
         parsed.items.append(item)
         parsed.indices.append(index)
     return parsed

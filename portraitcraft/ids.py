@@ -29,7 +29,20 @@ def item_key(image_path: str) -> str:
         >>> item_key("images_03\\\\x.jpg"), item_key("images_03/x.jpg"), item_key("x.jpg")
         ('x.jpg', 'x.jpg', 'x.jpg')
     """
-    return PurePosixPath(str(image_path).replace("\\", "/")).name
+    text = str(image_path).replace("\\", "/")
+    if "/" not in text:
+        return "" if text == "." else text
+    parts = [part for part in text.split("/") if part not in ("", ".")]  # as PurePosixPath(text).name, faster
+    return parts[-1] if parts else ""
+
+
+def earlier_duplicate(seen: dict[str, int], image_path: str, index: int) -> int | None:
+    """The index of an earlier item with the same key (a duplicate), else None after recording this one."""
+    key = item_key(image_path)
+    if key in seen:
+        return seen[key]
+    seen[key] = index
+    return None
 
 
 def default_item_id(image_path: str) -> str:
@@ -69,4 +82,4 @@ def safe_id(raw: str) -> str:
     return f"{stem}-{digest}" if stem else f"id-{digest}"
 
 
-__all__ = ["MAX_ID_CHARS", "default_item_id", "is_safe_id", "item_key", "safe_id"]
+__all__ = ["MAX_ID_CHARS", "default_item_id", "earlier_duplicate", "is_safe_id", "item_key", "safe_id"]

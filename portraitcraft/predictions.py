@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from portraitcraft.data import MalformedLine, problems_from_validation, read_records
-from portraitcraft.ids import item_key
+from portraitcraft.ids import earlier_duplicate, item_key
 from portraitcraft.schemas import ATTRIBUTES, ItemProblem, Track1Prediction, level_from_score
 
 FALLBACK = {"level": "B", "answer": "A"}
@@ -99,13 +99,12 @@ def parse_track1_predictions(records: Sequence[Any], *, require_answer: bool = T
         except ValidationError as exc:
             out.problems.extend(problems_from_validation(exc, index, image_path))
             continue
-        key = item_key(pred.image_path)
-        if key in seen:
+        earlier = earlier_duplicate(seen, pred.image_path, index)
+        if earlier is not None:
             out.problems.append(ItemProblem(index, pred.image_path, "image_path",
-                                            f"duplicate of prediction {seen[key]} (the first one is used)"))
+                                            f"duplicate of prediction {earlier} (the first one is used)"))
             continue
-        seen[key] = index
-        out.by_key[key] = pred
+        out.by_key[item_key(pred.image_path)] = pred
     return out
 
 

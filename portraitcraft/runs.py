@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
-from portraitcraft.errors import InputError
+from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.ids import safe_id
 
 ID_MARKER = ".id"
@@ -107,6 +107,33 @@ class ResultsLog:
         return {r["id"] for r in self if "id" in r and (status is None or r.get("status") == status)}
 
 
+def failed_row(item_id: str, error: PortraitcraftError, **fields: Any) -> dict[str, Any]:
+    """The results row of an item that failed in an expected way (bad input, a refused image, an endpoint
+    that gave up): `status` "failed" and the error's one-line message."""
+    return {"id": item_id, "status": "failed", **fields, "error": str(error), "error_type": type(error).__name__}
+
+
+def run_item(item_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The per-item failure policy, in one place: run `work` for one item and return its results row.
+
+    An expected failure (a `PortraitcraftError`) becomes a failed row and the run goes on. Anything else
+    is a bug: it propagates and stops the run, and because finished rows are already in results.jsonl a
+    re-run resumes from there. Never a silent "failed" row for a bug.
+    """
+    try:
+        return {"id": item_id, "status": "finished", **work()}
+    except PortraitcraftError as exc:
+        return failed_row(item_id, exc)
+
+
+async def arun_item(item_id: str, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """`run_item` for async work (graph nodes, judge calls)."""
+    try:
+        return {"id": item_id, "status": "finished", **(await work())}
+    except PortraitcraftError as exc:
+        return failed_row(item_id, exc)
+
+
 class RunFolder:
     """A run's folder: manifest.json, results.jsonl, and per-item files under safe names.
 
@@ -190,11 +217,15 @@ class RunFolder:
 
 
 __all__ = [
+    "ID_MARKER",
     "ResultsLog",
     "RunFolder",
+    "arun_item",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "failed_row",
     "package_versions",
+    "run_item",
     "save_image_atomic",
 ]

@@ -50,6 +50,9 @@ class Level(StrEnum):
     @classmethod
     def from_code(cls, code: str) -> Level:
         """Level from a submission code ("A"/"B"/"C") or a level name ("Poor"...), case-insensitive."""
+        exact = _CODE_TO_LEVEL.get(code) if isinstance(code, str) else None
+        if exact is not None:  # the common case, first: scoring 2,000 x 13 labels calls this a lot
+            return exact
         text = str(code).strip()
         upper = text.upper()
         if upper in _CODE_TO_LEVEL:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from portraitcraft.atomic import atomic_open, save_image_atomic
+from portraitcraft.bounded import check_regular, decode_text, loads_json
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.ids import item_key
 from portraitcraft.predictions import FALLBACK, fill_predictions
@@ -130,19 +132,70 @@ def _check_track1_records(records: Sequence[dict[str, Any]]) -> None:
 
 
 def read_track1_submission(path: str | Path) -> list[dict[str, Any]]:
-    """Read a Track 1 submission zip, checking its root holds exactly `track_1_test.json`."""
+    """Read a Track 1 submission zip, checking its root holds exactly `track_1_test.json` (bounded read)."""
+    from portraitcraft.data import read_zip_member
+
     p = Path(path)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            names = zf.namelist()
-            if names != [TRACK1_MEMBER]:
-                raise DataError(f"{p}: the zip root must hold exactly {TRACK1_MEMBER}, found {names}")
-            data = json.loads(zf.read(TRACK1_MEMBER).decode("utf-8"))
-    except zipfile.BadZipFile:
-        raise DataError(f"{p}: not a valid zip file") from None
+    check_regular(p, what="zip file")
+
+    def pick(names: list[str]) -> str:
+        if names != [TRACK1_MEMBER]:
+            raise DataError(f"{p}: the zip root must hold exactly {TRACK1_MEMBER}, found {names}")
+        return TRACK1_MEMBER
+
+    name, raw = read_zip_member(p, pick)
+    data = loads_json(decode_text(raw, f"{p}!{name}"), f"{p}!{name}")
     if not isinstance(data, list):
         raise DataError(f"{p}: {TRACK1_MEMBER} is not a JSON array")
     return data
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class ImageMatches:
+    """Each item's image file (`found`, by item id), the items with several equally good files
+    (`ambiguous`, id -> candidates) and how many files were looked at."""
+
+    found: dict[str, Path] = field(default_factory=dict)
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+    n_files: int = 0
+
+
+def find_submission_images(
+    images_dir: str | Path, specs: Sequence[Track2Spec], *, exclude: Sequence[str | Path] = ()
+) -> ImageMatches:
+    """Find one image per item under `images_dir` (any depth), never inside an `exclude`d folder.
+
+    An exact file name match (the item's `output_name`) wins over a same-stem file with another image
+    extension (re-encoded on submit). Two or more files at the best rank are ambiguous: reported, not
+    guessed. Symbolic links to folders are not followed; hidden files and folders are skipped.
+    """
+    root = Path(images_dir)
+    skip = {Path(os.path.realpath(e)) for e in exclude}
+    by_name: dict[str, list[Path]] = {}
+    by_stem: dict[str, list[Path]] = {}
+    out = ImageMatches()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and Path(os.path.realpath(here / d)) not in skip)
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            out.n_files += 1
+            by_name.setdefault(name, []).append(path)
+            by_stem.setdefault(path.stem, []).append(path)
+    for spec in specs:
+        exact = by_name.get(spec.output_name, [])
+        hits = exact or by_stem.get(Path(spec.output_name).stem, [])
+        if len(hits) == 1:
+            out.found[spec.id] = hits[0]
+        elif hits:
+            out.ambiguous[spec.id] = hits
+    return out
 
 
 @dataclass
@@ -151,6 +204,8 @@ class Track2Submission:
     zip_path: Path
     n_images: int
     missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """`image_path: problem` for items whose image could not be read (left out, like missing ones)."""
 
 
 def write_track2_submission(
@@ -166,41 +221,51 @@ def write_track2_submission(
         specs (list[Track2Spec]): the test items.
         images (mapping): item id (Track2Spec.id) -> the final image file of that item.
         out_dir (str | Path): where `submission/` and `submission.zip` are written.
-        allow_missing (bool, optional, defaults to False): skip items with no image (reported) instead of
-            raising.
+        allow_missing (bool, optional, defaults to False): skip items with no (readable) image, reported,
+            instead of raising.
 
     The image is re-encoded to the format its `image_path` names (.jpg -> JPEG quality 95, .png -> PNG).
+    Raises:
+        InputError: items have no image, or an unreadable one, and allow_missing is False (all listed).
     """
     from PIL import Image
 
     out = Path(out_dir)
     folder = out / "submission"
-    folder.mkdir(parents=True, exist_ok=True)
     missing = [s.image_path for s in specs if s.id not in images or not Path(images[s.id]).is_file()]
     if missing and not allow_missing:
         raise InputError(f"{len(missing)} item(s) have no final image: {', '.join(missing[:20])}")
+    unreadable: list[str] = []
     written: list[Path] = []
-    for spec in specs:
+    for spec in specs:  # one image in memory at a time
         if spec.image_path in missing:
             continue
+        try:
+            with Image.open(images[spec.id]) as im:
+                rgb = im.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            unreadable.append(f"{spec.image_path}: {images[spec.id]} is not a readable image ({exc})")
+            continue
         target = folder / spec.output_name
-        with Image.open(images[spec.id]) as im:
-            rgb = im.convert("RGB")
-        fmt = "JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
-        save_image_atomic(rgb, target, fmt=fmt)
+        save_image_atomic(rgb, target, fmt="JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG")
         written.append(target)
+    if unreadable and not allow_missing:
+        raise InputError(f"{len(unreadable)} item image(s) cannot be read (no zip written):\n" + "\n".join(unreadable))
     zip_path = out / "submission.zip"
     with atomic_open(zip_path) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
         for path in written:
             zf.write(path, arcname=path.name)
-    return Track2Submission(folder, zip_path, len(written), missing)
+    return Track2Submission(folder, zip_path, len(written), missing, unreadable)
 
 
 __all__ = [
     "FALLBACK",
+    "IMAGE_SUFFIXES",
     "TRACK1_MEMBER",
+    "ImageMatches",
     "SubmissionReport",
     "Track2Submission",
+    "find_submission_images",
     "read_track1_submission",
     "track1_records",
     "write_track1_submission",

@@ -74,7 +74,8 @@ def show(run: Path, title: str) -> list[dict[str, Any]]:
         steps = []
         for h in row["history"]:
             fired = sorted({f"{f['rule']}({f['source'][0]})" for f in h["findings"] if f["detected"]})
-            steps.append(f"{h['made_by']}: {', '.join(fired) or 'pass'}" + (f" -> {h['action']}" if h["action"] else ""))
+            then = f" -> {h['action']}" if h["action"] else ""
+            steps.append(f"{h['made_by']}: {', '.join(fired) or 'pass'}{then}")
         table.add_row(row["id"][:22], row["status"], str(row["passed"]), str(row["rounds"]), "\n".join(steps),
                       str(row.get("final_image") or row.get("error") or "")[:40])
     console.print(table)

@@ -63,6 +63,33 @@ def draw(seed: int, size: tuple[int, int], placement: str, figures: int = 1) -> 
     return img
 
 
+QUESTIONS = [  # (attribute asked about, the true statement, three false ones); the truth's letter rotates
+    ("Subject Integrity", "The subject is complete and clearly separated from the background.",
+     ["The subject's head is cropped by the top edge.", "Two subjects overlap so that neither is readable.",
+      "There is no identifiable subject."]),
+    ("Visual Center Stability", "The figure sits on the {place}, balanced by the open space opposite it.",
+     ["The figure is pressed against the bottom edge, so the frame tips downward.",
+      "Several equally strong subjects compete for the centre.", "The horizon is tilted, so the frame leans."]),
+    ("Appropriateness of Negative Space", "The plain sky above the horizon leaves calm room around the figure.",
+     ["The frame is crowded edge to edge with detail.", "The figure fills the whole frame, leaving no space.",
+      "The empty space sits behind the figure's back and pulls the eye out of the frame."]),
+    ("Light and Shadow Modeling", "The flat, even light gives the figure almost no modelling.",
+     ["Hard side light carves deep shadows across the face.", "A strong backlight turns the figure into a "
+      "silhouette.", "Spotlit highlights are blown out on the face."]),
+]
+ANSWER_LETTERS = "CADB"  # the true option's letter for test items 0..3: a constant "A" baseline scores 0.25
+
+
+def question(j: int, place: str) -> tuple[str, dict[str, str], str]:
+    """The j-th test item's question, options and answer letter (varied: not every answer is A)."""
+    attribute, truth, wrong = QUESTIONS[j % len(QUESTIONS)]
+    letter = ANSWER_LETTERS[j % len(ANSWER_LETTERS)]
+    falsehoods = iter(wrong)
+    options = {k: (truth.format(place=place) if k == letter else next(falsehoods)) for k in "ABCD"}
+    text = f"Regarding the {attribute} in this image, which of the following best describes the visual evidence?"
+    return text, options, letter
+
+
 def name(i: int, plus: bool = False) -> str:
     h = f"{random.Random(i).getrandbits(48):012x}"
     return f"unsplash_{'plus_' if plus else ''}people_{i:05d}_{h}.jpg"
@@ -107,17 +134,12 @@ def main() -> None:
                 "total_score": total,
             })
         else:
-            question = ("Regarding the Subject Integrity in this image, which of the following best describes "
-                        "the visual evidence?")
-            options = {"A": "The subject is complete and clearly separated from the background.",
-                       "B": "The subject's head is cropped by the top edge.",
-                       "C": "Two subjects overlap so that neither is readable.",
-                       "D": "There is no identifiable subject."}
+            text, options, answer = question(i - 6, place)
             t1_test.append({"image_path": fname, "criteria": {a: {"level": "x"} for a in ATTRIBUTES},
-                            "total_score": 0, "question": question, "options": options, "answer": "x"})
+                            "total_score": 0, "question": text, "options": options, "answer": "x"})
             levels = {a: {"level": "A" if s < 5 else ("B" if s < 7 else "C")} for a, s in scores.items()}
             t1_labels.append({"image_path": fname, "criteria": levels, "total_score": total,
-                              "question": question, "options": options, "answer": "A"})
+                              "question": text, "options": options, "answer": answer})
 
     t2_train, t2_test = [], []
     for i, (orient, size, scene, place) in enumerate(SCENES):

@@ -10,5 +10,11 @@ bash scripts/setup.sh
 if [ "${PORTRAITCRAFT_SKIP_VLLM:-0}" != "1" ]; then
   bash scripts/setup_vllm.sh
 fi
+# Headless Chromium (Debian package) for the report's browser test; playwright drives it by executable_path
+# (no browser download). Idempotent; if it cannot be installed here that one test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
+    || echo "[test] chromium could not be installed: tests/test_generate_report.py's browser test will skip"
+fi
 "$VENV/bin/ruff" check --output-format concise .
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -13,7 +13,7 @@ Script: `script.fail(status, times=1, retry_after=None)` (HTTP error with an Ope
 optional Retry-After header), `script.malformed(times=1)` (HTTP 200 with a body cut mid-JSON),
 `script.hang(seconds, times=1)` (no reply for that long: a client timeout), `script.api_key = "..."` (401 for
 another bearer).
-Recorder: `requests` (path, body fields, image sizes, bearer, outcome).
+Recorder: `requests` (path, body fields, image sizes, bearer, outcome, query string).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class Recorded:
     image_sizes: list[tuple[int, int]]
     bearer: str | None
     outcome: int | str = "pending"
+    query: str = ""
 
 
 @dataclass
@@ -156,7 +157,7 @@ class FakeImageAPI(LocalServer):
         @app.post("/v1/images/generations")
         async def generations(request: Request) -> Response:
             body = await request.json()
-            record = Recorded("/v1/images/generations", body, [], bearer(request))
+            record = Recorded("/v1/images/generations", body, [], bearer(request), query=request.url.query)
             if (refusal := await self._gate(record)) is not None:
                 return refusal
             size = _parse_size(body.get("size"), (96, 64))
@@ -176,7 +177,8 @@ class FakeImageAPI(LocalServer):
                 data = await upload.read()  # type: ignore[union-attr]
                 images.append(Image.open(io.BytesIO(data)).convert("RGB"))
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            record = Recorded("/v1/images/edits", fields, [im.size for im in images], bearer(request))
+            record = Recorded("/v1/images/edits", fields, [im.size for im in images], bearer(request),
+                              query=request.url.query)
             if (refusal := await self._gate(record)) is not None:
                 return refusal
             size = _parse_size(fields.get("size"), images[0].size if images else (96, 64))

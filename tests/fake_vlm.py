@@ -34,7 +34,7 @@ from `structured_outputs` or `response_format`; None for free text or a choice),
 options of a structured `choice`, or None). `Answer` can be returned from `fn` for full control (tokens,
 top_logprobs).
 
-Recorder: `fake_vlm.requests` (every request: .path, .body, .headers, .outcome, .images sizes),
+Recorder: `fake_vlm.requests` (every request: .path, .query, .body, .headers, .outcome, .images sizes),
 `fake_vlm.chat_requests` (only POST /v1/chat/completions) and `fake_vlm.max_in_flight` (the most chat
 requests served at once). Images are validated as data URLs (400 on a
 corrupt one). Outside pytest (benchmarks): `with FakeVLMServer() as server: ...`.
@@ -104,6 +104,7 @@ class RecordedRequest:
     outcome: str = "pending"
     images: list[tuple[int, int]] = field(default_factory=list)
     time: float = field(default_factory=time.monotonic)
+    query: str = ""
 
 
 def _as_text(content: str | Mapping[str, Any] | BaseModel) -> str:
@@ -362,7 +363,8 @@ class FakeVLMServer(LocalServer):
             self.in_flight = self.max_in_flight = 0
 
     def _record(self, request: Request, body: dict[str, Any] | None) -> RecordedRequest:
-        record = RecordedRequest(request.method, request.url.path, dict(request.headers), body)
+        record = RecordedRequest(request.method, request.url.path, dict(request.headers), body,
+                                 query=request.url.query)
         with self._records_lock:
             self._records.append(record)
         return record

@@ -127,3 +127,13 @@ def test_no_command_help_shows_a_bool_placeholder(capsys: pytest.CaptureFixture[
 def test_debug_still_shows_the_traceback(tmp_path: Path) -> None:
     run = run_script("--debug", "data", "validate", tmp_path / "absent.json")
     assert run.code != 0 and "Traceback" in run.stderr
+
+
+def test_other_commands_failures_reach_the_shell(tmp_path: Path) -> None:
+    """The entry point propagates every command's failure (codes chosen by each command)."""
+    missing = tmp_path / "absent"
+    runs = run_script_many([["generate", f"{missing}.json", "--out", tmp_path / "g"], ["report", missing],
+                            ["inspect", f"{missing}.png"], ["rules", "lint", "--rules", missing]])
+    for run in runs:
+        assert run.code != 0, (run.args, run.output)
+        assert str(missing) in run.output and "Traceback" not in run.output, (run.args, run.output)

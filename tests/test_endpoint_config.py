@@ -42,3 +42,4 @@ def test_dialect_is_the_key_and_kind_is_still_accepted(tmp_path: Path, monkeypat
     monkeypatch.setenv("PORTRAITCRAFT_JUDGE__KIND", "openai")
     assert load_config().judge.dialect == "openai"
     assert EndpointConfig.model_validate(EndpointConfig(kind="plain").model_dump()).dialect == "plain"
+    assert EndpointConfig(**{**EndpointConfig().model_dump(), "kind": "openai"}).dialect == "openai"  # an override

@@ -6,12 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import selectors
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 from fake_vlm import API_KEY_ENV, Answer, FakeVLMServer
 from PIL import Image
+from silent_server import SilentServer
 from test_judge import judge_cfg, verdict
 from typer.testing import CliRunner
 
@@ -31,58 +29,6 @@ from portraitcraft.schemas import Track2Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("portraitcraft")
-
-
-class SilentServer:
-    """Accepts TCP connections on 127.0.0.1 and never answers; counts how many are open at once."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.setblocking(False)
-        self.port = self._sock.getsockname()[1]
-        self.accepted = 0
-        self.open = 0
-        self.max_open = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="silent-server")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _serve(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self._sock, selectors.EVENT_READ)
-        while not self._stop.is_set():
-            for key, _ in sel.select(timeout=0.05):
-                if key.fileobj is self._sock:
-                    conn, _ = self._sock.accept()
-                    conn.setblocking(False)
-                    sel.register(conn, selectors.EVENT_READ)
-                    self.accepted += 1
-                    self.open += 1
-                    self.max_open = max(self.max_open, self.open)
-                    continue
-                conn = key.fileobj
-                try:
-                    data = conn.recv(65536)  # type: ignore[union-attr]
-                except OSError:
-                    data = b""
-                if not data:  # the client gave up and closed: never a reply from here
-                    sel.unregister(conn)
-                    conn.close()  # type: ignore[union-attr]
-                    self.open -= 1
-        for key in list(sel.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-        sel.close()
-
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def write_set(folder: Path, n: int) -> tuple[Path, Path]:
@@ -232,3 +178,28 @@ async def test_expected_failures_are_rows_and_anything_else_stops_the_run(tmp_pa
     with pytest.raises(KeyError, match="a bug"):  # before: a silent "failed" row
         await judge_items([spec("slow"), spec("boom"), spec("slow")], images, judge)  # type: ignore[arg-type]
     assert judge.cancelled == 2  # the rest of the run was stopped, not left running
+
+
+def test_a_bug_stops_the_cli_run_and_keeps_what_finished(
+    fake_vlm: FakeVLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from agents.judge import Judge
+
+    async def score(self: Judge, image: Any, content: str, composition: str) -> JudgeResult:
+        if content == "person 2":
+            await asyncio.sleep(0.3)
+            raise KeyError("a bug")
+        return JudgeResult(60, 40, 0, 0, "c", "k", "sampled", "samples", 1)
+
+    monkeypatch.setattr(Judge, "score", score)
+    items, images = write_set(tmp_path, 3)
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(app, ["eval", "track2", str(items), "--images", str(images), "--out", str(out),
+                                   "--no-progress", "--set", f"judge.base_url={fake_vlm.base_url}",
+                                   "--set", "judge.mode=sampled"])
+    assert isinstance(res.exception, KeyError)  # not a "failed" row: the run stops
+    with out.open() as fh:
+        assert sorted(r["image_path"] for r in csv.DictReader(fh)) == ["gen_0.png", "gen_1.png"]
+    assert "stopped by an unexpected error: 2 of 3 images finished" in res.stderr

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 from fake_vlm import make_client
-from generate_fixtures import ScriptedDrawer, figure_analysis, figure_geometry, placement_vlm
+from generate_fixtures import (
+    ScriptedDrawer,
+    figure_analysis,
+    figure_analysis_image,
+    figure_geometry,
+    image_from_body,
+    placement_vlm,
+)
 from PIL import Image
 
 from graphs.generate import build_graph, stop_verdict
@@ -164,17 +171,63 @@ async def test_bad_items_fail_beside_finished_ones(tmp_path: Path) -> None:
 
 
 async def test_critic_faults_are_recorded_and_the_run_completes(tmp_path: Path, fake_vlm: Any) -> None:
-    fake_vlm.script.fault_rate(0.5, seed=3, kinds=("status:500", "status:503", "malformed", "cut"))
-    fake_vlm.script.fault("timeout", seconds=3)
+    # One request at a time, two attempts each: the first four requests fail in four different ways.
+    fake_vlm.script.fault("status", status=500, times=2).fault("timeout", seconds=3, times=2)
+    fake_vlm.script.fault("malformed", times=2).push("garbage, not JSON").push("still garbage")
     fake_vlm.script.default(fn=placement_vlm("right"))
-    specs = [Track2Spec(image_path=f"i{i}.png", content="a woman", composition="left third") for i in range(4)]
+    specs = [Track2Spec(image_path=f"i{i}.png", content="a woman", composition="left third") for i in range(6)]
     drawer = ScriptedDrawer(drafts=[0.8], edits=[0.2] * 20)
-    async with make_client(fake_vlm, max_retries=1, timeout=1.0) as vlm:
+    async with make_client(fake_vlm, max_retries=1, timeout=1.0, max_concurrency=1) as vlm:
         summary, folder = await run(tmp_path, specs, drawer, vlm=vlm, sections={
-            "critic": {"enabled": True, "rules": ["placement", "anatomy"]}})
+            "critic": {"enabled": True, "rules": ["placement"]}, "run": {"concurrency": 1}})
     rows = rows_by_id(folder)
-    assert summary["n_done"] == 4 and summary["n_failed"] == 0
-    failures = [f for r in rows.values() for h in r["history"] for f in h["failures"]]
-    assert failures and all(f["source"] == "vlm" and f["error"] for f in failures)
-    outcomes = {r.outcome for r in fake_vlm.chat_requests}
-    assert any(o.startswith("fault:") for o in outcomes) and "ok" in outcomes
+    assert summary["n_done"] == 6 and summary["n_failed"] == 0
+    failures = [f["error"] for i in range(4) for h in rows[f"i{i}"]["history"] for f in h["failures"]]
+    assert len(failures) == 4
+    assert "500" in failures[0] and "tim" in failures[1].lower() and "VLMAnswerError" in failures[3]
+    for i in range(4):  # a failed check is recorded, not a finding: the item goes on
+        assert rows[f"i{i}"]["status"] == "done" and rows[f"i{i}"]["history"][0]["failures"]
+    for i in (4, 5):  # the endpoint recovered: the normal trajectory
+        assert [h["action"] for h in rows[f"i{i}"]["history"]] == ["edit", None] and rows[f"i{i}"]["passed"]
+
+
+async def test_judge_ranks_rounds_that_never_passed(tmp_path: Path, fake_vlm: Any) -> None:
+    from agents.judge import Judge
+    from portraitcraft.config import JudgeConfig
+
+    def reply(body: dict[str, Any]) -> dict[str, Any]:
+        text = json.dumps(body["messages"])
+        if "content_score" in json.dumps({k: v for k, v in body.items() if k != "messages"}):  # the judge's schema
+            where = figure_analysis_image(image_from_body(body)).horizontal
+            score = 80 if where == "center" else 30  # the judge prefers the centred edit
+            return {"content_reason": "ok", "content_score": score, "composition_reason": "ok",
+                    "composition_score": score}
+        assert "failure mode" in text
+        return {"detected": True, "evidence": "always wrong", "instruction": "move her"}
+
+    fake_vlm.script.default(fn=reply)
+    drawer = ScriptedDrawer(drafts=[0.8], edits=[0.5, 0.8])
+    spec = Track2Spec(image_path="j.png", content="a woman", composition="left third")
+    async with make_client(fake_vlm) as vlm:
+        judge = Judge(JudgeConfig(mode="sampled", samples=1, base_url=fake_vlm.base_url, model=fake_vlm.model), vlm)
+        _, folder = await run(tmp_path, [spec], drawer, vlm=vlm, judge=judge, sections={
+            "critic": {"enabled": True, "rules": ["placement"]}, "loop": {"max_rounds": 2, "max_edits": 5,
+                                                                            "drift_guard": False}})
+    row = rows_by_id(folder)["j"]
+    assert not row["passed"] and [h.get("judge_score") for h in row["history"]] == [30, 80, 30]
+    assert row["final_round"] == 1 and row["cost"]["judge_calls"] == 3
+
+
+def test_live_board_counts_items() -> None:
+    from portraitcraft.commands.generate import Board, summary_table
+
+    board = Board(3, ScriptedDrawer(), None)
+    for item in ("a", "b", "c"):
+        board.event("start", {"id": item})
+    board.event("finalize", {"id": "a", "status": "done", "passed": True, "rounds": 1})
+    board.event("finalize", {"id": "b", "status": "failed", "passed": False, "rounds": 0})
+    assert (board.done, board.failed, board.passed, board.in_flight) == (1, 1, 1, {"c"})
+    row = [c._cells[0] for c in board.render().columns]
+    assert row == ["3", "1", "1", "1", "100%", "1.00", "-", "-"]
+    table = summary_table({"n_items": 3, "pass_rate": 0.5, "cost_per_final_image": {"edits": 1.0}})
+    assert table.row_count == 8

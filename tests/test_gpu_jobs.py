@@ -226,3 +226,19 @@ async def test_remote_backends_are_called_directly_with_their_async_calls(fake_i
     assert meta_of(edited).instruction == "make it red"
     assert drawer.remote_calls == 2 and executor.closed
     assert [r.path.rsplit("/", 1)[-1] for r in fake_image_api.requests] == ["generations", "edits"]
+
+
+def test_build_backends_picks_the_configured_executor_without_starting_it() -> None:
+    pytest.importorskip("ray")
+    from tools.diffusion import build_backends
+    from tools.ray_pool import RayGpuPool
+
+    cfg = load_config(overrides={"run": {"executor": "ray"}, "ray": {"actors": 2, "gpus_per_actor": 0},
+                                 "gpu": {"pool_budget_gb": 8}})
+    backends = build_backends(cfg)
+    assert isinstance(backends.executor, RayGpuPool) and backends.pool is None  # pools live in the actors
+    assert backends.executor.cfg.actors == 2 and backends.executor.gpu.pool_budget_gb == 8
+    assert backends.drawer.executor is backends.executor and backends.executor.actors() == []  # not started
+    lane = build_backends(load_config(overrides={"generator": {"device": "cpu"}}))
+    assert isinstance(lane.executor, LaneExecutor) and lane.pool is lane.executor.runner.pool_for("cpu")
+    asyncio.run(lane.aclose())

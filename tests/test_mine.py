@@ -17,6 +17,7 @@ from PIL import Image
 from agents.miner import MinedDiscrepancy, aggregate, check_sides, cluster_texts, geometric_discrepancies
 from graphs.mine import run_mining
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
+from prompts.rules import lint_rules, load_rules
 
 
 def _features(**kw: Any) -> SubjectFeatures:
@@ -134,8 +135,14 @@ def test_mining_end_to_end_with_fake_vlm(fake_vlm: Any, dataset: Any, tmp_path: 
     assert len(rules) == len(summary.modes) >= 2
     for rule in rules:
         front = yaml.safe_load(rule.read_text().split("---")[1])
-        assert {"id", "title", "category", "severity", "question", "instruction", "geometry"} <= set(front)
         assert front["id"] == rule.stem
+    loaded, problems = lint_rules(out / "rules")
+    assert problems == [] and len(loaded) == len(rules)
+    by_id = {r.id: r for r in load_rules(out / "rules")}  # the critic's loader: shipped set + the mined rules
+    side = next(r for r in by_id.values() if r.geometry == "horizontal" and r.id.startswith("mined-"))
+    assert side.applies_when == ["horizontal"]
+    assert side.render_instruction(expected="left") == "Move the subject to the left of the frame (the viewer's left)."
+    assert "gaze" in by_id  # shipped rules are still there
     pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == 4 and all((out / p["chosen"]).is_file() and p["source"] == "mine" for p in pairs)
     assert "Subject on the wrong side" in (out / "mining_report.md").read_text()

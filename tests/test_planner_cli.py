@@ -68,6 +68,7 @@ def test_fit_table_output_lists_skipped_items(tmp_path: Path) -> None:
                                  "--out", str(tmp_path / "p.json"), "--maxiter", "10"])
     assert result.exit_code == 0, result.output
     assert "held-out canvas accuracy" in result.stdout and "1 image missing" in result.stdout
+    assert "held-out orientation, true: portrait" in result.stdout and "strong crop_level=full-body" in result.stdout
     assert synth.missing[0].split("/")[-1] in result.stdout
 
 
@@ -102,6 +103,7 @@ def test_show_json_has_the_targets() -> None:
     assert t["vertical"] is None and t["facing"] is None and t["orientation"] is None
     assert t["phrases"]["gaze"].startswith("looking to his right") and data["convention"] == "strict"
     assert data["decided_by"] == "crop_level=half-body" and data["orientation"] == "portrait"
+    assert data["prompt"]["tokens"] == data["prompt"]["tokens_before"] > 20 and data["prompt"]["budget"] == 496
 
 
 def test_show_convention_setting_changes_subject_frame_sides() -> None:
@@ -141,6 +143,7 @@ def test_show_file_reports_the_orientation_distribution(tmp_path: Path) -> None:
     assert data["n"] == len(items) == sum(data["orientation"].values()) == len(data["items"])
     assert data["orientation"]["portrait"] > data["orientation"]["landscape"] + data["orientation"]["square"]
     assert sum(data["decided_by"].values()) == len(items) and "crop_level" in data["decided_by"]
+    assert all(0 < r["tokens"] <= r["tokens_before"] for r in data["items"])
     table = runner.invoke(app, ["show", "--file", str(track2)])
     assert table.exit_code == 0 and "portrait" in table.stdout and "decided by:" in table.stdout
     both = runner.invoke(app, ["show", "x", "--file", str(track2)])

@@ -135,3 +135,34 @@ def test_split_is_seeded_and_disjoint() -> None:
     again = split_indices(50, 0.2, seed=7)
     assert train.tolist() == again[0].tolist() and held.tolist() == again[1].tolist()
     assert split_indices(50, 0.2, seed=8)[1].tolist() != held.tolist()
+
+
+def test_strong_entries_are_kept_only_where_they_beat_the_weak_cues() -> None:
+    from agents.planner.plan_fit import fit_strong
+    from portraitcraft.schemas import CompositionTargets
+
+    base = rule_policy(RATIOS)
+    classes = base.classes
+    tall, wide = classes.index(2 / 3 if 2 / 3 in classes else 0.666667), classes.index(1.5)
+    full = [CompositionTargets(crop_level="full-body")] * 10
+    close = [CompositionTargets(crop_level="close-up")] * 10
+    truth = np.array([tall] * 9 + [wide] + [wide] * 10)
+    weak = np.array([wide] * 10 + [wide] * 10)  # the weak cues call everything wide
+    strong, evidence = fit_strong(base, full + close, truth, weak, min_count=3)
+    by_value = {e["value"]: e for e in evidence}
+    assert by_value["full-body"]["n"] == 10 and by_value["full-body"]["share"] == 0.9
+    assert by_value["full-body"]["result"] == "2:3 portrait"
+    kept = {(r.key, r.value): r for r in strong}
+    assert kept[("crop_level", "full-body")].aspect == classes[tall] and kept[("crop_level", "full-body")].n == 10
+    assert ("crop_level", "close-up") not in kept  # its items are wide: the weak cues already get them
+    assert by_value["close-up"]["result"].startswith("dropped")
+    assert ("crop_level", "half-body") in kept  # seen fewer than min_count times: the rule's entry stays
+
+
+def test_fit_report_has_the_orientation_distribution_and_strong_evidence(fitted) -> None:
+    report = report_of(fitted)
+    counts = report.orientation_counts
+    assert set(counts) == {"true", "fitted", "rule"}
+    assert all(sum(c.values()) == report.n_holdout for c in counts.values())
+    assert {row["key"] for row in report.strong} == {"orientation", "people", "crop_level"}
+    assert all("result" in row for row in report.strong)

@@ -209,3 +209,12 @@ def test_a_malformed_rule_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         targets_module.lexicon.cache_clear()
+
+
+@settings(max_examples=40, deadline=None)
+@given(subject, side, filler, st.sampled_from(["is turned to {poss} {side}", "turns toward {poss} {side}",
+                                               "has {poss} body angled to {poss} {side}"]))
+def test_subject_frame_facing_follows_the_convention(subj, s, after, template) -> None:
+    text = compose(f"{subj[0]} {template.format(poss=subj[1], side=s)}.", after)
+    assert extract_targets(text, "", convention="strict").facing == OTHER[s], text
+    assert extract_targets(text, "", convention="loose").facing == s, text

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fake_vlm import FakeVLMServer, endpoint_config
 from pydantic import BaseModel
+from test_vlm_faults import SleepRecorder
 
 from tools.diffusion.remote import RemoteImageBackend
 from tools.retry import MalformedReply, RetriesExhausted, RetryPolicy, is_transient
@@ -26,28 +27,14 @@ class Level(BaseModel):
     level: int
 
 
-class Sleeps:
-    """Records requested waits (async and sync) and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
-
-    def sync(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-async def _vlm_outcomes(fake_vlm: FakeVLMServer, sleeps: Sleeps) -> list[str]:
+async def _vlm_outcomes(fake_vlm: FakeVLMServer, sleeps: SleepRecorder) -> list[str]:
     fake_vlm.script.fault("status", status=425, retry_after=2).fault("malformed").push({"level": 4})
     async with VLMClient(endpoint_config(fake_vlm, max_retries=3), _sleep=sleeps, _backoff_base=BASE) as vlm:
         assert (await vlm.ask("Rate.", schema=Level)).level == 4
     return ["ok" if r.outcome == "ok" else r.outcome.split(":")[-1] for r in fake_vlm.chat_requests]
 
 
-def _image_backend(api: FakeImageAPI, sleeps: Sleeps) -> RemoteImageBackend:
+def _image_backend(api: FakeImageAPI, sleeps: SleepRecorder) -> RemoteImageBackend:
     policy = RetryPolicy(max_retries=3, base_delay=BASE, sleep=sleeps, sync_sleep=sleeps.sync)
     return RemoteImageBackend(api.config(max_retries=3), retry=policy)
 
@@ -60,7 +47,7 @@ def _image_outcomes(api: FakeImageAPI) -> list[str]:
 async def test_425_with_retry_after_then_a_malformed_200_are_handled_identically(
     call: str, fake_vlm: FakeVLMServer, fake_image_api: FakeImageAPI,
 ) -> None:
-    sleeps = Sleeps()
+    sleeps = SleepRecorder()
     if call == "vlm":
         outcomes = await _vlm_outcomes(fake_vlm, sleeps)
     else:
@@ -80,12 +67,12 @@ async def test_425_with_retry_after_then_a_malformed_200_are_handled_identically
 
 async def test_image_api_gives_up_like_the_vlm_client(fake_vlm: FakeVLMServer, fake_image_api: FakeImageAPI) -> None:
     fake_image_api.script.malformed(times=3)
-    backend = _image_backend(fake_image_api, Sleeps())
+    backend = _image_backend(fake_image_api, SleepRecorder())
     backend.retry.max_retries = 2
     with pytest.raises(Exception, match=r"gave up after 3 attempt\(s\): malformed reply") as image_error:
         await backend.agenerate("a portrait", 32, 32, seed=1)
     fake_vlm.script.fault("malformed", times=3)
-    async with VLMClient(endpoint_config(fake_vlm, max_retries=2), _sleep=Sleeps()) as vlm:
+    async with VLMClient(endpoint_config(fake_vlm, max_retries=2), _sleep=SleepRecorder()) as vlm:
         with pytest.raises(VLMTransportError, match=r"gave up after 3 attempt\(s\): malformed reply"):
             await vlm.ask("Rate.", schema=Level)
     assert "DiffusionError" in type(image_error.value).__name__

@@ -72,3 +72,25 @@ def test_one_id_one_folder_and_a_round_trip_keeps_the_id(tmp_path: Path) -> None
 
 def test_readable_ids_are_kept() -> None:
     assert safe_id("unsplash_people_00888_877bfef7968d.jpg") == "unsplash_people_00888_877bfef7968d.jpg"
+
+
+def test_two_items_sharing_an_id_are_a_problem() -> None:
+    from portraitcraft.data import parse_items
+
+    records = [{"image_path": "x.jpg", "content_description": "c", "composition_analysis": "k"},
+               {"image_path": "images_01/x.png", "content_description": "c", "composition_analysis": "k"},
+               {"image_path": "images_02\\x.jpg", "content_description": "c", "composition_analysis": "k"}]
+    parsed = parse_items(records, "track2")
+    assert [s.id for s in parsed.items] == ["x"]
+    assert [str(p) for p in parsed.problems] == ["item 1 (images_01/x.png): id: id 'x' is also item 0's id",
+                                                 "item 2 (images_02\\x.jpg): id: id 'x' is also item 0's id"]
+
+
+@given(st.text(alphabet="ab./\\\x00é", max_size=20))
+@settings(max_examples=300)
+def test_item_key_is_the_posix_basename_with_backslashes_as_separators(raw: str) -> None:
+    from pathlib import PurePosixPath
+
+    from portraitcraft.ids import item_key
+
+    assert item_key(raw) == PurePosixPath(raw.replace("\\", "/")).name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zipfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from cli_run import run_cli
 from fake_vlm import API_KEY_ENV, FakeVLMServer, make_client, user_text
 from PIL import Image, ImageDraw
 from understand_oracle import Oracle
+from vision_fixtures import photos  # noqa: F401  (the real-photo fixture)
 
 from agents.assessor import Assessor, answer_schema
 from agents.assessor_sft import sft_record
@@ -80,15 +82,19 @@ def test_understand_writes_a_submission_that_validates_and_scores(fake_vlm, orac
     assert report["level_acc"] == 1.0 and report["qa_acc"] == 1.0
     assert report["srcc"] == pytest.approx(1.0) and report["plcc"] > 0.99
     rows = [json.loads(line) for line in Path(summary["votes"]).read_text().splitlines()]
+    labels = {item["image_path"]: item["answer"] for item in json.loads(LABELS.read_text())}
     assert len(rows) == 4
     for row in rows:
+        truth = labels[row["image_path"]]
         assert row["status"] == "finished" and len(row["views"]) == 4
         assert all(len(v["samples"]) == K for v in row["views"])
         assert {v["view"]["flip"] for v in row["views"]} == {False, True}
         assert {tuple(v["order"]) for v in row["views"]} == {("A", "B", "C", "D"), ("B", "C", "D", "A")}
-        assert row["vote"]["answer"] == "A" and row["vote"]["answer_votes"] == {"A": 2 * K}  # unflipped views
-        shown = {v["samples"][0]["shown_answer"] for v in row["views"]}
-        assert shown == {"A", "D"}  # option A shown as D under the shifted order, mapped back to A
+        assert row["vote"]["answer"] == truth and row["vote"]["answer_votes"] == {truth: 2 * K}  # unflipped views
+        for v in row["views"]:  # the model saw the true option under another letter; it was mapped back
+            shown = "ABCD"[v["order"].index(truth)]
+            assert {s["shown_answer"] for s in v["samples"]} == {shown}
+            assert {s["answer"] for s in v["samples"]} == {truth}
 
     # a second run resumes from the checkpoints: no model call, the same submission
     fake_vlm.reset()
@@ -283,3 +289,160 @@ def test_bad_calibration_file_is_a_clear_error(fake_vlm, oracle, tmp_path, capsy
                       "--calibration", str(bad), *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
     assert result.exit_code != 0 and "calibration file is a JSON object" in result.output
     assert fake_vlm.chat_requests == []
+
+
+async def test_geometry_hints_reach_the_prompt_mirrored_in_flipped_views(fake_vlm, tmp_path) -> None:
+    """Hints (from tools.vision when it is installed) are context in the viewer's frame, flipped with the image."""
+    image = bright_square("left", tmp_path / "left.png")
+    oracle = Oracle([{"image_path": "left.png", "total_score": 50,
+                      "criteria": {a: {"level": "B"} for a in ATTRIBUTES}}], {"left.png": image})
+    fake_vlm.script.default(fn=oracle)
+    cfg = AssessorConfig(samples=2, max_pixels=[200 * 200], geometry_hints=True)
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    measured = []
+
+    def measure(path: str) -> dict:
+        measured.append(path)
+        return {"horizontal": "left", "vertical": "middle", "crop_level": "half-body", "facing": "right",
+                "gaze": "camera", "people": 1}
+
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg), measure=measure)
+        item = {"id": "left.png", "image_path": "left.png", "image": str(image), "task": "track1",
+                "question": "Where is the subject?", "options": {"A": "On the left", "B": "On the right"},
+                "format": "single"}
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt",
+                                    run_fingerprint=fingerprint(cfg, views))
+    assert measured == [str(image)]  # measured once per image, not per view
+    assert outcome.state["hints"]["horizontal"] == "left"
+    texts = sorted(user_text(r.body) for r in fake_vlm.chat_requests)
+    assert any("placement: left, middle; shot: half-body; facing: right; gaze: camera" in t for t in texts)
+    assert any("placement: right, middle; shot: half-body; facing: left; gaze: camera" in t for t in texts)
+    assert outcome.state["vote"]["answer"] == "A"
+
+
+async def test_greedy_decoding_asks_one_sample_per_view(fake_vlm, tmp_path) -> None:
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "B"})
+    cfg = AssessorConfig(samples=5, temperature=0.0, max_pixels=[100 * 100])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg))
+        item = {"id": "a", "image_path": "a.png", "image": str(bright_square("left", tmp_path / "a.png")),
+                "task": "track1", "question": "Q?", "options": {"A": "x", "B": "y"}, "format": "single"}
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt",
+                                    run_fingerprint=fingerprint(cfg, views))
+    assert len(fake_vlm.chat_requests) == 2 and all("n" not in r.body for r in fake_vlm.chat_requests)
+    assert outcome.state["vote"]["n_valid"] == 2 and outcome.state["vote"]["answer"] == "B"
+
+
+async def test_a_run_killed_mid_item_resumes_without_asking_finished_views_again(fake_vlm, tmp_path) -> None:
+    """The process dies while an item's views are in flight; the next run asks only the unfinished views."""
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    cfg = AssessorConfig(samples=2, max_pixels=[100 * 100, 150 * 150])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=2)
+    item = {"id": "a", "image_path": "a.png", "image": str(bright_square("left", tmp_path / "a.png")),
+            "task": "track1", "question": "Q?", "options": {"A": "x", "B": "y"}, "format": "single"}
+    run_fp = fingerprint(cfg, views)
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
+
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        assessor = Assessor(cfg, client)
+        real = assessor.assess
+        originals_done: list[str] = []
+        both_done = asyncio.Event()
+
+        async def dies_on_the_mirrored_views(image, question, view, **kw):
+            if view.flip:  # the mirrored views die once the original views have finished
+                await both_done.wait()
+                raise Killed
+            record = await real(image, question, view, **kw)
+            originals_done.append(view.name)
+            if len(originals_done) == 2:
+                both_done.set()
+            return record
+
+        assessor.assess = dies_on_the_mirrored_views  # type: ignore[method-assign]
+        context = UnderstandContext(assessor, views, VoteSettings.from_config(cfg))
+        with pytest.raises(Killed):
+            await run_items([item], context, checkpoint_dir=tmp_path / "ckpt", run_fingerprint=run_fp)
+        asked_before = len(fake_vlm.chat_requests)
+        assessor.assess = real  # type: ignore[method-assign]
+        [outcome] = await run_items([item], context, checkpoint_dir=tmp_path / "ckpt", run_fingerprint=run_fp)
+    assert outcome.status == "finished" and not outcome.reused
+    assert len(outcome.state["results"]) == 4
+    assert {r["view"]["name"] for r in outcome.state["results"]} == {v.name for v in views}
+    # the original views finished before the "kill" and were not asked again
+    assert asked_before == 2 and len(fake_vlm.chat_requests) == 4
+
+
+def test_validation_split_gives_scorable_predictions_and_a_calibration(fake_vlm, tmp_path, capsys,
+                                                                       monkeypatch) -> None:
+    """A train-format split (no questions): predictions JSON + votes, then calibrate against its scores."""
+    train = EXAMPLES / "track_1_train.json"
+    n_items = len(json.loads(train.read_text()))
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 5.5), "overall": 50})  # no answer field
+    preds = tmp_path / "val_preds.json"
+    result = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(preds), "--no-progress",
+                      "--json", *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["predictions"] == str(preds) and summary["n_finished"] == n_items
+    assert all("Question:" not in user_text(r.body) for r in fake_vlm.chat_requests)
+    scored = json.loads(run_cli(["eval", "track1", str(preds), str(train), "--json"], capsys, monkeypatch).stdout)
+    assert scored["n_matched"] == n_items and scored["qa_acc"] is None
+    calib = tmp_path / "calib.json"
+    fitted = run_cli(["understand", "calibrate", summary["votes"], str(train), "--out", str(calib), "--json"],
+                     capsys, monkeypatch)
+    assert fitted.exit_code == 0, fitted.output
+    report = json.loads(calib.read_text())["report"]
+    assert report["n_fit"] == n_items
+    assert report["fit_accuracy_calibrated"] >= report["fit_accuracy_default"]
+    zipped = run_cli(["understand", str(train), "--images", str(IMAGES), "--out", str(tmp_path / "x.zip"),
+                      *endpoint_sets(fake_vlm, tmp_path)], capsys, monkeypatch)
+    assert zipped.exit_code != 0 and "must name a .json predictions file" in " ".join(zipped.output.split())
+
+
+async def test_missing_and_corrupt_images_fail_their_item_only(fake_vlm, tmp_path) -> None:
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    cfg = AssessorConfig(samples=2, max_pixels=[100 * 100])
+    views = build_views(flip=True, max_pixels=cfg.max_pixels, templates=cfg.templates, option_orders=1)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = bright_square("left", tmp_path / "good.png")
+    items = [{"id": name, "image_path": name, "image": image, "task": "track1", "question": "Q?",
+              "options": {"A": "x", "B": "y"}, "format": "single"}
+             for name, image in (("missing.jpg", None), ("corrupt.jpg", str(corrupt)), ("good.png", str(good)))]
+    async with make_client(fake_vlm, cache_dir=None) as client:
+        context = UnderstandContext(Assessor(cfg, client), views, VoteSettings.from_config(cfg))
+        outcomes = await run_items(items, context, checkpoint_dir=tmp_path / "ckpt",
+                                   run_fingerprint=fingerprint(cfg, views))
+    assert [o.status for o in outcomes] == ["failed", "failed", "finished"]
+    assert "image not found" in outcomes[0].state["error"]
+    assert "corrupt.jpg" in outcomes[1].state["error"] and "ImageError" in outcomes[1].state["error"]
+    assert len(fake_vlm.chat_requests) == 2  # only the good image reached the model
+
+
+def test_geometry_hints_from_the_real_vision_tools(fake_vlm, photos, tmp_path, capsys,  # noqa: F811
+                                                   monkeypatch) -> None:
+    """geometry_hints = true: tools.vision measures each photo once; hints are recorded and mirrored."""
+    from agents.assessor import render_hints
+
+    fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
+    template = json.loads(TEST.read_text())[0]
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps([dict(template, image_path=f"{name}.png") for name in ("astronaut", "coffee")]))
+    out = tmp_path / "t1.zip"
+    result = run_cli(["understand", str(test), "--images", str(photos["astronaut"].parent), "--out", str(out),
+                      "--no-progress", "--json", *endpoint_sets(fake_vlm, tmp_path, "assessor.geometry_hints=true",
+                                                                 "assessor.samples=2")], capsys, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.with_name("t1.votes.jsonl").read_text().splitlines()]
+    astronaut, coffee = rows[0]["hints"], rows[1]["hints"]
+    assert astronaut["people"] == 1 and astronaut["horizontal"] in ("left", "center", "right")
+    assert coffee == {"people": 0}
+    texts = [user_text(r.body) for r in fake_vlm.chat_requests]
+    plain, mirrored = render_hints(astronaut), render_hints(astronaut, flip=True)
+    assert sum(plain in t for t in texts) >= 2 and sum(mirrored in t for t in texts) >= 2
+    assert sum("people: 0" in t for t in texts) == 4

@@ -213,3 +213,21 @@ def test_join_rows_with_train_format_truth() -> None:
     assert len(problems) == 2 and "not in the ground truth" in problems[0]
     with pytest.raises(DataError, match="nothing to fit on"):
         fit_calibration([])
+
+
+def test_fingerprint_changes_with_what_is_asked_not_with_how_it_is_voted() -> None:
+    from agents.views import build_views
+    from graphs.understand import fingerprint
+    from portraitcraft.config import AssessorConfig
+
+    def fp(**kw: object) -> str:
+        cfg = AssessorConfig(**kw)
+        return fingerprint(cfg, build_views(flip=cfg.flip, max_pixels=cfg.max_pixels, templates=cfg.templates,
+                                            option_orders=cfg.option_orders))
+
+    base = fp()
+    assert fp(level_mode="vote", vqa_unflipped_only=False, linear_prior=0.5, overall="trimmed_mean") == base
+    assert fp(calibration="calib.json") == base
+    for changed in ({"model": "other"}, {"samples": 7}, {"flip": False}, {"templates": ["brief"]},
+                    {"output": "levels"}, {"overall": "logprob"}, {"max_pixels": [1000]}):
+        assert fp(**changed) != base, changed

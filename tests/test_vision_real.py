@@ -123,3 +123,16 @@ def test_concurrent_calls_share_the_models_and_agree(photos) -> None:  # noqa: F
     assert results[0] == results[1] == results[2]
     keys = [k for k in models.loaded() if k[0] == "mediapipe"]
     assert len(keys) == len(set(keys)) >= 4
+
+
+def test_people_are_counted_with_the_face_detector(photos, analyzed) -> None:  # noqa: F811
+    import numpy as np
+
+    left, right = load(photos["astronaut"]), load(photos["grace_hopper"]).resize((512, 600))
+    pair = Image.new("RGB", (1024, 600), (128, 128, 128))
+    pair.paste(left, (0, 44))
+    pair.paste(right, (512, 0))
+    a = analyzed("pair", "plain", pair)
+    assert a.subject is not None and a.subject.people == 2 and len(a.faces) == 2
+    assert len(a.persons) == 1  # mediapipe's pose model poses one person
+    assert np.isfinite(a.subject.centroid).all()

@@ -116,3 +116,26 @@ def test_a_crop_tightens_the_crop_level_and_never_loosens_it(level, photos, anal
     assert not reframeable("crop_level", "half-body", "full-body")
     with pytest.raises(ReframeError, match="only tighten"):
         reframe(img, analyzed("astronaut"), crop_level="full-body")
+
+
+def test_cli_inspect_with_a_spec_file_matches_items_by_name_or_id(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    pytest.importorskip("agents.planner.targets")
+    spec = tmp_path / "track_2.json"
+    spec.write_text(json.dumps([
+        {"image_path": "camera.png", "content_description": "A photographer at work in a park.",
+         "composition_analysis": "He stands on the left third of the frame, turned toward the viewer's right."},
+        {"image_path": "other.png", "content_description": "A man.",
+         "composition_analysis": "He stands in the centre of the frame."},
+    ]))
+    res = run_cli(["inspect", str(photos["camera"]), "--spec", str(spec), "--json"], capsys, monkeypatch)
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["targets"]["horizontal"] == "left"
+    assert {f["rule"]: f["detected"] for f in row["findings"]}["horizontal"] is False
+    res = run_cli(["inspect", str(photos["camera"]), "--spec", str(spec), "--id", "other", "--json"],
+                  capsys, monkeypatch)
+    row = json.loads(res.stdout)
+    assert row["targets"]["horizontal"] == "center"
+    assert {f["rule"]: f["detected"] for f in row["findings"]}["horizontal"] is True
+    res = run_cli(["inspect", str(photos["camera"]), "--spec", str(spec), "--id", "nope"], capsys, monkeypatch)
+    assert res.exit_code != 0 and "nope" in res.stderr

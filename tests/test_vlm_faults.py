@@ -24,7 +24,7 @@ def _prompt(body: dict) -> str:
 
 
 class SleepRecorder:
-    """An injected sleep: records requested delays and returns at once."""
+    """An injected sleep (async, or `.sync` for blocking calls): records requested delays and returns at once."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
@@ -32,6 +32,9 @@ class SleepRecorder:
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
         await asyncio.sleep(0)
+
+    def sync(self, seconds: float) -> None:
+        self.delays.append(seconds)
 
 
 async def test_thirty_percent_transient_faults_all_calls_succeed_within_the_retry_limit(

@@ -268,7 +268,7 @@ async def test_judge_logprob_mode_reads_real_digit_probabilities(vllm_server: VL
                          "max_tokens": 96, "rubric": str(rubric)})
     async with VLMClient(cfg) as client:
         result = await Judge(cfg, client).score(picture(41), "A woman in a red coat.", "Subject on the left third.")
-        assert client.stats.requests == 3  # the reasons, then one digit distribution per score
+        assert client.stats.requests == 4  # the probe, the reasons, then one digit distribution per score
     assert result.mode == "logprob" and result.source == "logprobs" and result.n_samples == 0
     for score, spread in ((result.content, result.content_std), (result.composition, result.composition_std)):
         # random weights: a spread-out distribution over the ten digits, its mean on the 0-100 scale

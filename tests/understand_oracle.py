@@ -2,8 +2,9 @@
 
 Images are recognised by their mean colour (mirror-invariant and nearly resize-invariant) against the
 labelled examples, so every view of an image, flipped or shrunk, gets the ground truth: levels as scores
-inside their band (with a little per-sample jitter), the total score, and the option whose text contains
-`correct_word`, found under whatever letter the view shows it. Directional questions are answered by
+inside their band (with a little per-sample jitter), the total score, and the labelled option (its text, or
+its mirrored text in a flipped view), found under whatever letter the view shows it; without labelled
+options, the option whose text contains `correct_word`. Directional questions are answered by
 looking at the image: the option naming the side where the bright square is.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 from fake_vlm import Answer, answer_choices, answer_schema, request_images, user_text
 from PIL import Image
 
+from agents.views import swap_directions
 from portraitcraft.schemas import ATTRIBUTES
 
 LEVEL_SCORE = {"A": 3.0, "B": 6.0, "C": 8.0}
@@ -74,7 +76,13 @@ class Oracle:
             return self._assessment(schema, images[0], shown, jitter)
         return self._qa(schema or {}, images[0] if images else None, shown)
 
-    def _pick(self, shown: Mapping[str, str], img: Image.Image | None) -> str:
+    def _pick(self, shown: Mapping[str, str], img: Image.Image | None,
+              item: Mapping[str, Any] | None = None) -> str:
+        if item is not None and item.get("answer") in (item.get("options") or {}):
+            correct = item["options"][item["answer"]]
+            for letter, option in shown.items():  # a mirrored view shows the option with its words swapped
+                if option in (correct, swap_directions(correct)):
+                    return letter
         side = bright_side(img) if img is not None else None
         for letter, option in shown.items():
             if side is not None and re.search(rf"\b{side}\b", option, flags=re.I):
@@ -96,7 +104,7 @@ class Oracle:
         if "explanation" in schema.get("properties", {}):
             out = {"explanation": "oracle", **out}
         if "answer" in schema.get("properties", {}):
-            out["answer"] = self._pick(shown, img)
+            out["answer"] = self._pick(shown, img, item)
         return out
 
     def _qa(self, schema: Mapping[str, Any], img: Image.Image | None, shown: Mapping[str, str]) -> dict[str, Any]:

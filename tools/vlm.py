@@ -383,7 +383,8 @@ class VLMClient:
         refusals raise as for `ask`.
 
         Example:
-            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"], choices=list("0123456789"))
+            >>> await vlm.logprobs_available("Answer with one digit.", ["a.png"],
+            ...                              choices=list("0123456789"))                   # doctest: +SKIP
             True
         """
         if self._logprobs_supported is not None:
@@ -553,7 +554,8 @@ class VLMClient:
         cache_key = None
         if self._cache is not None and (temperature == 0 or seed is not None):
             # The endpoint is part of the key: two servers may serve different weights under one model name.
-            cache_key = VLMCache.key(dict(body, messages=conv.key, endpoint=self.cfg.base_url.rstrip("/")))
+            # Its secret query values are masked: a rotated `?key=` keeps the cache (and no key reaches it).
+            cache_key = VLMCache.key(dict(body, messages=conv.key, endpoint=self.cfg.safe_url.rstrip("/")))
             hit = self._cache.get(cache_key)
             if hit is not None:
                 self.stats.cache_hits += 1

@@ -1,14 +1,21 @@
 """Fitting a canvas policy to the train images' real aspect ratios (`portraitcraft plan fit`).
 
-Team sky tuned keyword weights and thresholds on the training set by evolutionary search (methods.md); so
-does this, with scipy.optimize.differential_evolution over
+The weak cues first: team sky tuned keyword weights and thresholds on the training set by evolutionary
+search (methods.md); so does this, with scipy.optimize.differential_evolution over
 - one orientation weight per phrase of the rule vocabulary seen in at least `min_count` train texts,
 - one square damping weight per such square phrase,
 - the cut points (as positive increments, so they stay ordered).
 Phrases seen fewer times keep their rule weight. The search starts from the rule policy (`x0`), so the fit
 is never worse than the rule on the train split. The objective, lower is better:
     error rate + 0.5 * mean |log(predicted ratio / true ratio)| + l2 * mean(weight^2)
-(the log term rewards near misses; the small l2 keeps weights of rare phrases in check).
+(the log term rewards near misses; the small l2 keeps weights of rare phrases in check). The PRIOR (the
+class inside the square band) is the most common train class.
+
+Then the STRONG table (agents/planner/canvas_policy.py): for each strong entry of the rule policy (format
+word, people, crop level), the train items it decides vote with their images' orientation; an entry seen at
+least `min_count` times is kept, with its majority orientation's most common class as its default (its
+count and share are stored with it), when that orientation holds a majority AND deciding by it beats the
+fitted weak cues on those items; otherwise it is dropped. Rarer entries keep their rule value.
 
 Targets: each image's width / height (read from the file header with PIL, no pixel decoding), snapped to
 the nearest canvas class in log space. Items whose image is missing or unreadable, and malformed records,
@@ -26,9 +33,18 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy.optimize import differential_evolution
 
-from agents.planner.canvas_policy import CanvasPolicy, ordinal_index, orientation_of, ratio_label
+from agents.planner.canvas_policy import (
+    CanvasPolicy,
+    StrongRule,
+    decide_index,
+    ordinal_index,
+    orientation_of,
+    ratio_label,
+)
+from agents.planner.targets import extract_targets
 from portraitcraft.data import load, resolve_image
 from portraitcraft.errors import InputError
+from portraitcraft.schemas import CompositionTargets
 
 POLICIES = ("fitted", "rule", "square")
 WEIGHT_BOUND = 4.0
@@ -78,6 +94,9 @@ class FitReport(BaseModel):
     holdout: dict[str, Metrics] = Field(default_factory=dict, description="fitted, rule, square on held-out")
     train: dict[str, Metrics] = Field(default_factory=dict, description="the same on the train split")
     fitted_phrases: int = 0
+    strong: list[dict[str, Any]] = Field(default_factory=list, description="each strong entry's train evidence")
+    orientation_counts: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="held-out items per orientation: true, and as each policy predicts")
     fit_seconds: float = 0.0
     generations: int = 0
     evaluations: int = 0
@@ -190,24 +209,106 @@ def phrase_matrix(policy: CanvasPolicy, texts: list[str]) -> tuple[np.ndarray, l
     return x, phrases
 
 
-def predict(policy: CanvasPolicy, x: np.ndarray, phrases: list[str]) -> np.ndarray:
-    """Class indices for the rows of a phrase matrix built by `phrase_matrix` (same vocabulary)."""
-    w = np.array([policy.weights.get(p, 0.0) for p in phrases])
-    d = np.array([policy.damping.get(p, 0.0) for p in phrases])
-    scores = (x @ w) / (1.0 + x @ d)
-    return ordinal_index(scores, np.array(policy.tall_cuts), np.array(policy.wide_cuts), policy.square_index)
+@dataclass
+class Features:
+    """What the policies read from train texts: phrase matrix, length scales, composition targets."""
+
+    x: np.ndarray
+    phrases: list[str]
+    scale: np.ndarray
+    targets: list[CompositionTargets]
+
+    def rows(self, idx: np.ndarray) -> Features:
+        return Features(self.x[idx], self.phrases, self.scale[idx], [self.targets[i] for i in idx])
+
+
+def features(policy: CanvasPolicy, texts: list[str]) -> Features:
+    """The phrase matrix, per-text weak-score divisors and targets of `texts` (the policy's vocabulary)."""
+    x, phrases = phrase_matrix(policy, texts)
+    scale = np.array([policy.length_scale(t) for t in texts], dtype=np.float64)
+    return Features(x, phrases, scale, [extract_targets(t, "") for t in texts])
+
+
+def strong_indices(policy: CanvasPolicy, targets: list[CompositionTargets]) -> np.ndarray:
+    """Per item, the class index of the strong entry that decides it, -1 where none does."""
+    out = np.full(len(targets), -1, dtype=np.intp)
+    for i, t in enumerate(targets):
+        rule = policy.strong_rule(t)
+        if rule is not None:
+            out[i] = policy.class_index(rule.aspect)
+    return out
+
+
+def predict(policy: CanvasPolicy, feats: Features) -> np.ndarray:
+    """Class indices the policy gives the items of `feats` (the same decision as `CanvasPolicy.choose`)."""
+    w = np.array([policy.weights.get(p, 0.0) for p in feats.phrases])
+    d = np.array([policy.damping.get(p, 0.0) for p in feats.phrases])
+    scores = (feats.x @ w) / (1.0 + feats.x @ d) / feats.scale
+    weak = ordinal_index(scores, np.array(policy.tall_cuts), np.array(policy.wide_cuts), policy.square_index)
+    return decide_index(weak, strong_indices(policy, feats.targets), policy.orientation_codes, policy.prior_index,
+                        policy.square_index)
+
+
+def fit_strong(base: CanvasPolicy, targets: list[CompositionTargets], target: np.ndarray, weak: np.ndarray,
+               min_count: int) -> tuple[list[StrongRule], list[dict[str, Any]]]:
+    """The fitted strong table and each entry's evidence (see the module doc).
+
+    Args:
+        base (CanvasPolicy): the rule policy (its strong entries, in order).
+        targets (list[CompositionTargets]): the train items' targets.
+        target (np.ndarray): their true class indices.
+        weak (np.ndarray): the class indices the fitted weak cues (and prior) give them without strong entries.
+        min_count (int): entries deciding fewer items keep their rule value.
+    """
+    codes = base.orientation_codes
+    log_classes = np.log(np.asarray(base.classes))
+
+    def loss(pred: np.ndarray, true: np.ndarray) -> float:
+        return float(np.mean(pred != true) + 0.5 * np.mean(np.abs(log_classes[pred] - log_classes[true])))
+
+    decided_by = np.array([next((j for j, r in enumerate(base.strong) if r.matches(t)), -1) for t in targets])
+    kept: list[StrongRule] = []
+    evidence: list[dict[str, Any]] = []
+    for j, rule in enumerate(base.strong):
+        rows = np.flatnonzero(decided_by == j)
+        classes = target[rows]
+        row: dict[str, Any] = {"key": rule.key, "value": rule.value, "n": len(classes)}
+        if len(classes) < min_count:
+            kept.append(rule)
+            evidence.append({**row, "result": f"kept the rule's {ratio_label(rule.aspect)} (fewer than {min_count})"})
+            continue
+        orient = codes[classes]
+        values, counts = np.unique(orient, return_counts=True)
+        best = int(values[np.argmax(counts)])
+        share = round(float(counts.max() / len(classes)), 3)
+        cls = int(np.bincount(classes[orient == best], minlength=len(base.classes)).argmax())
+        decided = decide_index(weak[rows], np.full(len(rows), cls), codes, 0, base.square_index)
+        strong_loss, weak_loss = loss(decided, classes), loss(weak[rows], classes)
+        row.update(share=share, loss_strong=round(strong_loss, 3), loss_weak=round(weak_loss, 3))
+        if share < 0.5 or strong_loss >= weak_loss:
+            evidence.append({**row, "result": "dropped: the weak cues do as well on these items"})
+            continue
+        aspect = base.classes[cls]
+        kept.append(rule.model_copy(update={"aspect": aspect, "n": len(classes), "share": share}))
+        evidence.append({**row, "result": f"{ratio_label(aspect)} {orientation_of(aspect)}"})
+    return kept, evidence
 
 
 class _Objective:
     """The vectorised loss over a DE population (columns = candidate policies)."""
 
-    def __init__(self, base: CanvasPolicy, x: np.ndarray, phrases: list[str], target: np.ndarray,
-                 active: np.ndarray, l2: float) -> None:
+    def __init__(self, base: CanvasPolicy, feats: Features, target: np.ndarray, active: np.ndarray, l2: float,
+                 strong: np.ndarray) -> None:
+        x, phrases = feats.x, feats.phrases
         self.classes_log = np.log(np.asarray(base.classes))
         self.square = base.square_index
         self.n_tall = base.square_index
         self.target = target
         self.l2 = l2
+        self.scale = feats.scale[:, None]
+        self.strong = strong
+        self.codes = base.orientation_codes
+        self.prior = base.prior_index
         is_orient = np.array([p in base.weights for p in phrases])
         prior_w = np.array([base.weights.get(p, 0.0) for p in phrases])
         prior_d = np.array([base.damping.get(p, 0.0) for p in phrases])
@@ -242,7 +343,8 @@ class _Objective:
         w, d, tall, wide = self.unpack(params)
         push = self.x_orient @ w + self.push_fixed[:, None]
         damp = self.x_square @ d + self.damp_fixed[:, None]
-        index = ordinal_index(push / (1.0 + damp), tall, wide, self.square)
+        weak = ordinal_index(push / (1.0 + damp) / self.scale, tall, wide, self.square)
+        index = decide_index(weak, self.strong, self.codes, self.prior, self.square)
         hits = index == self.target[:, None]
         log_error = np.abs(self.classes_log[index] - self.classes_log[self.target][:, None])
         penalty = self.l2 * np.mean(w**2, axis=0) if len(w) else 0.0
@@ -275,9 +377,14 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
     train_idx, holdout_idx = split_indices(n, settings.holdout, settings.seed)
     if len(train_idx) == 0:
         raise InputError(f"plan fit: the holdout fraction {settings.holdout} leaves no train item of {n}")
-    x, phrases = phrase_matrix(base, train_set.texts)
+    feats = features(base, train_set.texts)
+    x, phrases = feats.x, feats.phrases
+    train_feats = feats.rows(train_idx)
+    prior = base.classes[int(np.bincount(target[train_idx], minlength=len(base.classes)).argmax())]
+    staged = base.model_copy(update={"strong": [], "prior": prior})
     active = x[train_idx].sum(axis=0) >= settings.min_count
-    objective = _Objective(base, x[train_idx], phrases, target[train_idx], active, settings.l2)
+    no_strong = np.full(len(train_idx), -1, dtype=np.intp)
+    objective = _Objective(staged, train_feats, target[train_idx], active, settings.l2, no_strong)
 
     started = time.perf_counter()
     result = differential_evolution(
@@ -290,20 +397,32 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
     weights, damping = dict(base.weights), dict(base.damping)
     weights.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.orient_cols, w, strict=True)})
     damping.update({phrases[j]: round(float(v), 4) for j, v in zip(objective.square_cols, d, strict=True)})
-    fitted = CanvasPolicy.model_validate({
-        **base.model_dump(), "method": "fitted", "weights": weights, "damping": damping,
+    weak_only = CanvasPolicy.model_validate({
+        **staged.model_dump(), "method": "fitted", "weights": weights, "damping": damping,
         "tall_cuts": [round(float(c), 4) for c in tall], "wide_cuts": [round(float(c), 4) for c in wide],
     })
+    strong, strong_evidence = fit_strong(base, train_feats.targets, target[train_idx],
+                                         predict(weak_only, train_feats), settings.min_count)
+    fitted = weak_only.model_copy(update={"strong": strong})
 
     def scored(idx: np.ndarray) -> dict[str, Metrics]:
         if len(idx) == 0:
             return {}
         square = np.full(len(idx), base.square_index)
+        rows = feats.rows(idx)
         return {
-            "fitted": metrics(predict(fitted, x[idx], phrases), target[idx], base.classes),
-            "rule": metrics(predict(base, x[idx], phrases), target[idx], base.classes),
+            "fitted": metrics(predict(fitted, rows), target[idx], base.classes),
+            "rule": metrics(predict(base, rows), target[idx], base.classes),
             "square": metrics(square, target[idx], base.classes),
         }
+
+    def orientations(idx: np.ndarray) -> dict[str, dict[str, int]]:
+        if len(idx) == 0:
+            return {}
+        rows = feats.rows(idx)
+        named = {"true": target[idx], "fitted": predict(fitted, rows), "rule": predict(base, rows)}
+        return {name: {o: int(sum(orientation_of(base.classes[k]) == o for k in ks))
+                       for o in ("portrait", "square", "landscape")} for name, ks in named.items()}
 
     counts = np.bincount(target[train_idx], minlength=len(base.classes))
     report = FitReport(
@@ -311,6 +430,7 @@ def fit_policy(train_set: TrainSet, base: CanvasPolicy, settings: FitSettings | 
         missing=train_set.missing, unreadable=train_set.unreadable, invalid=train_set.invalid,
         class_counts={ratio_label(c): int(k) for c, k in zip(base.classes, counts, strict=True)},
         holdout=scored(holdout_idx), train=scored(train_idx), fitted_phrases=int(active.sum()),
+        strong=strong_evidence, orientation_counts=orientations(holdout_idx),
         fit_seconds=round(seconds, 3), generations=int(result.nit), evaluations=int(result.nfev),
         settings=settings,
     )

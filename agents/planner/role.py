@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The longest `max_sequence_length` each diffusers pipeline accepts: QwenImagePipeline raises above 1024;
-# ZImagePipeline has no check (its Qwen3 encoder reads far more) and is kept to the same 1024.
-PIPELINE_MAX_SEQUENCE = {"qwen-image": 1024, "zimage": 1024, "zimage-turbo": 1024}
+# The longest `max_sequence_length` each diffusers pipeline can take: QwenImagePipeline raises above 1024;
+# ZImagePipeline does not check, but its transformer's RoPE has 1024 positions on the axis where the caption
+# (padded to a multiple of 32) is followed by the image, so the caption must stay within 992 tokens.
+PIPELINE_MAX_SEQUENCE = {"qwen-image": 1024, "zimage": 992, "zimage-turbo": 992}
 # Tokens of the chat template a pipeline wraps the prompt in that count against max_sequence_length
 # (Z-Image tokenizes the templated prompt; Qwen-Image drops its template prefix before the limit).
 TEMPLATE_TOKENS = {"zimage": 16, "zimage-turbo": 16}

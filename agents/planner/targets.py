@@ -103,6 +103,7 @@ class Lexicon:
     negator_phrases: tuple[tuple[str, ...], ...]
     contrast: frozenset[str]
     hedges: tuple[tuple[str, ...], ...]
+    hedge_strings: tuple[str, ...]
     negation_window: int
     hedge_window: int
     hedge_factor: float
@@ -116,6 +117,8 @@ class Lexicon:
     numbers: dict[str, int]
     copulas: frozenset[str]
     modifier_prefixes: tuple[str, ...]
+    subject_prefix: frozenset[str]
+    viewer_prefix: frozenset[str]
 
 
 def _bounded(pattern: str) -> str:
@@ -164,6 +167,7 @@ def lexicon() -> Lexicon:
             negator_phrases=tuple(tuple(n.split()) for n in data["negators"] if " " in n),
             contrast=frozenset(data["contrast_words"]),
             hedges=tuple(tuple(h.split()) for h in data["hedges"]),
+            hedge_strings=tuple(f" {' '.join(h.split())} " for h in data["hedges"]),
             negation_window=int(data["negation_window"]),
             hedge_window=int(data["hedge_window"]),
             hedge_factor=float(data["hedge_factor"]),
@@ -177,6 +181,8 @@ def lexicon() -> Lexicon:
             numbers={str(k): int(v) for k, v in data["numbers"].items()},
             copulas=frozenset(data["copulas"]),
             modifier_prefixes=tuple(f"{p} " for p in data["modifier_prefixes"]),
+            subject_prefix=frozenset(data["side_prefix"]["subject"]),
+            viewer_prefix=frozenset(data["side_prefix"]["viewer"]),
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:
         raise PlannerDataError(f"prompts/planner/{TARGETS_FILE}: malformed ({type(exc).__name__}: {exc})") from None
@@ -185,6 +191,8 @@ def lexicon() -> Lexicon:
 # ----------------------------------------------------------------------------------------------- normalising
 
 _SUBST = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "-": " ", "\u2010": " ", "\u2011": " "}
+_TABLE = str.maketrans(_SUBST)
+_SPACES = re.compile(r"\s+")
 
 
 def normalise_with_map(text: str) -> tuple[str, list[int]]:
@@ -194,6 +202,25 @@ def normalise_with_map(text: str) -> tuple[str, list[int]]:
         >>> normalise_with_map("Full-Body  shot")[0]
         'full body shot'
     """
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character lower-cases to several ("İ"): the slow path keeps the map
+        return _normalise_slow(text)
+    flat = lowered.translate(_TABLE)
+    out: list[str] = []
+    index: list[int] = []
+    pos = 0
+    for m in _SPACES.finditer(flat):  # every run of white space becomes one space at the run's start
+        out.append(flat[pos : m.start()])
+        index.extend(range(pos, m.start()))
+        out.append(" ")
+        index.append(m.start())
+        pos = m.end()
+    out.append(flat[pos:])
+    index.extend(range(pos, len(flat)))
+    return "".join(out), index
+
+
+def _normalise_slow(text: str) -> tuple[str, list[int]]:
     out: list[str] = []
     index: list[int] = []
     for i, ch in enumerate(text):
@@ -202,7 +229,7 @@ def normalise_with_map(text: str) -> tuple[str, list[int]]:
             if out and out[-1] == " ":
                 continue
             ch = " "
-        for c in ch:  # lower() may lengthen a character ("İ")
+        for c in ch:
             out.append(c)
             index.append(i)
     return "".join(out), index
@@ -275,7 +302,8 @@ class _Reader:
 
     def hedged(self, start: int, end: int) -> bool:
         words = self.window(start, self.lex.hedge_window) + _WORD.findall(self.norm[start:end])
-        return any(_has_phrase(words, h) for h in self.lex.hedges)
+        joined = f" {' '.join(words)} "
+        return any(h in joined for h in self.lex.hedge_strings)
 
     def actor_is_subject(self, start: int, end: int) -> bool | None:
         """Whether the statement is about the person: nearest known noun before it in its clause, else in its
@@ -356,6 +384,12 @@ def read_statements(text: str, convention: Convention = "strict") -> tuple[list[
             start, end = m.start(), m.end()
             side = m.group("side") if "side" in m.re.groupindex else None
             frame: FrameOf = _side_frame(m) if side in _OPPOSITE else "bare"
+            if side in _OPPOSITE and frame == "bare":
+                prefix = _words_before(masked, 0, m.start("side"), 1)
+                if prefix and prefix[0] in lex.subject_prefix:
+                    frame = "subject"
+                elif prefix and prefix[0] in lex.viewer_prefix:
+                    frame = "viewer"
             said = side
             if side in _OPPOSITE:
                 after_frame, after_side, after_end = reader.frame_after(end)

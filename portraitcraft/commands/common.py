@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from portraitcraft.bounded import set_max_input_mb
 from portraitcraft.config import PortraitcraftConfig, load_config, merge, parse_override
 
 console = Console()
@@ -28,7 +29,9 @@ def config_from_cli(path: Path | None, sets: list[str] | None = None, **flags: d
         overrides = merge(overrides, parse_override(text))
     for name, section in flags.items():
         overrides = merge(overrides, {name: {k: v for k, v in (section or {}).items() if v is not None}})
-    return load_config(path, overrides)
+    cfg = load_config(path, overrides)
+    set_max_input_mb(cfg.limits.max_input_mb)
+    return cfg
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import typer
@@ -91,30 +90,35 @@ def submit_track1(
 @submit_app.command("track2")
 def submit_track2(
     items: Path = typer.Argument(..., help="The official track_2_test.json."),
-    images: Path = typer.Option(..., "--images", help="Folder holding one image per item, found by basename "
-                                "(any extension: the image is re-encoded to the format its image_path names)."),
+    images: Path = typer.Option(..., "--images", help="Folder holding one image per item at any depth, found by "
+                                "file name (else by stem with any image extension: re-encoded to the format its "
+                                "image_path names); never inside --out."),
     out: Path = typer.Option(Path("track2_submission"), "--out", "-o", help="Folder for submission/ + .zip."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Skip items without an image."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write the Track 2 folder (one image per item, named by its image_path) and its flat zip."""
     from portraitcraft.data import load_track2
-    from portraitcraft.submission import write_track2_submission
+    from portraitcraft.submission import find_submission_images, write_track2_submission
 
     if not images.is_dir():
         raise InputError(f"--images {images}: no such folder")
     specs = load_track2(items)
-    found: dict[str, Path] = {}
-    for spec in specs:
-        stem = glob.escape(Path(spec.output_name).stem)
-        hits = sorted(p for p in images.rglob(f"{stem}.*") if p.is_file())
-        if hits:
-            found[spec.id] = hits[0]
-    sub = write_track2_submission(specs, found, out, allow_missing=allow_missing)
-    summary = {"folder": str(sub.folder), "zip": str(sub.zip_path), "n_images": sub.n_images, "missing": sub.missing}
+    matches = find_submission_images(images, specs, exclude=[out])
+    ambiguous = [f"{s.image_path}: {len(matches.ambiguous[s.id])} candidates "
+                 f"({', '.join(str(p) for p in matches.ambiguous[s.id][:4])})"
+                 for s in specs if s.id in matches.ambiguous]
+    if ambiguous and not allow_missing:
+        raise InputError(f"{len(ambiguous)} item(s) match several image files under {images}; keep one, or "
+                         "pass --allow-missing to leave them out:\n" + "\n".join(ambiguous))
+    sub = write_track2_submission(specs, matches.found, out, allow_missing=allow_missing)
+    summary = {"folder": str(sub.folder), "zip": str(sub.zip_path), "n_images": sub.n_images, "missing": sub.missing,
+               "ambiguous": ambiguous, "unreadable": sub.unreadable}
     if as_json:
         print_json(summary)
     else:
         console.print(f"wrote {sub.n_images} image(s) to {sub.folder} and {sub.zip_path}", highlight=False)
         if sub.missing:
             console.print(f"[yellow]{len(sub.missing)} item(s) had no image: {', '.join(sub.missing[:10])}[/]")
+        for line in ambiguous + sub.unreadable:
+            console.print(f"[yellow]left out: {line}[/]", highlight=False, soft_wrap=True)

@@ -114,16 +114,23 @@ def track2(
     parsed = parse_items(records, "track2")
     human_scores, human_problems = read_human_scores(human) if human else (None, [])
     finished: dict[int, ImageScore] = {}
-    try:
-        scores = asyncio.run(_judge(cfg, parsed.items, images, progress, finished.__setitem__))
-    except KeyboardInterrupt:
+
+    def keep_finished(why: str) -> None:
         kept = [finished[i] for i in sorted(finished)]
         where = ""
         if out and kept:
             write_scores_csv(kept, out)
             where = f"; their scores are in {out}"
-        err_console.print(f"interrupted: {len(kept)} of {len(parsed.items)} images finished{where}")
+        err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", highlight=False)
+
+    try:
+        scores = asyncio.run(_judge(cfg, parsed.items, images, progress, finished.__setitem__))
+    except KeyboardInterrupt:
+        keep_finished("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception:  # a bug stopped the run: keep what finished (a re-run is served from the cache)
+        keep_finished("stopped by an unexpected error")
+        raise
     for problem in parsed.problems:
         scores.append(ImageScore(problem.image_path or f"item {problem.index}", error=str(problem)))
     report = summarise(scores, human_scores, human_problems)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, print_json
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 err = Console(stderr=True)
 STRATEGIES = ("loop", "best-of-n", "one-shot")
@@ -54,12 +55,12 @@ def generate(
         out = Path(cfg.run.out_dir) / (cfg.run.name or time.strftime("%Y%m%d-%H%M%S"))
     run = RunFolder.create(out.parent, out.name, config=cfg, command=sys.argv, resume=resume)
     summary = asyncio.run(_run(cfg, run, specs, problems, init_images, strategy, live=not as_json))
-    report = write_report(run.root)
-    summary["report"] = str(report)
-    summary["run"] = str(run.root)
     from portraitcraft.atomic import atomic_write_json
 
-    atomic_write_json(run.root / "summary.json", summary)
+    summary["run"] = str(run.root)
+    summary["report"] = str(run.root / "report.html")
+    atomic_write_json(run.root / "summary.json", summary)  # first: the report reads it
+    report = write_report(run.root)
     if as_json:
         print_json(summary)
     else:
@@ -142,11 +143,18 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
     if cfg.critic.enabled:
         from tools.vlm import VLMClient
 
-        vlm = VLMClient(cfg.critic, cache_dir=Path(cfg.run.cache_dir))
+        vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+    judge_client = judge = None
+    if vlm is not None and cfg.loop.select_by_judge:  # a VLM setup: the judge ranks rounds that never passed
+        from agents.judge import Judge
+        from tools.vlm import VLMClient
+
+        judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+        judge = Judge(cfg.judge, judge_client)
     board = Board(len(specs) + len(problems), drawer, vlm)
     try:
         ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]
-                            on_event=board.event)
+                            on_event=board.event, judge=judge)
         if live:
             with Live(board.render(), console=err, refresh_per_second=4, transient=False) as display:
                 board.live = display
@@ -154,12 +162,17 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
         else:
             summary = await run_items(ctx, specs, problems)
     finally:
+        if judge_client is not None:
+            await judge_client.aclose()
         if vlm is not None:
             summary_vlm = vlm.stats.summary()
             await vlm.aclose()
         await drawer.aclose()
     if vlm is not None:
         summary["vlm"] = summary_vlm
+        tokens = summary_vlm.get("prompt_tokens", 0) + summary_vlm.get("completion_tokens", 0)
+        if summary["n_done"]:  # the client counts tokens per run, not per item: a run-level average
+            summary["cost_per_final_image"]["vlm_tokens"] = round(tokens / summary["n_done"], 1)
     return summary
 
 

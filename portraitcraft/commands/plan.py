@@ -62,6 +62,12 @@ def fit(
                   f"{len(report.unreadable)} image unreadable, {len(report.invalid)} invalid; "
                   f"{report.fitted_phrases} phrase weights fitted in {report.fit_seconds:.1f} s "
                   f"({report.generations} generations)", highlight=False)
+    for name, counts in report.orientation_counts.items():
+        console.print(f"held-out orientation, {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+                      highlight=False)
+    for row in report.strong:
+        console.print(f"strong {row['key']}={row['value']}: {row['n']} train items -> {row['result']}",
+                      highlight=False)
     skipped = [*report.missing, *report.unreadable, *report.invalid]
     for item in skipped[:MAX_LISTED]:
         console.print(f"[yellow]skipped item {item.index} ({item.image_path}): {item.problem}[/yellow]",
@@ -69,6 +75,58 @@ def fit(
     if len(skipped) > MAX_LISTED:
         console.print(f"... and {len(skipped) - MAX_LISTED} more (--json lists them all)")
     console.print(f"policy written to {out}", highlight=False)
+
+
+@app.command("fit-convention")
+def fit_convention_cmd(
+    train: Path = typer.Argument(..., help="track_2_train.json (a JSON array or JSONL of Track 2 items)."),
+    images: Path = typer.Option(..., "--images", help="Folder of the train images (root, then images_00..10)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the policy JSON with the fitted convention."),
+    policy: Path | None = typer.Option(None, "--policy", help="The policy to add it to (default: planner.policy "
+                                       "from the config, else the rule policy), e.g. the output of plan fit."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after this many informative items."),
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the convention report as JSON."),
+) -> None:
+    """Measure with the vision models which reading of "her left" the train descriptions follow (strict: the
+    viewer's right for a subject facing the camera; loose: the viewer's left) and store it in the policy."""
+    from agents.planner import policy_from_config
+    from agents.planner.convention_fit import fit_convention
+
+    cfg = config_from_cli(config, sets)
+    if not images.is_dir():
+        raise InputError(f"--images {images}: not a folder")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the policy file's path, e.g. {out / 'policy.json'}")
+    planner_cfg = cfg.planner if policy is None else cfg.planner.model_copy(update={"policy": str(policy)})
+    base = policy_from_config(planner_cfg)
+
+    def analyze(path: Path) -> Any:
+        from tools.vision import analyze as vision_analyze
+
+        return vision_analyze(path, cfg.vision)
+
+    report = fit_convention(train, images, analyze=analyze, limit=limit)
+    fitted = base.model_copy(update={"convention": report.model_dump(mode="json", exclude={"examples"})})
+    try:
+        fitted.save(out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: the policy cannot be written ({exc.strerror or exc})") from None
+    if as_json:
+        print_json({"policy": str(out), **report.model_dump(mode="json")})
+        return
+    table = Table(title=f"reading of subject-frame sides: {report.value}")
+    for column in ("target", "agrees with strict", "agrees with loose", "neither"):
+        table.add_column(column)
+    for key, votes in report.per_key.items():
+        table.add_row(key, str(votes["strict"]), str(votes["loose"]), str(votes["neither"]))
+    table.add_row("all", str(report.strict), str(report.loose), str(report.neither))
+    console.print(table)
+    console.print(f"{report.n_records} records, {report.informative} with a side the readings disagree on; "
+                  f"{report.analysed} analysed ({report.no_person} without a person), {report.missing} image "
+                  f"missing, {report.unreadable} unreadable", highlight=False)
+    console.print(f"policy written to {out} (convention {report.value})", highlight=False)
 
 
 MAX_STDIN_CHARS = 1_000_000
@@ -107,15 +165,19 @@ def show(
     """Explain the canvas a description gets (the words that counted, the targets, the decision), or with
     --file the orientation distribution over a file's items."""
     from agents.planner import Planner
+    from agents.planner.prompt_builder import load_token_counter
+    from agents.planner.role import backend_token_budget
     from portraitcraft.schemas import Track2Spec
 
     if (description is None) == (file is None):
         raise InputError("give a DESCRIPTION (or '-' for stdin) or --file, not both" if file else
                          "give a DESCRIPTION (or '-' for stdin) or --file FILE")
-    planner_cfg = config_from_cli(config, sets).planner
+    cfg = config_from_cli(config, sets)
+    planner_cfg = cfg.planner
     if policy is not None:
         planner_cfg = planner_cfg.model_copy(update={"policy": str(policy)})
-    planner = Planner(planner_cfg)
+    planner = Planner(planner_cfg, max_prompt_tokens=backend_token_budget(cfg.generator),
+                      counter=load_token_counter(cfg.generator.model))
     if file is not None:
         _show_file(planner, file, as_json)
         return
@@ -123,9 +185,12 @@ def show(
     targets = planner.targets(Track2Spec(image_path="show.png", content=text, composition=""))
     canvas = planner.policy.choose(text, long_side=planner_cfg.long_side, multiple=planner_cfg.multiple,
                                    targets=targets)
+    built = planner.builder.build(text, "", targets)
+    prompt = {"tokens_before": built.tokens_before, "tokens": built.tokens, "budget": built.budget,
+              "counter": built.counter, "condensed": built.condensed}
     if as_json:
         print_json({**canvas.model_dump(mode="json"), "orientation": canvas.orientation,
-                    "targets": _targets_json(targets), "convention": planner.convention})
+                    "targets": _targets_json(targets), "convention": planner.convention, "prompt": prompt})
         return
     if canvas.evidence:
         table = Table(title="canvas evidence")
@@ -144,6 +209,8 @@ def show(
         console.print(table)
     for reason in canvas.reasons[len(canvas.evidence):]:
         console.print(reason, highlight=False, soft_wrap=True)
+    console.print(f"prompt: {built.tokens_before} tokens -> {built.tokens} (budget {built.budget}, {built.counter})",
+                  highlight=False, soft_wrap=True)
 
 
 def _show_file(planner: Any, file: Path, as_json: bool) -> None:
@@ -161,8 +228,10 @@ def _show_file(planner: Any, file: Path, as_json: bool) -> None:
         targets = planner.targets(spec)
         canvas = planner.policy.choose(spec.description, long_side=cfg.long_side, multiple=cfg.multiple,
                                        targets=targets)
+        built = planner.builder.build(spec.content, spec.composition, targets)
         rows.append({"id": spec.id, "width": canvas.width, "height": canvas.height, "label": canvas.label,
-                     "orientation": canvas.orientation, "decided_by": canvas.decided_by or "weak cues / prior"})
+                     "orientation": canvas.orientation, "decided_by": canvas.decided_by or "weak cues / prior",
+                     "tokens_before": built.tokens_before, "tokens": built.tokens})
     orientation = Counter(r["orientation"] for r in rows)
     classes = Counter(r["label"] for r in rows)
     decided = Counter(r["decided_by"].split("=")[0] for r in rows)
@@ -185,6 +254,11 @@ def _show_file(planner: Any, file: Path, as_json: bool) -> None:
     console.print(table)
     console.print("classes: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items()), highlight=False)
     console.print("decided by: " + ", ".join(f"{k} {v}" for k, v in summary["decided_by"].items()), highlight=False)
+    before, after = [r["tokens_before"] for r in rows], [r["tokens"] for r in rows]
+    budget = planner.builder.max_prompt_tokens
+    console.print(f"prompt tokens (budget {budget}): max {max(before)} -> {max(after)}; over budget "
+                  f"{sum(b > budget for b in before)} -> {sum(a > budget for a in after)} of {len(rows)}",
+                  highlight=False)
     if planner.policy.convention:
         conv = planner.policy.convention
         console.print(f"fitted convention: {conv.get('value')} ({conv.get('strict', 0)} items agree with strict, "

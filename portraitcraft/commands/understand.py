@@ -26,10 +26,10 @@ from typer.core import TyperGroup
 from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
+from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
-    from graphs.understand import ItemOutcome
-    from graphs.understand_state import UnderstandContext, UnderstandItem
+    from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
     from tools.vlm import VLMClient
 
 err_console = Console(stderr=True)
@@ -50,20 +50,20 @@ app = typer.Typer(cls=_RunByDefault, no_args_is_help=True)
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def _geometry_measure(enabled: bool) -> Any:
+def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
     """Image path -> geometry hints from tools.vision (viewer's frame), or None when hints are off."""
-    if not enabled:
+    if not cfg.assessor.geometry_hints:
         return None
     try:
-        from tools.vision import analyze  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise InputError(f"assessor.geometry_hints needs tools.vision, which is not available here ({exc})") from None
+        from tools.vision import analyze
+    except ImportError as exc:  # the vision extra is not installed on this box
+        raise InputError(f"assessor.geometry_hints needs tools.vision, which cannot be imported here ({exc})") from None
 
-    def measure(path: str) -> dict[str, Any] | None:
-        subject = analyze(path).subject
-        if subject is None:
-            return None
-        data = subject.model_dump()
+    def measure(path: str) -> dict[str, Any]:
+        analysis = analyze(path, cfg.vision)
+        if analysis.subject is None:
+            return {"people": len(analysis.persons)}
+        data = analysis.subject.model_dump(mode="json")
         return {k: data.get(k) for k in ("horizontal", "vertical", "crop_level", "facing", "gaze", "people")}
 
     return measure
@@ -84,13 +84,13 @@ def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[Understa
                         option_orders=acfg.option_orders if acfg.permute_options else 1)
     # the views shrink images themselves; the client must not shrink them further than the largest budget
     client_cfg = acfg.model_copy(update={"max_image_pixels": max(acfg.max_pixels)})
-    client = VLMClient(client_cfg, cache_dir=Path(cfg.run.cache_dir))
+    client = VLMClient(client_cfg, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
     calib_path = calibration or (Path(acfg.calibration) if acfg.calibration else None)
     try:
         context = UnderstandContext(
             assessor=Assessor(acfg, client), views=views, settings=VoteSettings.from_config(acfg),
             calibration=Calibration.load(calib_path) if calib_path else None,
-            measure=_geometry_measure(acfg.geometry_hints),
+            measure=_geometry_measure(cfg),
         )
     except BaseException:
         asyncio.run(client.aclose())
@@ -159,7 +159,8 @@ def _image_of(images: Path, image_path: str) -> str | None:
 
 @app.command("run")
 def run(
-    test: Path = typer.Argument(..., help="track_1_test.json (the template: order, questions, options)."),
+    test: Path = typer.Argument(..., help="track_1_test.json (the template: order, questions, options), or a "
+                                "train-format validation split (then --out is a predictions .json)."),
     images: Path = typer.Option(..., "--images", help="Folder of the test images (root, then images_00..10)."),
     out: Path = typer.Option(..., "--out", "-o", help="The submission zip to write."),
     config: Path | None = ConfigOption,
@@ -173,15 +174,22 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Answer every test item over the configured views, vote, and write the official submission zip."""
-    from portraitcraft.data import load
+    from portraitcraft.atomic import atomic_write_json
+    from portraitcraft.data import detect_kind, load, read_records
     from portraitcraft.schemas import ATTRIBUTES, Track1Prediction
     from portraitcraft.submission import write_track1_submission
 
     cfg = config_from_cli(config, sets)
-    template = load(test, "track1_test").items  # strict: the submission needs every template item, in order
+    validation = detect_kind(read_records(test)) == "track1_train"
+    if validation and out.suffix.lower() != ".json":
+        raise InputError(f"{test} is a train-format (validation) file without questions: --out must name a .json "
+                         "predictions file (scorable with `eval track1`), not a submission zip")
+    # strict: a submission needs every template item, in order
+    template = load(test, "track1_train" if validation else "track1_test").items
     items: list[UnderstandItem] = [
         {"id": PurePath(t.image_path).name, "image_path": t.image_path, "image": _image_of(images, t.image_path),
-         "task": "track1", "question": t.question, "options": dict(t.options), "format": "single"}
+         "task": "track1", "question": getattr(t, "question", None), "options": dict(getattr(t, "options", {})),
+         "format": "single"}
         for t in template
     ]
     run_dir = run_dir or out.parent / f"{out.stem}_run"
@@ -195,24 +203,29 @@ def run(
         raise InputError(f"{len(failed)} of {len(items)} item(s) failed (listed above; every view's answers are in "
                          f"{votes}). Run again to retry them (finished items are not asked again), or pass "
                          "--allow-missing to write the submission with the fallback for them.")
-    preds = []
-    no_answer = 0
-    for o in outcomes:
-        vote = o.state.get("vote")
-        if o.status != "finished" or not vote:
-            continue
-        no_answer += vote["answer"] is None
-        preds.append(Track1Prediction(image_path=o.item["image_path"], total_score=vote["total_score"],
-                                      levels={a: vote["levels"][a] for a in ATTRIBUTES},
-                                      answer=vote["answer"] or "A", scores=vote["attribute_means"]))
-    report = write_track1_submission(template, preds, out, allow_missing=allow_missing)
+    finished = [o for o in outcomes if o.status == "finished" and o.state.get("vote")]
+    no_answer = sum(o.state["vote"]["answer"] is None for o in finished) if not validation else 0
+    if validation:
+        records = [{"image_path": o.item["image_path"],
+                    "criteria": {a: {"level": o.state["vote"]["levels"][a]} for a in ATTRIBUTES},
+                    "total_score": round(o.state["vote"]["total_score"])} for o in finished]
+        atomic_write_json(out, records)
+        n_fallback = 0
+    else:
+        preds = [Track1Prediction(image_path=o.item["image_path"], total_score=o.state["vote"]["total_score"],
+                                  levels={a: o.state["vote"]["levels"][a] for a in ATTRIBUTES},
+                                  answer=o.state["vote"]["answer"] or "A", scores=o.state["vote"]["attribute_means"])
+                 for o in finished]
+        n_fallback = write_track1_submission(template, preds, out, allow_missing=allow_missing).n_fallback
     stats = client.stats
     summary = {
-        "submission": str(report.path), "votes": str(votes), "run_dir": str(run_dir), "fingerprint": run_fp,
-        "n_items": len(items), "n_finished": len(preds), "n_failed": len(failed), "n_fallback": report.n_fallback,
+        ("predictions" if validation else "submission"): str(out), "votes": str(votes), "run_dir": str(run_dir),
+        "fingerprint": run_fp, "n_items": len(items), "n_finished": len(finished), "n_failed": len(failed),
+        "n_fallback": n_fallback,
         "n_reused": sum(o.reused for o in outcomes), "n_answer_fallback": no_answer,
-        "views": [v.name for v in context.views], "samples_per_view": cfg.assessor.samples,
+        "views": [v.name for v in context.views], "samples_per_view": context.assessor.samples,
         "requests": stats.requests, "cache_hits": stats.cache_hits, "n_fallbacks": stats.n_fallbacks,
+        "reasks": stats.reasks, "answer_failures": stats.answer_failures,
         "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
     }
     if as_json:
@@ -325,7 +338,7 @@ async def _grade(rows: list[dict[str, Any]], cfg: PortraitcraftConfig) -> None:
     pending = [r for r in rows if r["format"] == "open" and r["predicted"] is not None]
     if not pending:
         return
-    async with VLMClient(cfg.judge, cache_dir=Path(cfg.run.cache_dir)) as judge:
+    async with VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm") as judge:
         async def one(row: dict[str, Any]) -> None:
             try:
                 row["correct"] = await grade_open(judge, row["question"], row["reference"], row["predicted"])

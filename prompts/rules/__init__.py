@@ -13,6 +13,7 @@ it, a rule with a shipped id replacing the shipped one.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,14 @@ class Rule(BaseModel):
 
     def render_instruction(self, **values: Any) -> str:
         """The instruction template filled with `expected`, `measured`, `phrase`, `evidence` (missing = None)."""
-        variables = {"expected": None, "measured": None, "phrase": None, "evidence": None, **values}
-        return render_text(self.instruction, **variables)
+        return _render(self.instruction, *(values.get(k) for k in ("expected", "measured", "phrase", "evidence")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(template: str, expected: Any, measured: Any, phrase: Any, evidence: Any) -> str:
+    """Rendered instructions are cached: the same finding recurs across rounds and items (Jinja compiles the
+    template text on every render_text call)."""
+    return render_text(template, expected=expected, measured=measured, phrase=phrase, evidence=evidence)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ def _entry(key: Hashable, factory: Callable[[], Any]) -> tuple[Any, threading.Lo
         return entry
 
 
+QUIET_CALLS = 3
+"""The first calls of each model run with fd 2 silenced: mediapipe's graphs log native lines as they warm up."""
+_CALLS: dict[Hashable, int] = {}
+
+
 @contextmanager
 def use(key: Hashable, factory: Callable[[], Any]) -> Iterator[Any]:
     """The model cached under `key` (built by `factory` the first time), locked for the caller's use.
@@ -38,7 +43,13 @@ def use(key: Hashable, factory: Callable[[], Any]) -> Iterator[Any]:
     """
     model, lock = _entry(key, factory)
     with lock:
-        yield model
+        calls = _CALLS.get(key, 0)
+        _CALLS[key] = calls + 1
+        if calls < QUIET_CALLS and isinstance(key, tuple) and key[:1] == ("mediapipe",):
+            with quiet_stderr():
+                yield model
+        else:
+            yield model
 
 
 def loaded() -> list[Hashable]:
@@ -52,6 +63,7 @@ def clear() -> None:
     with _LOCK:
         entries = list(_MODELS.values())
         _MODELS.clear()
+        _CALLS.clear()
     for model, _ in entries:
         close = getattr(model, "close", None)
         if callable(close):
