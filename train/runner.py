@@ -56,6 +56,7 @@ class TrainResult:
     seconds: float
     prepare_seconds: float = 0.0
     loop_seconds: float = 0.0
+    main_process: bool = True
     validation: list[Path] = field(default_factory=list)
     model: FlowModel | None = field(default=None, repr=False)
     train_config: TrainConfig | None = field(default=None, repr=False)
@@ -299,7 +300,7 @@ def run_training(
         out=out, kind=kind, steps=total, start_step=start, lora=lora, rows=rows, used=len(preps),
         skipped=items.skipped, problems=[str(p) for p in items.problems], forwards=dict(model.forwards),
         cache_hits=cache.hits, seconds=time.perf_counter() - started, prepare_seconds=prepare_seconds,
-        loop_seconds=loop_seconds, model=model, encoder=encoder, prepared=preps,
+        loop_seconds=loop_seconds, main_process=main, model=model, encoder=encoder, prepared=preps,
         train_config=tc,
     )
     if validate and main:

@@ -14,13 +14,15 @@ app = typer.Typer(no_args_is_help=True)
 err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
 
 OutOption = typer.Option(..., "--out", help="The run folder (metrics.jsonl, checkpoints/, lora.safetensors).")
-MaxStepsOption = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats [train] epochs).")
+MaxStepsOption = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats train.epochs).")
 ResumeOption = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out.")
-ValidateOption = typer.Option(False, "--validate", help="Draw [train] validate_prompts with and without the LoRA.")
+ValidateOption = typer.Option(False, "--validate", help="Draw train.validate_prompts with and without the LoRA.")
 JsonOption = typer.Option(False, "--json", help="Print the run summary as JSON.")
 
 
 def _report(result: Any, as_json: bool) -> None:
+    if not result.main_process:  # one summary per run under `accelerate launch` / torchrun
+        return
     last = result.rows[-1] if result.rows else {}
     summary = {
         "out": str(result.out), "lora": str(result.lora), "steps": result.steps, "resumed_from": result.start_step,
@@ -71,7 +73,7 @@ def dpo(
     validate: bool = ValidateOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Diffusion-DPO (flow matching) of a LoRA on preference pairs; optional pose ControlNet ([train] pose)."""
+    """Diffusion-DPO (flow matching) of a LoRA on preference pairs; optional pose ControlNet (train.pose)."""
     from train.data import read_pairs
     from train.runner import run_training
 
