@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from portraitcraft.errors import PortraitcraftError
+from portraitcraft.errors import InputError
 from portraitcraft.schemas import CROP_LEVELS, SubjectFeatures
 from prompts.loader import load_prompt, render_prompt
 
@@ -34,7 +34,7 @@ _WORD = re.compile(r"[a-z]+")
 _STOP = frozenset(load_prompt("mine/stopwords.txt").split())
 
 
-class MinerError(PortraitcraftError):
+class MinerError(InputError):
     """Mining input that cannot be used (named in the message)."""
 
 

@@ -67,13 +67,11 @@ async def test_group_with_judge_uses_all_objectives(tmp_path: Path, fake_vlm: An
 
 
 def test_group_refuses_one_shot_through_the_console_script(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+    from console_script import run_script_many
 
-    cli = Path(sys.executable).parent / "portraitcraft"
-    done = subprocess.run([str(cli), "generate", "--prompt", "a woman on the left", "--group", "3", "--strategy",
-                           "one-shot", "--out", str(tmp_path / "g")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--group" in done.stderr and "one-shot" in done.stderr
-    bad = subprocess.run([str(cli), "generate", "--prompt", "x", "--group", "1", "--out", str(tmp_path / "h")],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2
+    refused, too_small = run_script_many([
+        ["generate", "--prompt", "a woman on the left", "--group", "3", "--strategy", "one-shot", "--out",
+         tmp_path / "g"],
+        ["generate", "--prompt", "x", "--group", "1", "--out", tmp_path / "h"]])
+    assert refused.code == 2 and "--group" in refused.stderr and "one-shot" in refused.stderr
+    assert too_small.code == 2

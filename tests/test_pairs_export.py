@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,14 +114,16 @@ def test_not_a_run_folder_and_unknown_format(tmp_path: Path, run_dir: Path) -> N
 
 
 def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
-    cli = Path(sys.executable).parent / "portraitcraft"
-    ok = subprocess.run([str(cli), "pairs", "export", str(run_dir), "--format", "jsonl", "--no-pose", "--out",
-                         str(tmp_path / "cli"), "--json"], capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["written"] == 2
+    from console_script import run_script_many
+
     empty = tmp_path / "emptyrun"
     empty.mkdir()
     (empty / "pairs.jsonl").write_text("")
-    none = subprocess.run([str(cli), "pairs", "export", str(empty), "--no-pose", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True, timeout=120)
-    assert none.returncode == 1
+    ok, none, missing = run_script_many([
+        ["pairs", "export", run_dir, "--format", "jsonl", "--no-pose", "--out", tmp_path / "cli", "--json"],
+        ["pairs", "export", empty, "--no-pose", "--out", tmp_path / "x"],
+        ["pairs", "export", tmp_path / "nothing-here", "--no-pose", "--out", tmp_path / "y"]], timeout=120)
+    assert ok.code == 0, ok.stderr
+    assert json.loads(ok.stdout)["written"] == 2
+    assert none.code == 1
+    assert missing.code == 2 and "no pairs.jsonl" in missing.stderr

@@ -25,7 +25,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_text
-from portraitcraft.errors import PortraitcraftError
+from portraitcraft.errors import InputError
 from tools.images import load_image
 
 PairFormat = Literal["pickapic", "jsonl", "diffsynth", "kohya", "flowfactory"]
@@ -34,7 +34,7 @@ PAIRS_FILE = "pairs.jsonl"
 PARQUET_NAME = "pairs.parquet"
 
 
-class PairsError(PortraitcraftError, ValueError):
+class PairsError(InputError, ValueError):
     """An input folder or an export that cannot be read or written (named in the message)."""
 
 
