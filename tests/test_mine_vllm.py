@@ -1,5 +1,9 @@
-"""Mining with a REAL vLLM CPU server (tiny random Qwen2-VL) as the miner: the run completes and every VLM record
-is schema-valid (random weights: the discrepancies are noise, the plumbing is real)."""
+"""Mining with a REAL vLLM CPU server (tiny random Qwen2-VL) as the miner: the run completes, every VLM record that
+came back is schema-valid, a reply that never validated is recorded on its item, and geometry still mines.
+
+Random weights: the discrepancies are noise. With this two-image prompt the greedy tiny model tends to fill a
+string with escaped whitespace until max_tokens, so most replies end as recorded per-item VLM errors; the test
+checks that plumbing (request, structured-output schema, re-ask, per-item failure), not content."""
 
 from __future__ import annotations
 
@@ -50,8 +54,8 @@ def test_real_vllm_miner_gives_schema_valid_records(tmp_path: Path, vllm_server:
     assert requests >= 2  # one discrepancy request per item (plus naming, when a VLM cluster forms)
     rows = [json.loads(line) for line in (tmp_path / "mine" / "results.jsonl").read_text().splitlines()]
     for row in rows:
-        if row["vlm_error"]:  # a reply that never validated is recorded per item, never a crash
-            assert isinstance(row["vlm_error"], str)
+        if row["vlm_error"]:  # a reply that never validated is recorded per item (named endpoint), never a crash
+            assert vllm_server.model in row["vlm_error"]
             continue
         for d in row["discrepancies"]:
             if d["source"] == "vlm":
