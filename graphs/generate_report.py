@@ -41,6 +41,7 @@ def report_data(run_root: Path) -> dict[str, Any]:
         with contextlib.suppress(OSError, json.JSONDecodeError):
             previous = json.loads(saved.read_text(encoding="utf-8"))
             summary["gpu_utilisation"] = previous.get("gpu_utilisation")
+            summary["gpu"] = previous.get("gpu")
             if "vlm_tokens" in previous.get("cost_per_final_image", {}):
                 summary["cost_per_final_image"]["vlm_tokens"] = previous["cost_per_final_image"]["vlm_tokens"]
     per_rule: dict[tuple[str, str], list[int]] = {}

@@ -72,3 +72,21 @@ async def test_report_in_headless_chromium(tmp_path: Path, fake_vlm: Any) -> Non
     assert count == 2 * 2 + 2  # two rounds + a final for each of the two finished items
     assert decoded and errors == []
     assert "pass rate" in text and "horizontal" in text
+
+
+def test_report_shows_each_gpu_worker_from_the_saved_summary(tmp_path: Path) -> None:
+    """Per-worker utilisation and executor events (Ray: actor deaths) come from summary.json into the report."""
+    import json
+
+    from portraitcraft.runs import ResultsLog
+
+    ResultsLog(tmp_path / "results.jsonl").append({"id": "a", "image_path": "a.png", "status": "done", "passed": True,
+                                                   "rounds": 0, "history": []})
+    gpu = {"executor": "ray", "worker_utilisation": {"actor-0": 0.931, "actor-1": 0.5},
+           "workers": {"actor-0": {"busy_seconds": 9.3, "jobs": 12, "failed": 0},
+                       "actor-1": {"busy_seconds": 5.0, "jobs": 6, "failed": 1}},
+           "events": ["actor-1 died; 1 job retried on actor-0"]}
+    (tmp_path / "summary.json").write_text(json.dumps({"gpu_utilisation": 0.7, "gpu": gpu}))
+    html = write_report(tmp_path).read_text()
+    assert "<td>actor-0</td><td>0.931</td><td>9.3</td><td>12</td><td>0</td>" in html
+    assert "actor-1 died; 1 job retried on actor-0" in html and "GPU executor</th><td>ray" in html
