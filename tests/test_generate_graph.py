@@ -172,12 +172,12 @@ async def test_bad_items_fail_beside_finished_ones(tmp_path: Path) -> None:
 
 async def test_critic_faults_are_recorded_and_the_run_completes(tmp_path: Path, fake_vlm: Any) -> None:
     # One request at a time, two attempts each: the first four requests fail in four different ways.
-    fake_vlm.script.fault("status", status=500, times=2).fault("timeout", seconds=3, times=2)
+    fake_vlm.script.fault("status", status=500, times=2).fault("timeout", seconds=6, times=2)
     fake_vlm.script.fault("malformed", times=2).push("garbage, not JSON").push("still garbage")
     fake_vlm.script.default(fn=placement_vlm("right"))
     specs = [Track2Spec(image_path=f"i{i}.png", content="a woman", composition="left third") for i in range(6)]
     drawer = ScriptedDrawer(drafts=[0.8], edits=[0.2] * 20)
-    async with make_client(fake_vlm, max_retries=1, timeout=1.0, max_concurrency=1) as vlm:
+    async with make_client(fake_vlm, max_retries=1, timeout=2.5, max_concurrency=1) as vlm:  # slack for a loaded box
         summary, folder = await run(tmp_path, specs, drawer, vlm=vlm, sections={
             "critic": {"enabled": True, "rules": ["placement"]}, "run": {"concurrency": 1}})
     rows = rows_by_id(folder)
