@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_vlm import FakeVLMServer, answer_schema, endpoint_config  # noqa: E402
+from fake_vlm import FakeVLMServer, answer_schema, endpoint_config, serve_until_stdin_closes, server_in_child  # noqa: E402
 
 from agents.assessor import Assessor  # noqa: E402
 from agents.assessor_vote import VoteSettings  # noqa: E402
@@ -48,17 +47,8 @@ def answer(body: dict) -> dict:
     return out
 
 
-def serve() -> None:
-    """Child-process mode: run the fake server until stdin closes."""
-    with FakeVLMServer() as server:
-        server.script.default(fn=answer)
-        print(server.base_url, flush=True)
-        sys.stdin.read()
-
-
-async def run(base_url: str, images: list[Path], samples: int, concurrency: int, workdir: Path) -> tuple[float, int]:
-    server = FakeVLMServer()
-    server.port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+async def run(server: FakeVLMServer, images: list[Path], samples: int, concurrency: int,
+              workdir: Path) -> tuple[float, int]:
     cfg = AssessorConfig(**endpoint_config(server, max_concurrency=64, cache=False, timeout=120.0,
                                                          temperature=0.7).model_dump(),
                          samples=samples, max_pixels=[448 * 448, 1024 * 1024])
@@ -83,12 +73,10 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve_until_stdin_closes(fn=answer)
         return
-    child = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, cwd=ROOT)
-    try:
-        base_url = child.stdout.readline().strip() if child.stdout else ""
+    with server_in_child(__file__, cwd=ROOT, wait=10) as server:
+        base_url = server.base_url
         rng = np.random.default_rng(0)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -104,13 +92,9 @@ def main() -> None:
                   f"4 views x K={args.samples}")
             for concurrency in (1, 4, 16):
                 workdir = folder / f"c{concurrency}"
-                rate, requests = asyncio.run(run(base_url, paths, args.samples, concurrency, workdir))
+                rate, requests = asyncio.run(run(server, paths, args.samples, concurrency, workdir))
                 print(f"items in flight {concurrency:>2}: {rate:6.2f} images/s   {requests / args.images:.2f} "
                       f"requests/image ({args.samples * 4} samples/image)")
-    finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=10)
 
 
 if __name__ == "__main__":

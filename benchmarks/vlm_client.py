@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_vlm import FakeVLMServer, endpoint_config  # noqa: E402
+from fake_vlm import FakeVLMServer, endpoint_config, serve_until_stdin_closes, server_in_child  # noqa: E402
 
 from tools.images import encode_image  # noqa: E402
 from tools.vlm import VLMClient  # noqa: E402
@@ -42,17 +41,8 @@ class Verdict(BaseModel):
 ANSWER = '{"detected": false, "instruction": "keep the subject on the left third"}'
 
 
-def serve() -> None:
-    """Child-process mode: run the fake server with a fixed answer until stdin closes."""
-    with FakeVLMServer() as server:
-        server.script.default(ANSWER)
-        print(server.base_url, flush=True)
-        sys.stdin.read()
-
-
-async def run_level(base_url: str, images: list[Image.Image], concurrency: int, n: int) -> tuple[float, list[float]]:
-    server = FakeVLMServer()
-    server.port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+async def run_level(server: FakeVLMServer, images: list[Image.Image], concurrency: int,
+                    n: int) -> tuple[float, list[float]]:
     cfg = endpoint_config(server, max_concurrency=concurrency, cache=False)
     async with VLMClient(cfg) as vlm:
         await vlm.ask("warm-up", images, schema=Verdict)
@@ -90,9 +80,7 @@ async def bare_sdk_latency(base_url: str, images: list[Image.Image], n: int) -> 
     return latencies
 
 
-async def cache_hit_latency(base_url: str, images: list[Image.Image], n: int) -> list[float]:
-    server = FakeVLMServer()
-    server.port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+async def cache_hit_latency(server: FakeVLMServer, images: list[Image.Image], n: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         async with VLMClient(endpoint_config(server), cache_dir=Path(tmp)) as vlm:
             await vlm.ask("cached question", images, schema=Verdict)
@@ -117,32 +105,25 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve_until_stdin_closes(ANSWER)
         return
-    child = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, cwd=ROOT)
-    try:
-        base_url = child.stdout.readline().strip() if child.stdout else ""
+    with server_in_child(__file__, cwd=ROOT, wait=20) as server:
+        base_url = server.base_url
         rng = np.random.default_rng(0)
         side = args.image_side
         images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB")] if side else []
         what = f"one {side}x{side} noise image each (encoding cached after the first)" if side else "no image"
         print(f"fake server {base_url}; {args.requests} requests per level; {what}")
         for concurrency in (1, 8, 32):
-            rate, lat = asyncio.run(run_level(base_url, images, concurrency, args.requests))
+            rate, lat = asyncio.run(run_level(server, images, concurrency, args.requests))
             print(f"VLMClient.ask  concurrency {concurrency:>2}: {rate:7.1f} req/s   latency {ms(lat)}")
         n1 = min(args.requests, 200)
         bare = asyncio.run(bare_sdk_latency(base_url, images, n1))
-        _, ours = asyncio.run(run_level(base_url, images, 1, n1))
+        _, ours = asyncio.run(run_level(server, images, 1, n1))
         print(f"bare openai SDK, concurrency 1: latency {ms(bare)}")
         print(f"client-side overhead per request (ask - bare SDK, means): "
               f"{(statistics.mean(ours) - statistics.mean(bare)) * 1000:.2f} ms")
-        print(f"cache hit: latency {ms(asyncio.run(cache_hit_latency(base_url, images, n1)))}")
-    finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=20)
-
+        print(f"cache hit: latency {ms(asyncio.run(cache_hit_latency(server, images, n1)))}")
 
 if __name__ == "__main__":
     main()

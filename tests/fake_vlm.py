@@ -45,15 +45,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -472,6 +476,35 @@ class FakeVLMServer(LocalServer):
             raise ConnectionAbortedError("fake_vlm: scripted cut connection")
 
         return StreamingResponse(cut(), media_type="application/json")
+
+
+def serve_until_stdin_closes(content: str | Mapping[str, Any] | BaseModel | None = None, *,
+                             fn: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    """A benchmark's `--serve` child mode: a fake server answering `content` (or `fn(body)`), its base URL printed
+    on stdout, stopped when stdin closes (see `server_in_child`)."""
+    with FakeVLMServer() as server:
+        server.script.default(content, fn=fn)
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+
+
+@contextlib.contextmanager
+def server_in_child(script: str | Path, *, cwd: str | Path | None = None,
+                    wait: float = 20.0) -> Iterator[FakeVLMServer]:
+    """Run `python SCRIPT --serve` (which calls `serve_until_stdin_closes`) in its own process, so the server and
+    the client under test share no GIL; yields a handle whose `base_url` / `model` point at it (for
+    `endpoint_config`, not started here). The child stops when the block ends."""
+    child = subprocess.Popen([sys.executable, str(script), "--serve"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        base_url = child.stdout.readline().strip() if child.stdout else ""
+        handle = FakeVLMServer()
+        handle.port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+        yield handle
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        child.wait(timeout=wait)
 
 
 def endpoint_config(fake_vlm: FakeVLMServer, **overrides: Any) -> EndpointConfig:
