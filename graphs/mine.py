@@ -35,7 +35,7 @@ from agents.miner import (
 )
 from graphs.mine_state import MineContext, MineState
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from portraitcraft.data import resolve_image
+from portraitcraft.data import find_image
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.runs import RunFolder
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
@@ -108,12 +108,12 @@ def sample_items(items: Sequence[Track2Spec], n: int | None, seed: int = 0) -> l
 async def _mine_one(graph: Any, ctx: MineContext, run: RunFolder, item: Track2Spec, images: Path,
                     counterparts: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"id": item.id, "image_path": item.image_path, "status": "failed"}
-    real, generated = resolve_image(images, item.image_path), resolve_image(counterparts, item.image_path)
-    if real is None or generated is None:
-        row["error"] = (f"item {item.id}: " + " and ".join(
-            f"no {what} image {item.image_path!r} in {where}" for what, where, found in
-            (("real", images, real), ("generated", counterparts, generated)) if found is None))
+    found = {"real": find_image(images, item.image_path), "generated": find_image(counterparts, item.image_path)}
+    missing = [f"{what} image {item.image_path!r}: {look.problem}" for what, look in found.items() if look.path is None]
+    if missing:
+        row["error"] = f"item {item.id}: " + "; ".join(missing)
         return row
+    real, generated = found["real"].path, found["generated"].path
     folder = run.item_dir(item.id)
     local_real = folder / f"real{real.suffix.lower()}"
     local_gen = folder / f"generated{generated.suffix.lower()}"

@@ -277,7 +277,8 @@ class ImageLookup:
     problem: str | None = None
 
 
-def _inside(path: Path, root: Path) -> bool:
+def is_inside(path: Path, root: Path) -> bool:
+    """True when the resolved `path` is `root` or below it (both already resolved)."""
     return path == root or path.is_relative_to(root)
 
 
@@ -307,7 +308,7 @@ def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
             real = candidate.resolve(strict=True)
         except (OSError, RuntimeError, ValueError):  # a link loop, a name the OS refuses
             continue
-        if not _inside(real, real_root):
+        if not is_inside(real, real_root):
             refused.append(str(candidate.relative_to(root)))
             continue
         if real.is_file():

@@ -126,7 +126,7 @@ def test_mining_end_to_end_with_fake_vlm(fake_vlm: Any, dataset: Any, tmp_path: 
 
     summary = asyncio.run(go())
     assert (summary.n_sampled, summary.n_done, summary.n_failed) == (5, 4, 1)
-    assert "missing.png" in summary.errors[0]
+    assert "missing.png" in summary.errors[0] and "image not found under" in summary.errors[0]
     titles = {m["title"]: m for m in summary.modes}
     assert titles["Subject on the wrong side"]["count"] == 4
     assert titles["Gaze at the camera"]["named_by"] == "llm"

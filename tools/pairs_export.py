@@ -25,6 +25,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_text
+from portraitcraft.data import is_inside
 from portraitcraft.errors import InputError
 from tools.images import load_image
 
@@ -110,7 +111,7 @@ def read_pairs(folders: Sequence[str | Path], report: ExportReport) -> list[Pair
                 first = exc.errors()[0]
                 report.skipped.append(f"{where}: {'.'.join(map(str, first['loc'])) or 'row'}: {first['msg']}")
                 continue
-            chosen, rejected = _inside(root, row.chosen), _inside(root, row.rejected)
+            chosen, rejected = _file_in_run(root, row.chosen), _file_in_run(root, row.rejected)
             missing = [name for name, p in (("chosen", chosen), ("rejected", rejected)) if p is None]
             if missing:
                 report.skipped.append(f"{where} ({row.id}): {', '.join(missing)} image missing or outside {root}")
@@ -119,13 +120,10 @@ def read_pairs(folders: Sequence[str | Path], report: ExportReport) -> list[Pair
     return pairs
 
 
-def _inside(root: Path, relative: str) -> Path | None:
+def _file_in_run(root: Path, relative: str) -> Path | None:
     """`root / relative` when it is a file inside `root` (no escape through `..`, absolute paths or links)."""
-    base = root.resolve()
     path = (root / relative).resolve()
-    if not path.is_file() or (path != base and base not in path.parents):
-        return None
-    return path
+    return path if path.is_file() and is_inside(path, root.resolve()) else None
 
 
 def thumbnail_difference(a: Path, b: Path, size: int = 64) -> float:
@@ -276,7 +274,6 @@ def write_kohya(pairs: list[Pair], out: Path) -> list[Path]:
     for index, pair in enumerate(pairs):
         name = f"{index:06d}"
         for src, folder in ((pair.chosen, "w"), (pair.rejected, "l")):
-            (out / folder).mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out / folder / f"{name}{src.suffix.lower() or '.png'}", src.read_bytes())
             written.append(atomic_write_text(out / folder / f"{name}.caption", pair.row.prompt))
     return written
