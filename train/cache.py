@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from portraitcraft.atomic import atomic_write_bytes
 from train.data import Buckets, ItemSet, RowProblem, TrainItem, decode_image, fit_to, pose_control, to_pixels
 from train.models import FlowModel
 
@@ -65,18 +64,9 @@ class TensorCache:
     def put(self, kind: str, key: str, tensor: torch.Tensor) -> None:
         if self.root is None:
             return
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        path = self._path(kind, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"t": tensor.detach().cpu().contiguous()}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self._path(kind, key), save({"t": tensor.detach().cpu().contiguous()}))
 
 
 @dataclass

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from portraitcraft.atomic import atomic_write_json
 from portraitcraft.config import PortraitcraftConfig, TrainConfig
-from portraitcraft.runs import atomic_write_json
 from train import TrainError
 from train.cache import Prepared, SampleEncoder, TensorCache
 from train.data import Buckets, ItemSet
