@@ -7,14 +7,13 @@ validates and scores, and that each view's K votes came from ONE request (`n=K`)
 from __future__ import annotations
 
 import json
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from cli_run import run_cli
+from vllm_server import steady
 
 if TYPE_CHECKING:
     from vllm_server import VLLMServer
@@ -28,34 +27,14 @@ K = 2
 # request at a time (max_concurrency 1) with K x ~830 prompt tokens stays under that budget.
 
 
-@pytest.fixture(scope="session")
-def patient_start() -> None:
-    """A cold start on a busy 2-core box once took over 240 s: give the shared fixture more room (never less)."""
-    import vllm_server
-
-    vllm_server.START_TIMEOUT = max(vllm_server.START_TIMEOUT, 600.0)
-
-
-def steady(read: Callable[[], float], pause: float = 0.3, deadline: float = 10.0) -> float:
-    """A server counter once two reads `pause` apart agree (metrics update just after a reply is sent)."""
-    stop = time.monotonic() + deadline
-    value = read()
-    while time.monotonic() < stop:
-        time.sleep(pause)
-        if (again := read()) == value:
-            break
-        value = again
-    return value
-
-
-def test_understand_against_real_vllm(patient_start: None, vllm_server: VLLMServer, tmp_path: Path, capsys,
+def test_understand_against_real_vllm(vllm_server: VLLMServer, tmp_path: Path, capsys,
                                      monkeypatch) -> None:
     sets = [f'assessor.base_url="{vllm_server.base_url}"', f'assessor.model="{vllm_server.model}"',
             'assessor.kind="vllm"', f"assessor.samples={K}", "assessor.temperature=1.0", "assessor.timeout=120",
             "assessor.max_tokens=700", 'assessor.templates=["brief"]',
             "assessor.max_concurrency=1", f"assessor.max_pixels=[{224 * 224}]",
             'assessor.overall="logprob"', "run.concurrency=2", f'run.cache_dir="{tmp_path / "cache"}"']
-    n_count = steady(lambda: vllm_server.metric("vllm:request_params_n_count"))
+    n_count = steady(lambda: vllm_server.metric("vllm:request_params_n_count"), pause=0.3)
     n_sum = vllm_server.metric("vllm:request_params_n_sum")
     out = tmp_path / "track1.zip"
     result = run_cli(["understand", str(EXAMPLES / "track_1_test.json"), "--images", str(EXAMPLES / "images"),
@@ -67,7 +46,7 @@ def test_understand_against_real_vllm(patient_start: None, vllm_server: VLLMServ
     views = 4 * 2  # original + mirrored per image
     # per view: one request with n=K, one logprob request for the overall digit; re-asks are single requests
     assert summary["requests"] == 2 * views + summary["reasks"]
-    count = steady(lambda: vllm_server.metric("vllm:request_params_n_count"))
+    count = steady(lambda: vllm_server.metric("vllm:request_params_n_count"), pause=0.3)
     assert count - n_count == summary["requests"]
     assert vllm_server.metric("vllm:request_params_n_sum") - n_sum == views * K + views + summary["reasks"]
     with zipfile.ZipFile(out) as zf:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
 import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
+from vllm_server import settled, steady
 
 from tools.images import ImageError
 from tools.vlm import VLMAnswerError, VLMClient, VLMRequestError
@@ -59,28 +59,6 @@ def picture(seed: int, size: tuple[int, int] = (224, 224)) -> Image.Image:
 
 def posts(server: VLLMServer, status: str) -> float:
     return server.metric("http_requests_total", handler=CHAT, method="POST", status=status)
-
-
-def steady(read: Callable[[], float], pause: float = 0.2, deadline: float = 10.0) -> float:
-    """A server counter once two reads `pause` apart agree (earlier tests' requests have been counted)."""
-    stop = time.monotonic() + deadline
-    value = read()
-    while time.monotonic() < stop:
-        time.sleep(pause)
-        if (again := read()) == value:
-            break
-        value = again
-    return value
-
-
-def settled(read: Callable[[], float], target: float, deadline: float = 10.0) -> float:
-    """Poll a server counter until it reaches `target` (metrics update just after the reply is sent)."""
-    stop = time.monotonic() + deadline
-    value = read()
-    while value < target and time.monotonic() < stop:
-        time.sleep(0.05)
-        value = read()
-    return value
 
 
 @pytest.fixture()

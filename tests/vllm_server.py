@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ BUILD_SCRIPT = ROOT / "scripts" / "build_tiny_qwen2vl.py"
 SERVED_MODEL = "tiny-qwen2vl"
 MAX_IMAGES = 4
 MAX_LOGPROBS = 20
-START_TIMEOUT = 240.0  # seconds; a cold start here takes 40-60 s
+START_TIMEOUT = 600.0  # seconds; a cold start takes 40-60 s on an idle box, over 240 s once on a busy 2-core one
 DEFAULT_VENV = Path.home() / ".cache" / "portraitcraft" / "vllm-venv"
 
 # A separate watchdog (own session, deaf to Ctrl-C): when pytest dies without teardown (SIGKILL, SIGTERM),
@@ -112,6 +112,29 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
             labels = dict(_LABEL.findall(match["labels"] or ""))
             samples.append((match["name"], labels, float(match["value"])))
     return samples
+
+
+def steady(read: Callable[[], float], pause: float = 0.2, deadline: float = 10.0) -> float:
+    """A server counter once two reads `pause` apart agree (the counters update just after a reply is
+    sent, and earlier tests' requests must have been counted)."""
+    stop = time.monotonic() + deadline
+    value = read()
+    while time.monotonic() < stop:
+        time.sleep(pause)
+        if (again := read()) == value:
+            break
+        value = again
+    return value
+
+
+def settled(read: Callable[[], float], target: float, deadline: float = 10.0) -> float:
+    """Poll a server counter until it reaches `target` (metrics update just after the reply is sent)."""
+    stop = time.monotonic() + deadline
+    value = read()
+    while value < target and time.monotonic() < stop:
+        time.sleep(0.05)
+        value = read()
+    return value
 
 
 def vllm_venv() -> Path:
