@@ -211,12 +211,10 @@ async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str,
     """Write the item's outputs once: submission image, pair, results row. Returns the final state update."""
     spec = spec_of(state)
     failed = state.get("status") == "failed" or not state.get("rounds")
-    if not failed and ctx.judge is not None and not any(r.get("passed") for r in state["rounds"]) \
-            and len(state["rounds"]) > 1:
-        state = {**state, "rounds": await judge_rounds(state, ctx)}
-        state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
     group = ctx.cfg.loop.group_size >= 2 and not failed and len(state["rounds"]) >= 2
-    if group and ctx.judge is not None and not any(r.get("judge_score") is not None for r in state["rounds"]):
+    # the judge ranks the rounds of an item that never passed, and scores every candidate of a group
+    if ctx.judge is not None and not failed and len(state["rounds"]) > 1 and (
+            group or not any(r.get("passed") for r in state["rounds"])):
         state = {**state, "rounds": await judge_rounds(state, ctx)}
         state["cost"] = add_cost(state, judge_calls=len(state["rounds"]))
     final = None if failed else choose_final(state, ctx.critic.cfg.min_confidence)
