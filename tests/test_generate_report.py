@@ -82,7 +82,7 @@ def test_report_shows_each_gpu_worker_from_the_saved_summary(tmp_path: Path) -> 
 
     ResultsLog(tmp_path / "results.jsonl").append({"id": "a", "image_path": "a.png", "status": "done", "passed": True,
                                                    "rounds": 0, "history": []})
-    gpu = {"executor": "ray", "worker_utilisation": {"actor-0": 0.931, "actor-1": 0.5},
+    gpu = {"executor": "ray", "jobs": 18, "worker_utilisation": {"actor-0": 0.931, "actor-1": 0.5},
            "workers": {"actor-0": {"busy_seconds": 9.3, "jobs": 12, "failed": 0},
                        "actor-1": {"busy_seconds": 5.0, "jobs": 6, "failed": 1}},
            "events": ["actor-1 died; 1 job retried on actor-0"]}
@@ -90,3 +90,5 @@ def test_report_shows_each_gpu_worker_from_the_saved_summary(tmp_path: Path) -> 
     html = write_report(tmp_path).read_text()
     assert "<td>actor-0</td><td>0.931</td><td>9.3</td><td>12</td><td>0</td>" in html
     assert "actor-1 died; 1 job retried on actor-0" in html and "GPU executor</th><td>ray" in html
+    (tmp_path / "summary.json").write_text(json.dumps({"gpu": {**gpu, "jobs": 0}}))  # nothing drawn: no table
+    assert "GPU workers" not in write_report(tmp_path).read_text()
