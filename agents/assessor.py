@@ -21,14 +21,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from agents.views import View, swap_directions, unpermute_letter
+from portraitcraft.agents.views import View, swap_directions, unpermute_letter
 from portraitcraft.config import AssessorConfig
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.prompts.loader import load_prompt, render_prompt
 from portraitcraft.schemas import ATTRIBUTES, Level
-from prompts.loader import load_prompt, render_prompt
-from tools.images import hflip, load_image, resize_to_budget
-from tools.vlm import VLMAnswerError, VLMClient, VLMError
-from tools.vlm_formats import json_format
+from portraitcraft.tools.images import hflip, load_image, resize_to_budget
+from portraitcraft.tools.vlm import VLMAnswerError, VLMClient, VLMError
+from portraitcraft.tools.vlm_formats import json_format
 
 QAFormat = Literal["single", "multiple", "truefalse", "open"]
 QA_FORMATS: tuple[str, ...] = ("single", "multiple", "truefalse", "open")

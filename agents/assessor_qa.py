@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agents.assessor import QA_FORMATS, QAFormat
+from portraitcraft.agents.assessor import QA_FORMATS, QAFormat
+from portraitcraft.prompts.loader import render_prompt
 from portraitcraft.schemas import ItemProblem
-from prompts.loader import render_prompt
-from tools.vlm import VLMClient
+from portraitcraft.tools.vlm import VLMClient
 
 _TRUE = {"true", "yes", "y", "t", "1", "correct"}
 _FALSE = {"false", "no", "n", "f", "0", "incorrect"}

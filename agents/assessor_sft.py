@@ -1,6 +1,6 @@
 """Track 1 training items as chat fine-tuning records, with exactly the assessor's inference prompt and schema.
 
-The system text, the user text (`agents.assessor.request_text` for the original view, plus the schema the
+The system text, the user text (`portraitcraft.agents.assessor.request_text` for the original view, plus the schema the
 client appends on `plain` endpoints) and the answer schema (`answer_schema`) are the ones `Assessor.assess`
 sends, so a model fine-tuned on these records is asked the same way at test time. Train items have no
 question, so the records use the no-question variant of the same template and schema. Images are referenced
@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.assessor import answer_schema, full_user_text, request_text, system_text
-from agents.views import View
+from portraitcraft.agents.assessor import answer_schema, full_user_text, request_text, system_text
+from portraitcraft.agents.views import View
 from portraitcraft.config import AssessorConfig
 from portraitcraft.schemas import ATTRIBUTES, Track1TrainItem
 

@@ -10,7 +10,7 @@ Every step is switchable (`VoteSettings`, from `[assessor]`) and reported in the
   those gave no valid answer);
 - consistency (optional, `linear_prior` > 0): overall <- (1 - w) * overall + w * (a * sum(sub-scores) + b).
 
-Input records are those of `agents.assessor.Assessor` (JSON); the vote is JSON too.
+Input records are those of `portraitcraft.agents.assessor.Assessor` (JSON); the vote is JSON too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from scipy import stats
 
-from agents.assessor_calibration import DEFAULT_LINEAR, DEFAULT_THRESHOLDS, Calibration
+from portraitcraft.agents.assessor_calibration import DEFAULT_LINEAR, DEFAULT_THRESHOLDS, Calibration
 from portraitcraft.config import AssessorConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.schemas import ATTRIBUTES, Level, level_from_score

@@ -24,16 +24,16 @@ from pydantic import BaseModel, Field
 
 from portraitcraft.config import CriticConfig
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.prompts.loader import render_prompt
+from portraitcraft.prompts.rules import Rule
 from portraitcraft.schemas import CompositionTargets, Finding
-from prompts.loader import render_prompt
-from prompts.rules import Rule
-from tools.image_checks import measure, verdicts
+from portraitcraft.tools.image_checks import measure, verdicts
 
 VIEWER_FRAME_GEOMETRY = {"horizontal", "facing", "gaze"}
 Analyze = Callable[[str | Path], Any]
-"""image path -> an Analysis (tools.vision.analyze)."""
+"""image path -> an Analysis (portraitcraft.tools.vision.analyze)."""
 GeometryCritic = Callable[[CompositionTargets, Any], list[Finding]]
-"""(targets, analysis) -> geometric findings (agents.geometry_critic.critique_geometry)."""
+"""(targets, analysis) -> geometric findings (portraitcraft.agents.geometry_critic.critique_geometry)."""
 
 
 class RuleVerdict(BaseModel):
@@ -55,7 +55,7 @@ class BatchVerdicts(BaseModel):
 
 
 class VLM(Protocol):
-    """What the critic needs of tools.vlm.VLMClient."""
+    """What the critic needs of portraitcraft.tools.vlm.VLMClient."""
 
     async def ask(self, prompt: str, images: Sequence[Any] = (), *, schema: type[Any], system: str | None = None,
                   **kwargs: Any) -> Any: ...
@@ -132,12 +132,12 @@ class Critic:
     """Critiques images against a rule set with a VLM (optional), the geometric critic and heuristics.
 
     Args:
-        rules (list[Rule]): the rule set (prompts.rules.load_rules).
+        rules (list[Rule]): the rule set (portraitcraft.prompts.rules.load_rules).
         cfg (CriticConfig): thresholds, mode, batch size, which sources run.
-        vlm (VLM, optional): a tools.vlm.VLMClient; None (or cfg.enabled False) = no VLM.
-        analyze (callable, optional): image -> Analysis; defaults to tools.vision.analyze when importable.
+        vlm (VLM, optional): a portraitcraft.tools.vlm.VLMClient; None (or cfg.enabled False) = no VLM.
+        analyze (callable, optional): image -> Analysis; defaults to portraitcraft.tools.vision.analyze when importable.
         geometry (callable, optional): (targets, analysis) -> findings; defaults to
-            agents.geometry_critic.critique_geometry when importable.
+            portraitcraft.agents.geometry_critic.critique_geometry when importable.
 
     Example:
         >>> critic = Critic(load_rules(), cfg.critic, vlm=client)                      # doctest: +SKIP
@@ -160,8 +160,8 @@ class Critic:
 
     def _default_geometry(self) -> None:
         try:
-            from agents.geometry_critic import critique_geometry
-            from tools.vision import analyze
+            from portraitcraft.agents.geometry_critic import critique_geometry
+            from portraitcraft.tools.vision import analyze
         except ImportError as exc:  # the vision extra (mediapipe / rtmlib) is not installed
             self.geometry_note = f"geometric critic unavailable ({exc})"
             return

@@ -26,7 +26,7 @@ import numpy as np
 from portraitcraft.config import LoopConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Finding
-from tools.fidelity import edit_drift
+from portraitcraft.tools.fidelity import edit_drift
 
 Action = Literal["reframe", "edit", "regenerate"]
 SOURCE_PRIORITY = {"geometry": 0, "heuristic": 1, "vlm": 2}
@@ -40,7 +40,7 @@ MaskOf = Callable[[str], Any]
 def reframeable_rules() -> frozenset[str]:
     """The geometric rules a crop can fix (agents.reframe.REFRAMEABLE_RULES when the vision part is installed)."""
     try:
-        from agents.reframe import REFRAMEABLE_RULES
+        from portraitcraft.agents.reframe import REFRAMEABLE_RULES
     except ImportError:
         return DEFAULT_REFRAMEABLE
     return frozenset(REFRAMEABLE_RULES)
@@ -146,7 +146,7 @@ class Editor:
         rule_axes (dict, optional): rule id -> the geometric key it also judges (from the rule set), so a VLM
             placement instruction and a geometric horizontal one count as one axis.
         can_edit (bool): whether an edit backend is configured (else edits become regenerations).
-        can_reframe (bool): whether a reframer is available (agents.reframe).
+        can_reframe (bool): whether a reframer is available (portraitcraft.agents.reframe).
     """
 
     def __init__(self, cfg: LoopConfig, min_confidence: float, *, rule_axes: dict[str, str] | None = None,

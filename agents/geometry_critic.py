@@ -12,10 +12,10 @@ import functools
 import json
 from typing import Any
 
+from portraitcraft.prompts.loader import load_prompt
 from portraitcraft.schemas import CompositionTargets, Finding
-from prompts.loader import load_prompt
-from tools.vision.analysis import Analysis
-from tools.vision.composition import LOWER_CUT, UPPER_CUT
+from portraitcraft.tools.vision.analysis import Analysis
+from portraitcraft.tools.vision.composition import LOWER_CUT, UPPER_CUT
 
 RULES: tuple[str, ...] = ("horizontal", "vertical", "crop_level", "facing", "gaze", "people", "orientation")
 """The geometric rule keys, in the order findings are returned (then `subject` when no person is seen)."""
@@ -59,14 +59,14 @@ def critique_geometry(targets: CompositionTargets, analysis: Analysis) -> list[F
 
     Args:
         targets (CompositionTargets): what the description asks (None fields are not checked).
-        analysis (Analysis): `tools.vision.analyze` of the image.
+        analysis (Analysis): `portraitcraft.tools.vision.analyze` of the image.
 
     Returns:
         list[Finding]: one per set target (rule = the target key; `source="geometry"`), plus `subject` when no
         person is found. Confidence shrinks with the subject's keypoint visibility.
 
     Example:
-        >>> from tools.vision.analysis import Analysis
+        >>> from portraitcraft.tools.vision.analysis import Analysis
         >>> [f.rule for f in critique_geometry(CompositionTargets(horizontal="left"), Analysis(64, 64, [], None, None))]
         ['subject']
     """

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from agents.rewards import RewardError, combine_objectives, naspo_probability
+from portraitcraft.agents.rewards import RewardError, combine_objectives, naspo_probability
 
 OBJECTIVES: tuple[str, ...] = ("critic", "content", "composition")
 PairMode = Literal["best-worst", "all"]

@@ -29,9 +29,9 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from portraitcraft.config import JudgeConfig
 from portraitcraft.errors import PortraitcraftError
-from prompts.loader import PromptError, render_prompt, render_text
-from tools.images import ImageInput
-from tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient, VLMError
+from portraitcraft.prompts.loader import PromptError, render_prompt, render_text
+from portraitcraft.tools.images import ImageInput
+from portraitcraft.tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient, VLMError
 
 LEVELS: dict[str, float] = {str(d): float(d) for d in range(10)}
 """The logprob mode's answer tokens and their values; the expected value is normalised to 0-100."""

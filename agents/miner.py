@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from portraitcraft.errors import InputError
+from portraitcraft.prompts.loader import load_prompt, render_prompt
 from portraitcraft.schemas import CROP_LEVELS, SubjectFeatures
-from prompts.loader import load_prompt, render_prompt
 
 GEOMETRY_KEYS: tuple[str, ...] = ("horizontal", "vertical", "crop_level", "facing", "gaze", "people")
 _SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)

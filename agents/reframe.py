@@ -23,9 +23,9 @@ from scipy.ndimage import gaussian_filter
 from portraitcraft.config import VisionConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.schemas import CROP_LEVELS, CropLevel, Horizontal, Vertical
-from tools.images import load_image
-from tools.vision.analysis import Analysis
-from tools.vision.composition import (
+from portraitcraft.tools.images import load_image
+from portraitcraft.tools.vision.analysis import Analysis
+from portraitcraft.tools.vision.composition import (
     CROP_JOINTS,
     EXTENT_LEVELS,
     HEAD_PER_FACE_BOX,
@@ -307,7 +307,7 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
 
     Args:
         image (PIL.Image | str | Path): the picture `analysis` was made of.
-        analysis (Analysis): `tools.vision.analyze(image)`.
+        analysis (Analysis): `portraitcraft.tools.vision.analyze(image)`.
         horizontal (str, optional): "left" | "center" | "right" (viewer's frame); None keeps the current side.
         vertical (str, optional): "upper" | "middle" | "lower"; None keeps the current height class.
         aspect (float, optional, defaults to the image's): width / height of the result.
@@ -345,7 +345,7 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias, crop_level)
         if not verify:
             return result
-        from tools.vision.analysis import analyze
+        from portraitcraft.tools.vision.analysis import analyze
 
         after = analyze(result.image, cfg)
         result.after = after

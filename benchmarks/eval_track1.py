@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.track1 import load_ground_truth, score_items, score_track1
+from portraitcraft.eval.track1 import load_ground_truth, score_items, score_track1
 from portraitcraft.predictions import read_track1_predictions
 from portraitcraft.schemas import ATTRIBUTES
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/eval_track2_hung.py [--items 8 32] [--timeout 2] [--retries 4]
 
-Runs `eval.track2.judge_items` in-process against tests/silent_server.py, in sampled mode (every item's
+Runs `portraitcraft.eval.track2.judge_items` in-process against tests/silent_server.py, in sampled mode (every item's
 requests time out on their own, concurrently up to `max_concurrency`) and in auto mode (the one probe fails,
 so every item fails at once). Prints wall seconds, failed items and the most connections held at once.
 """
@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from silent_server import SilentServer  # noqa: E402
 
-from agents.judge import Judge  # noqa: E402
-from eval.track2 import judge_items  # noqa: E402
+from portraitcraft.agents.judge import Judge  # noqa: E402
 from portraitcraft.config import JudgeConfig  # noqa: E402
+from portraitcraft.eval.track2 import judge_items  # noqa: E402
 from portraitcraft.schemas import Track2Spec  # noqa: E402
-from tools.vlm import VLMClient  # noqa: E402
+from portraitcraft.tools.vlm import VLMClient  # noqa: E402
 
 
 async def one_run(n: int, mode: str, timeout: float, retries: int, images: Path) -> tuple[float, int, int]:

@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import time
 
-from tools.gpu import GpuLane
+from portraitcraft.tools.gpu import GpuLane
 
 
 async def run_item(lane: GpuLane, item: str, gpu_s: float, vlm_s: float, rounds: int) -> None:

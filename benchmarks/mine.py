@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/mine.py [--items 24] [--side 512] [--json]
 
-Mining: items/s of `graphs.mine.run_mining` geometry-only (the real vision models on both images of every
+Mining: items/s of `portraitcraft.graphs.mine.run_mining` geometry-only (the real vision models on both images of every
 item) and with the scripted fake VLM (in-process server, instant answers: the client + graph overhead on top
 of vision). Export: pairs/s and images encoded per second for the pickapic parquet with and without pose
 (pose = one more vision pass per image). Real photos: skimage's astronaut and camera, the generated side a
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from graphs.mine import run_mining  # noqa: E402
+from portraitcraft.graphs.mine import run_mining  # noqa: E402
 from portraitcraft.schemas import Track2Spec  # noqa: E402
-from tools.pairs_export import export_pairs, vision_pose  # noqa: E402
+from portraitcraft.tools.pairs_export import export_pairs, vision_pose  # noqa: E402
 
 
 def _photos(side: int) -> list[Image.Image]:
@@ -64,7 +64,7 @@ def _reply(body: dict) -> dict:
 
 
 async def _mine(items: list, real: Path, gen: Path, out: Path, vlm: object | None) -> float:
-    from tools.vision import analyze
+    from portraitcraft.tools.vision import analyze
 
     analyze(real / "p0000.png")  # load the models outside the timing
     start = time.perf_counter()

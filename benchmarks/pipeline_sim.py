@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from agents.critic import RuleVerdict  # noqa: E402
-from graphs.generate_run import build_context, run_items  # noqa: E402
+from portraitcraft.agents.critic import RuleVerdict  # noqa: E402
 from portraitcraft.config import load_config  # noqa: E402
+from portraitcraft.graphs.generate_run import build_context, run_items  # noqa: E402
 from portraitcraft.runs import RunFolder  # noqa: E402
 from portraitcraft.schemas import CompositionTargets, Track2Spec  # noqa: E402
-from tools.gpu_jobs import Drawer, GpuJob, JobResult, LaneExecutor, png_bytes  # noqa: E402
+from portraitcraft.tools.gpu_jobs import Drawer, GpuJob, JobResult, LaneExecutor, png_bytes  # noqa: E402
 
 SIZE = 64
 
@@ -73,7 +73,7 @@ def make_executor(kind: str, gpu_seconds: float, actors: int = 1) -> Any:
         return LaneExecutor(runner=SimRunner(gpu_seconds))  # type: ignore[arg-type]
     if kind == "ray":
         from portraitcraft.config import RayConfig
-        from tools.ray_pool import RayGpuPool
+        from portraitcraft.tools.ray_pool import RayGpuPool
 
         return RayGpuPool(RayConfig(actors=actors, gpus_per_actor=0), runner=lambda name: SimRunner(gpu_seconds))
     raise SystemExit(f"unknown executor {kind!r} (available: lane, ray)")
@@ -137,7 +137,7 @@ def ray_runs(args: argparse.Namespace) -> dict[str, Any]:
     """`--executor ray`: the same simulated run on 1, 2, 4... actors of one local Ray (127.0.0.1);
     scaling_efficiency = makespan(1 actor) / (k x makespan(k actors))."""
     from portraitcraft.config import RayConfig
-    from tools.ray_pool import init_ray, shutdown_ray
+    from portraitcraft.tools.ray_pool import init_ray, shutdown_ray
 
     counts = [int(k) for k in args.actors.split(",")]
     owns = init_ray(RayConfig(num_cpus=max(2, max(counts))))

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from agents.planner import Planner  # noqa: E402
-from agents.planner.canvas_policy import rule_policy  # noqa: E402
-from agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of, summary_rows  # noqa: E402
+from portraitcraft.agents.planner import Planner  # noqa: E402
+from portraitcraft.agents.planner.canvas_policy import rule_policy  # noqa: E402
+from portraitcraft.agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of, summary_rows  # noqa: E402
 from portraitcraft.config import PlannerConfig  # noqa: E402
 from portraitcraft.data import load_track2  # noqa: E402
 

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from agents.planner import Planner  # noqa: E402
-from agents.planner.targets import KEYS, extract_targets, lexicon  # noqa: E402
+from portraitcraft.agents.planner import Planner  # noqa: E402
+from portraitcraft.agents.planner.targets import KEYS, extract_targets, lexicon  # noqa: E402
 from portraitcraft.config import PlannerConfig  # noqa: E402
 from portraitcraft.schemas import Track2Spec  # noqa: E402
 

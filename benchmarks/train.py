@@ -64,8 +64,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from portraitcraft.config import load_config
-    from train.data import read_pairs, read_sft_items
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs, read_sft_items
+    from portraitcraft.train.runner import run_training
 
     data = Path(args.data)
     cfg = load_config(ROOT / "configs" / "train-offline.toml", {
@@ -110,7 +110,7 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
 
-    from tools.diffusion.tiny import ensure_tiny_model
+    from portraitcraft.tools.diffusion.tiny import ensure_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         model_dir = ensure_tiny_model(args.model, Path(tmp) / "models")

@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_vlm import FakeVLMServer, answer_schema, endpoint_config, serve_until_stdin_closes, server_in_child  # noqa: E402
 
-from agents.assessor import Assessor  # noqa: E402
-from agents.assessor_vote import VoteSettings  # noqa: E402
-from agents.views import build_views  # noqa: E402
-from graphs.understand import fingerprint, run_items  # noqa: E402
-from graphs.understand_state import UnderstandContext  # noqa: E402
+from portraitcraft.agents.assessor import Assessor  # noqa: E402
+from portraitcraft.agents.assessor_vote import VoteSettings  # noqa: E402
+from portraitcraft.agents.views import build_views  # noqa: E402
 from portraitcraft.config import AssessorConfig  # noqa: E402
+from portraitcraft.graphs.understand import fingerprint, run_items  # noqa: E402
+from portraitcraft.graphs.understand_state import UnderstandContext  # noqa: E402
 from portraitcraft.schemas import ATTRIBUTES  # noqa: E402
-from tools.vlm import VLMClient  # noqa: E402
+from portraitcraft.tools.vlm import VLMClient  # noqa: E402
 
 OPTIONS = {"A": "The subject is on the left third.", "B": "The subject is centred.", "C": "The subject is cut off.",
            "D": "There is no subject."}

@@ -1,6 +1,6 @@
 """Vision throughput on this CPU: images/s for `inspect` (pose + person mask + face) at 512 and 1024 px on
 the public-domain photos, the reframing editor's seconds per call, and the target extractor's items/s
-(agents.planner.targets, when present).
+(portraitcraft.agents.planner.targets, when present).
 
 Run: .venv/bin/python benchmarks/vision.py [--rounds 5]
 """
@@ -50,8 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="passes over the photos per size")
     args = parser.parse_args()
-    from agents.reframe import reframe
-    from tools.vision import analyze
+    from portraitcraft.agents.reframe import reframe
+    from portraitcraft.tools.vision import analyze
 
     images = photos()
     cfg = VisionConfig(max_side=1024)
@@ -79,9 +79,9 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     print(f"reframe (verified) at 512 px: {np.mean(times):.2f} s per call (left/center/right on grace_hopper)")
     try:
-        from agents.planner.targets import extract_targets
+        from portraitcraft.agents.planner.targets import extract_targets
     except ImportError:
-        print("target extractor: agents.planner.targets is absent in this checkout (not measured)")
+        print("target extractor: portraitcraft.agents.planner.targets is absent in this checkout (not measured)")
         return
     n = 0
     t = time.perf_counter()

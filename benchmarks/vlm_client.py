@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_vlm import FakeVLMServer, endpoint_config, serve_until_stdin_closes, server_in_child  # noqa: E402
 
-from tools.images import encode_image  # noqa: E402
-from tools.vlm import VLMClient  # noqa: E402
+from portraitcraft.tools.images import encode_image  # noqa: E402
+from portraitcraft.tools.vlm import VLMClient  # noqa: E402
 
 
 class Verdict(BaseModel):

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.correlation import correlation
-from eval.score_tables import ScoreTable, read_score_csv
 from portraitcraft.errors import DataError
+from portraitcraft.eval.correlation import correlation
+from portraitcraft.eval.score_tables import ScoreTable, read_score_csv
 
 SUB_SCORES: tuple[str, ...] = ("content", "composition", "auto")
 JUDGE_OVERALL: tuple[str, ...] = ("auto", "score")

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.correlation import correlation
 from portraitcraft.data import parse_items, read_records
 from portraitcraft.errors import DataError
+from portraitcraft.eval.correlation import correlation
 from portraitcraft.ids import item_key
 from portraitcraft.predictions import FALLBACK, fill_predictions, read_track1_predictions
 from portraitcraft.schemas import ANSWER_LETTERS, ATTRIBUTES, LEVEL_CODES, ItemProblem, Track1Prediction

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.judge import Judge, JudgeResult
-from eval.score_tables import read_score_csv
+from portraitcraft.agents.judge import Judge, JudgeResult
 from portraitcraft.atomic import atomic_write_text
 from portraitcraft.config import mask_secrets
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.eval.score_tables import read_score_csv
 from portraitcraft.ids import item_key
 from portraitcraft.schemas import Track2Spec
-from tools.images import load_image
+from portraitcraft.tools.images import load_image
 
 CONTENT_WEIGHT = 0.3
 COMPOSITION_WEIGHT = 0.7

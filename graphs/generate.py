@@ -13,9 +13,9 @@ from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from graphs import generate_steps as steps
-from graphs.generate_state import GenerateContext, GenerateState
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.graphs import generate_steps as steps
+from portraitcraft.graphs.generate_state import GenerateContext, GenerateState
 
 ITEM_ERRORS = (PortraitcraftError,)
 """What makes ONE item fail (bad input, an unreadable image, a backend or endpoint refusing it: all

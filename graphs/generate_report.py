@@ -20,7 +20,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from graphs.generate_run import summarize
+    from portraitcraft.graphs.generate_run import summarize
 
     return summarize(rows, [r["id"] for r in rows], None, 0.0)
 

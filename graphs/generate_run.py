@@ -20,16 +20,16 @@ from typing import Any
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from agents.critic import Critic
-from agents.editor import Editor, reframeable_rules
-from graphs.generate import build_graph
-from graphs.generate_state import GenerateContext, Strategy, initial_state
+from portraitcraft.agents.critic import Critic
+from portraitcraft.agents.editor import Editor, reframeable_rules
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.graphs.generate import build_graph
+from portraitcraft.graphs.generate_state import GenerateContext, Strategy, initial_state
 from portraitcraft.ids import default_item_id
+from portraitcraft.prompts.rules import load_rules
 from portraitcraft.runs import ResultsLog, RunFolder, failed_row
 from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec
-from prompts.rules import load_rules
 
 CHECKPOINTS = "checkpoints.sqlite"
 
@@ -40,7 +40,7 @@ def default_targets(spec: Track2Spec, plan: Any) -> CompositionTargets:
     if isinstance(targets, CompositionTargets):
         return targets
     try:
-        from agents.planner.targets import extract_targets
+        from portraitcraft.agents.planner.targets import extract_targets
     except ImportError:
         return CompositionTargets()
     return extract_targets(spec.content, spec.composition)
@@ -49,25 +49,25 @@ def default_targets(spec: Track2Spec, plan: Any) -> CompositionTargets:
 def default_reframe(cfg: PortraitcraftConfig) -> Callable[..., Any] | None:
     """agents.reframe.reframe with the run's [vision] settings, or None when the vision part is missing."""
     try:
-        from agents.reframe import reframe
+        from portraitcraft.agents.reframe import reframe
     except ImportError:
         return None
     return functools.partial(reframe, config=cfg.vision)
 
 
 def default_analyze(cfg: PortraitcraftConfig) -> Callable[..., Any] | None:
-    """tools.vision.analyze with the run's [vision] settings, or None when the vision part is missing."""
+    """portraitcraft.tools.vision.analyze with the run's [vision] settings, or None when the vision part is missing."""
     try:
-        from tools.vision import analyze
+        from portraitcraft.tools.vision import analyze
     except ImportError:
         return None
     return functools.partial(analyze, config=cfg.vision)
 
 
 def build_drawer(cfg: PortraitcraftConfig) -> Any:
-    """The run's Drawer (tools.gpu_jobs) over the configured generator/editor backends."""
+    """The run's Drawer (portraitcraft.tools.gpu_jobs) over the configured generator/editor backends."""
     try:
-        from tools.diffusion.factory import build_backends
+        from portraitcraft.tools.backends import build_backends
     except ImportError as exc:
         raise PortraitcraftError(f"the GPU job layer is not available ({exc}); install the diffusion extra") from None
     return build_backends(cfg).drawer
@@ -92,7 +92,7 @@ def build_context(
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> GenerateContext:
     """Everything a run needs, from the config, with any part injectable (tests, benchmarks)."""
-    from agents.planner import Planner
+    from portraitcraft.agents.planner import Planner
 
     rules = load_rules(rules_dir or cfg.critic.rules_dir, cfg.critic.rules or None)
     if cfg.critic.geometry and analyze is None:

@@ -16,8 +16,8 @@ from typing import Any, Literal, Protocol, TypedDict
 
 from PIL import Image
 
-from agents.critic import Critic
-from agents.editor import Editor
+from portraitcraft.agents.critic import Critic
+from portraitcraft.agents.editor import Editor
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.runs import ResultsLog, RunFolder
 from portraitcraft.schemas import CompositionTargets, Track2Spec
@@ -108,7 +108,7 @@ class GenerateContext:
     pairs_done: set[str] = field(default_factory=set)
     on_event: Callable[[str, dict[str, Any]], None] | None = None
     judge: Any = None
-    """agents.judge.Judge: ranks the rounds of an item that never passed (None = findings alone)."""
+    """portraitcraft.agents.judge.Judge: ranks the rounds of an item that never passed (None = findings alone)."""
     analyses: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     max_cached_analyses: int = 64
 

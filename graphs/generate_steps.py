@@ -10,14 +10,14 @@ from typing import Any
 
 from PIL import Image
 
-from agents.editor import EditPlan, best_round
-from agents.group import group_pairs, group_rewards
-from graphs.generate_state import GenerateContext, GenerateState, Round
+from portraitcraft.agents.editor import EditPlan, best_round
+from portraitcraft.agents.group import group_pairs, group_rewards
 from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
+from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
-from tools.images import hflip, load_image
+from portraitcraft.tools.images import hflip, load_image
 
 
 def spec_of(state: GenerateState) -> Track2Spec:

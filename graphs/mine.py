@@ -22,7 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from rich.progress import Progress
 
-from agents.miner import (
+from portraitcraft.agents.miner import (
     FailureMode,
     MinedDiscrepancy,
     MinerError,
@@ -33,10 +33,10 @@ from agents.miner import (
     name_mode,
     write_rule_set,
 )
-from graphs.mine_state import MineContext, MineState
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from portraitcraft.data import find_image
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.graphs.mine_state import MineContext, MineState
 from portraitcraft.runs import RunFolder
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
 

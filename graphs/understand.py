@@ -23,13 +23,19 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from agents.assessor import Question
-from agents.assessor_vote import VoteError, vote_qa, vote_track1
-from agents.views import View
-from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem, UnderstandState, ViewTask
+from portraitcraft.agents.assessor import Question
+from portraitcraft.agents.assessor_vote import VoteError, vote_qa, vote_track1
+from portraitcraft.agents.views import View
 from portraitcraft.config import AssessorConfig
+from portraitcraft.graphs.understand_state import (
+    ItemOutcome,
+    UnderstandContext,
+    UnderstandItem,
+    UnderstandState,
+    ViewTask,
+)
+from portraitcraft.prompts.loader import load_prompt
 from portraitcraft.schemas import safe_id
-from prompts.loader import load_prompt
 
 CHECKPOINT_FILE = "understand_checkpoints.sqlite"
 RECURSION_LIMIT = 50  # prepare, the views and the vote: a handful of steps per thread

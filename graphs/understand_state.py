@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
-from agents.assessor import Assessor
-from agents.assessor_calibration import Calibration
-from agents.assessor_vote import VoteSettings
-from agents.views import View
+from portraitcraft.agents.assessor import Assessor
+from portraitcraft.agents.assessor_calibration import Calibration
+from portraitcraft.agents.assessor_vote import VoteSettings
+from portraitcraft.agents.views import View
 
 Task = Literal["track1", "qa"]
 Status = Literal["finished", "failed"]

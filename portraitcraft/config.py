@@ -121,7 +121,7 @@ class DiffusionConfig(RemoteEndpoint):
     """A diffusers backend (generator, editor or refiner), or a remote OpenAI-compatible image API.
 
     `backend` picks the pipeline family; `model` is a hub id or a local folder (a tiny offline model built by
-    `python -m tools.diffusion.tiny build` works the same way). Sampling fields are the defaults of every
+    `python -m portraitcraft.tools.diffusion.tiny build` works the same way). Sampling fields are the defaults of every
     call; a call's `GenParams` overrides them.
     """
 

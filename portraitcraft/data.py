@@ -466,12 +466,3 @@ __all__ = [
     "unsafe_image_path",
     "validate_file",
 ]
-
-# Writers live in their own module; re-exported here so `portraitcraft.data` is the one I/O entry point.
-from portraitcraft.submission import (  # noqa: E402
-    read_track1_submission,
-    write_track1_submission,
-    write_track2_submission,
-)
-
-__all__ += ["read_track1_submission", "write_track1_submission", "write_track2_submission"]

@@ -85,8 +85,8 @@ def show(run: Path, title: str) -> list[dict[str, Any]]:
 
 
 def track1_baseline(examples: Path, out: Path) -> None:
-    from eval.track1 import score_track1
     from portraitcraft.data import load_track1_test, load_track1_train
+    from portraitcraft.eval.track1 import score_track1
     from portraitcraft.schemas import ATTRIBUTES, Track1Prediction, level_from_score
     from portraitcraft.submission import write_track1_submission
 
@@ -111,7 +111,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from portraitcraft.data import validate_file
-    from tools.diffusion.tiny import ensure_tiny_model
+    from portraitcraft.tools.diffusion.tiny import ensure_tiny_model
 
     out = args.out / args.name
     ex: Path = args.examples

@@ -17,4 +17,5 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     || echo "[test] chromium could not be installed: tests/test_generate_report.py's browser test will skip"
 fi
 "$VENV/bin/ruff" check --output-format concise .
+bash scripts/lint_imports.sh   # the layer + no-cycle contracts ([tool.importlinter] in pyproject.toml)
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -42,7 +42,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _ensure(kind: str, root: Path) -> Path:
-    from tools.diffusion.tiny import ensure_tiny_model
+    from portraitcraft.tools.diffusion.tiny import ensure_tiny_model
 
     return ensure_tiny_model(kind, root)
 
@@ -70,7 +70,7 @@ def tiny_qwen_edit(tiny_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_lora(tiny_zimage: Path, tiny_root: Path) -> Path:
     """A random rank-4 LoRA for the tiny Z-Image transformer (peft, diffusers key layout)."""
-    from tools.diffusion.tiny import build_tiny_lora
+    from portraitcraft.tools.diffusion.tiny import build_tiny_lora
 
     return build_tiny_lora(tiny_zimage, tiny_root / "loras" / "tiny_zimage_lora.safetensors")
 
@@ -90,6 +90,6 @@ def cpu_cfg() -> Callable[..., Any]:
 @pytest.fixture(scope="session")
 def cpu_pool() -> Any:
     """One model pool for the session's backends, so each tiny model is loaded once."""
-    from tools.gpu import ModelPool
+    from portraitcraft.tools.gpu import ModelPool
 
     return ModelPool(device="cpu")

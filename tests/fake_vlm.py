@@ -68,7 +68,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from portraitcraft.config import EndpointConfig
-from tools.vlm import VLMClient
+from portraitcraft.tools.vlm import VLMClient
 
 FaultKind = Literal["status", "timeout", "cut", "malformed", "shape"]
 DEFAULT_MODEL = "fake-vl"

@@ -16,7 +16,7 @@ from portraitcraft.schemas import CompositionTargets, Finding
 
 @dataclass
 class FakeAnalysis:
-    """What tools.vision.analyze returns, reduced to what the generate code reads."""
+    """What portraitcraft.tools.vision.analyze returns, reduced to what the generate code reads."""
 
     width: int
     height: int
@@ -45,7 +45,7 @@ def figure_analysis(image: str | Path) -> FakeAnalysis:
 
 
 def figure_geometry(targets: CompositionTargets, analysis: FakeAnalysis, confidence: float = 0.9) -> list[Finding]:
-    """Geometric findings like agents.geometry_critic: one per non-null horizontal target."""
+    """Geometric findings like portraitcraft.agents.geometry_critic: one per non-null horizontal target."""
     out: list[Finding] = []
     if analysis.horizontal is None:
         return [Finding(rule="subject", detected=True, confidence=confidence, source="geometry",

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_fixtures import ScriptedDrawer, figure_analysis, figure_geometry
 
-from graphs.generate_run import build_context, run_items
 from portraitcraft.config import load_config
+from portraitcraft.graphs.generate_run import build_context, run_items
 from portraitcraft.runs import RunFolder
 from portraitcraft.schemas import CompositionTargets, Track2Spec
 

@@ -62,7 +62,7 @@ def test_size_cap_is_configurable_and_covers_zip_members(tmp_path: Path) -> None
 
 
 def test_config_key_sets_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from portraitcraft.commands.common import config_from_cli
+    from portraitcraft.cli.common import config_from_cli
 
     big = tmp_path / "big.json"
     big.write_text(json.dumps(["x" * 1000] * 2000))

@@ -56,7 +56,7 @@ def test_eval_track2_caches_under_the_cache_root_not_the_working_directory(
 
 def test_tiny_models_default_to_the_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from tools.diffusion.tiny import ENV_ROOT, default_root
+    from portraitcraft.tools.diffusion.tiny import ENV_ROOT, default_root
 
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "root"))
     monkeypatch.delenv(ENV_ROOT, raising=False)

@@ -69,7 +69,7 @@ def test_every_failing_command_exits_non_zero(examples_dir: Path, tmp_path: Path
         (["eval", "track1", missing, examples_dir / "track_1_test_labels.json"], 2, "does not exist"),
         (["eval", "track2", examples_dir / "track_2_test.json", "--images", tmp_path / "none"], 2, "not a folder"),
         (["eval", "calibrate-judge", missing, missing], 2, "absent.json"),
-        # tools.images.ImageError is bad input (an InputError): code 2
+        # portraitcraft.tools.images.ImageError is bad input (an InputError): code 2
         (["eval", "fidelity", missing, missing, "--mask", missing], 2, "file not found"),
         (["plan", "fit", examples_dir / "track_2_train.json", "--images", tmp_path / "none", "--out",
           tmp_path / "p.json"], 2, "not a folder"),

@@ -69,7 +69,7 @@ def test_parse_override() -> None:
 
 
 def test_cli_flags_beat_set_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    from portraitcraft.commands.common import config_from_cli
+    from portraitcraft.cli.common import config_from_cli
 
     monkeypatch.setenv("PORTRAITCRAFT_PLANNER__LONG_SIDE", "1584")
     cfg = config_from_cli(None, ["judge.samples=3", "planner.trigger_word='A'"],

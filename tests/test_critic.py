@@ -13,10 +13,10 @@ from fake_vlm import make_client
 from generate_fixtures import figure_analysis, figure_geometry, paint
 from PIL import ImageFilter
 
-from agents.critic import Critic, merge_findings
+from portraitcraft.agents.critic import Critic, merge_findings
 from portraitcraft.config import CriticConfig
+from portraitcraft.prompts.rules import load_rules
 from portraitcraft.schemas import CompositionTargets, Finding
-from prompts.rules import load_rules
 
 CONTENT = "A woman in a red coat."
 COMPOSITION = "The subject is placed on the left third of the frame."

@@ -13,10 +13,10 @@ from PIL import Image
 
 from portraitcraft.config import EditorConfig
 from portraitcraft.errors import InputError
-from tools.diffusion import DiffusionError, GenParams, build_editor, meta_of
-from tools.diffusion.img2img import Img2ImgEditor
-from tools.diffusion.qwen_edit import QwenImageEditor, edit_area_limit
-from tools.gpu import ModelPool
+from portraitcraft.tools.diffusion import DiffusionError, GenParams, build_editor, meta_of
+from portraitcraft.tools.diffusion.img2img import Img2ImgEditor
+from portraitcraft.tools.diffusion.qwen_edit import QwenImageEditor, edit_area_limit
+from portraitcraft.tools.gpu import ModelPool
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion

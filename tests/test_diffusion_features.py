@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from portraitcraft.config import GeneratorConfig, LoraConfig
-from tools.diffusion import DiffusionError, GenParams, build_generator, meta_of
-from tools.diffusion.lora import adapter_name, sync_loras, unload_loras
-from tools.diffusion.zimage import ZImageGenerator
-from tools.gpu import ModelPool
-from tools.pose_render import render_pose
+from portraitcraft.tools.diffusion import DiffusionError, GenParams, build_generator, meta_of
+from portraitcraft.tools.diffusion.lora import adapter_name, sync_loras, unload_loras
+from portraitcraft.tools.diffusion.zimage import ZImageGenerator
+from portraitcraft.tools.gpu import ModelPool
+from portraitcraft.tools.pose_render import render_pose
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion

@@ -12,11 +12,11 @@ from PIL import Image
 
 from portraitcraft.config import DiffusionConfig, GeneratorConfig
 from portraitcraft.errors import InputError
-from tools.diffusion import DiffusionError, GenParams, build_generator, meta_of, read_png_meta, save_png
-from tools.diffusion.img2img import RefinedGenerator
-from tools.diffusion.qwen_image import QwenImageGenerator
-from tools.diffusion.zimage import ZImageGenerator
-from tools.gpu import ModelPool
+from portraitcraft.tools.diffusion import DiffusionError, GenParams, build_generator, meta_of, read_png_meta, save_png
+from portraitcraft.tools.diffusion.img2img import RefinedGenerator
+from portraitcraft.tools.diffusion.qwen_image import QwenImageGenerator
+from portraitcraft.tools.diffusion.zimage import ZImageGenerator
+from portraitcraft.tools.gpu import ModelPool
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion

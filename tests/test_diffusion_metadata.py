@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from portraitcraft.errors import DataError, InputError
-from tools.diffusion import GenParams, ImageMeta, attach_meta, meta_of, read_png_meta, save_png
-from tools.diffusion.base import check_seed, check_size
-from tools.diffusion.metadata import LoraMeta
+from portraitcraft.tools.diffusion import GenParams, ImageMeta, attach_meta, meta_of, read_png_meta, save_png
+from portraitcraft.tools.diffusion.base import check_seed, check_size
+from portraitcraft.tools.diffusion.metadata import LoraMeta
 
 
 def full_meta() -> ImageMeta:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from portraitcraft.errors import InputError
-from tools.pose_render import OPENPOSE_COLOURS, render_pose, to_openpose18
+from portraitcraft.tools.pose_render import OPENPOSE_COLOURS, render_pose, to_openpose18
 
 
 def person(score: float = 1.0) -> np.ndarray:

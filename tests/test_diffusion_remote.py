@@ -12,8 +12,8 @@ from PIL import Image
 
 from portraitcraft.config import EditorConfig, GeneratorConfig
 from portraitcraft.errors import InputError
-from tools.diffusion import DiffusionError, GenParams, build_editor, build_generator, meta_of
-from tools.diffusion.remote import RemoteImageBackend
+from portraitcraft.tools.diffusion import DiffusionError, GenParams, build_editor, build_generator, meta_of
+from portraitcraft.tools.diffusion.remote import RemoteImageBackend
 
 if TYPE_CHECKING:
     from fake_image_api import FakeImageAPI
@@ -140,8 +140,8 @@ def test_remote_path_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from portraitcraft.config import GeneratorConfig, EditorConfig\n"
-        "from tools.diffusion import build_generator, build_editor\n"
-        "import tools.gpu\n"
+        "from portraitcraft.tools.diffusion import build_generator, build_editor\n"
+        "import portraitcraft.tools.gpu\n"
         "build_generator(GeneratorConfig(backend='remote', model='m'))\n"
         "build_editor(EditorConfig(backend='remote', model='m'))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from portraitcraft.config import EditorConfig, GeneratorConfig
-from tools.diffusion import build_editor, build_generator
-from tools.gpu import ModelPool
+from portraitcraft.tools.diffusion import build_editor, build_generator
+from portraitcraft.tools.gpu import ModelPool
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion

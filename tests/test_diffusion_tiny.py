@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tools.diffusion import tiny
+from portraitcraft.tools.diffusion import tiny
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion
@@ -112,7 +112,7 @@ def test_unknown_kind_is_refused(tmp_path: Path) -> None:
 
 def test_cli_builds_into_the_given_folder(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "tools.diffusion.tiny", "build", "--out", str(tmp_path), "--kind",
+        [sys.executable, "-m", "portraitcraft.tools.diffusion.tiny", "build", "--out", str(tmp_path), "--kind",
          "zimage-controlnet"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )

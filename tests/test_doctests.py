@@ -30,7 +30,8 @@ MODULES = modules_with_examples()
 
 
 def test_the_scan_finds_the_modules_with_examples() -> None:
-    assert {"eval.track2", "portraitcraft.config", "portraitcraft.urls", "tools.retry", "portraitcraft.paths"} <= set(
+    assert {"portraitcraft.eval.track2", "portraitcraft.config", "portraitcraft.urls", "portraitcraft.tools.retry",
+            "portraitcraft.paths"} <= set(
         MODULES)
 
 

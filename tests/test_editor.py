@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.editor import Editor, best_round, merge_instructions
+from portraitcraft.agents.editor import Editor, best_round, merge_instructions
 from portraitcraft.config import LoopConfig
 from portraitcraft.schemas import CompositionTargets, Finding
 

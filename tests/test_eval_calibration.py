@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from eval.calibration import calibrate
-from eval.score_tables import read_score_csv
 from portraitcraft.cli import app
 from portraitcraft.errors import DataError
+from portraitcraft.eval.calibration import calibrate
+from portraitcraft.eval.score_tables import read_score_csv
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:

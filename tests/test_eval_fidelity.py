@@ -16,11 +16,11 @@ from skimage.color import rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
-from eval import fidelity
-from eval.colour_difference import ciede2000, srgb_to_lab
-from eval.fidelity import edit_drift, psnr, ssim
 from portraitcraft.cli import app
 from portraitcraft.errors import InputError
+from portraitcraft.eval import fidelity
+from portraitcraft.eval.colour_difference import ciede2000, srgb_to_lab
+from portraitcraft.eval.fidelity import edit_drift, psnr, ssim
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # colour-science warns that matplotlib is missing

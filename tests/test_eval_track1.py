@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from eval.track1 import composite_score, score_track1
 from portraitcraft.cli import app
 from portraitcraft.errors import DataError
+from portraitcraft.eval.track1 import composite_score, score_track1
 from portraitcraft.schemas import ATTRIBUTES, Track1Prediction, Track1TestItem
 from portraitcraft.submission import write_track1_submission
 

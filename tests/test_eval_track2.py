@@ -14,8 +14,8 @@ from PIL import Image
 from test_judge import scores_by_red
 from typer.testing import CliRunner
 
-from eval.track2 import auto_score, final_score, read_human_scores, summarise
 from portraitcraft.cli import app
+from portraitcraft.eval.track2 import auto_score, final_score, read_human_scores, summarise
 
 
 def test_auto_and_final_on_hand_computed_cases() -> None:
@@ -115,7 +115,7 @@ def test_cli_track2_json_out_csv_and_calibration(
 
 def test_human_ratings_join_a_backslash_image_path(tmp_path) -> None:
     """The one item key: `images_03\\x.jpg` in the items and `x.jpg` in the ratings are the same image."""
-    from eval.track2 import ImageScore, read_human_scores, summarise
+    from portraitcraft.eval.track2 import ImageScore, read_human_scores, summarise
 
     ratings = tmp_path / "human.csv"
     ratings.write_text("image_path,score\nx.jpg,80\nx.jpg,60\n")

@@ -21,10 +21,10 @@ from silent_server import SilentServer
 from test_judge import judge_cfg, verdict
 from typer.testing import CliRunner
 
-from agents.judge import JudgeResult
-from eval.track2 import judge_items
+from portraitcraft.agents.judge import JudgeResult
 from portraitcraft.cli import app
 from portraitcraft.errors import InputError
+from portraitcraft.eval.track2 import judge_items
 from portraitcraft.schemas import Track2Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ def test_a_bug_stops_the_cli_run_and_keeps_what_finished(
 ) -> None:
     import asyncio
 
-    from agents.judge import Judge
+    from portraitcraft.agents.judge import Judge
 
     async def score(self: Judge, image: Any, content: str, composition: str) -> JudgeResult:
         if content == "person 2":

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eval.track1 import score_track1
+from portraitcraft.eval.track1 import score_track1
 from portraitcraft.schemas import ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent

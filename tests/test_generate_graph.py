@@ -19,10 +19,10 @@ from generate_fixtures import (
 )
 from PIL import Image
 
-from graphs.generate import build_graph, stop_verdict
-from graphs.generate_run import build_context, run_items
 from portraitcraft.config import load_config
 from portraitcraft.data import load_track2
+from portraitcraft.graphs.generate import build_graph, stop_verdict
+from portraitcraft.graphs.generate_run import build_context, run_items
 from portraitcraft.runs import RunFolder
 from portraitcraft.schemas import CompositionTargets, Track2Spec
 
@@ -192,7 +192,7 @@ async def test_critic_faults_are_recorded_and_the_run_completes(tmp_path: Path, 
 
 
 async def test_judge_ranks_rounds_that_never_passed(tmp_path: Path, fake_vlm: Any) -> None:
-    from agents.judge import Judge
+    from portraitcraft.agents.judge import Judge
     from portraitcraft.config import JudgeConfig
 
     def reply(body: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +219,7 @@ async def test_judge_ranks_rounds_that_never_passed(tmp_path: Path, fake_vlm: An
 
 
 def test_live_board_counts_items() -> None:
-    from portraitcraft.commands.generate import Board, summary_table
+    from portraitcraft.cli.generate import Board, summary_table
 
     board = Board(3, ScriptedDrawer(), None)
     for item in ("a", "b", "c"):

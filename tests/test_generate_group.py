@@ -11,7 +11,7 @@ from fake_vlm import make_client
 from generate_fixtures import ScriptedDrawer, figure_analysis_image, image_from_body
 from test_generate_graph import rows_by_id, run
 
-from agents.rewards import combine_objectives, naspo_probability
+from portraitcraft.agents.rewards import combine_objectives, naspo_probability
 from portraitcraft.schemas import Track2Spec
 
 SPEC = Track2Spec(image_path="g.png", content="a woman", composition="on the left third")
@@ -34,7 +34,7 @@ async def test_group_without_judge_ranks_by_the_critic(tmp_path: Path) -> None:
 
 
 async def test_group_with_judge_uses_all_objectives(tmp_path: Path, fake_vlm: Any) -> None:
-    from agents.judge import Judge
+    from portraitcraft.agents.judge import Judge
     from portraitcraft.config import JudgeConfig
 
     score = {"left": 90, "center": 50, "right": 20}

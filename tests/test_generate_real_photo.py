@@ -18,7 +18,7 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 async def test_reframe_fixes_a_real_photo_until_the_critic_passes(tmp_path: Path) -> None:
-    from agents.planner.targets import extract_targets
+    from portraitcraft.agents.planner.targets import extract_targets
 
     init = tmp_path / "init"
     init.mkdir()

@@ -12,7 +12,7 @@ from fake_vlm import make_client
 from generate_fixtures import ScriptedDrawer
 from test_generate_graph import run
 
-from graphs.generate_report import report_data, write_report
+from portraitcraft.graphs.generate_report import report_data, write_report
 from portraitcraft.schemas import Track2Spec
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

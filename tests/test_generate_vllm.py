@@ -11,7 +11,7 @@ from generate_fixtures import ScriptedDrawer
 from test_generate_graph import rows_by_id, run
 
 from portraitcraft.schemas import Finding, Track2Spec
-from tools.vlm import VLMClient
+from portraitcraft.tools.vlm import VLMClient
 
 pytest_plugins = ["vllm_server"]
 pytestmark = pytest.mark.vllm

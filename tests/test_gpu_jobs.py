@@ -16,8 +16,8 @@ from PIL import Image
 
 from portraitcraft.config import ConfigError, DiffusionConfig, EditorConfig, GeneratorConfig, load_config
 from portraitcraft.errors import InputError
-from tools.diffusion.base import GenParams
-from tools.gpu_jobs import (
+from portraitcraft.tools.diffusion.base import GenParams
+from portraitcraft.tools.gpu_jobs import (
     Drawer,
     ExecutorStats,
     GpuJob,
@@ -124,7 +124,7 @@ def test_pool_settings_live_in_the_gpu_section_and_old_keys_are_refused(tmp_path
 async def test_drawer_generate_and_edit_through_the_lane_match_direct_calls(
     cpu_cfg: Callable[..., Any], tiny_zimage: Path, tiny_qwen_edit: Path
 ) -> None:
-    from tools.diffusion import build_editor, build_generator, meta_of
+    from portraitcraft.tools.diffusion import build_editor, build_generator, meta_of
 
     gen_cfg = cpu_cfg(GeneratorConfig, tiny_zimage, guidance_scale=2.0)  # CFG on: the negative prompt is read
     edit_cfg = cpu_cfg(EditorConfig, tiny_qwen_edit, backend="qwen-image-edit-plus", edit_max_area=64 * 64)
@@ -152,9 +152,10 @@ async def test_drawer_generate_and_edit_through_the_lane_match_direct_calls(
 async def test_one_pool_serves_generator_refiner_and_editor_within_the_gpu_budget(
     cpu_cfg: Callable[..., Any], tiny_zimage: Path, tiny_qwen_edit: Path, tiny_qwen_image: Path
 ) -> None:
-    from tools.diffusion import build_backends, build_generator, meta_of
-    from tools.diffusion.loading import load_pipeline, pool_key
-    from tools.gpu import pipeline_bytes
+    from portraitcraft.tools.backends import build_backends
+    from portraitcraft.tools.diffusion import build_generator, meta_of
+    from portraitcraft.tools.diffusion.loading import load_pipeline, pool_key
+    from portraitcraft.tools.gpu import pipeline_bytes
 
     gen = cpu_cfg(GeneratorConfig, tiny_zimage)
     edit = cpu_cfg(EditorConfig, tiny_qwen_edit, backend="qwen-image-edit", edit_max_area=64 * 64)
@@ -233,7 +234,7 @@ class RefusingExecutor:
 
 
 async def test_remote_backends_are_called_directly_with_their_async_calls(fake_image_api: FakeImageAPI) -> None:
-    from tools.diffusion import meta_of
+    from portraitcraft.tools.diffusion import meta_of
 
     remote = fake_image_api.config()
     executor = RefusingExecutor()
@@ -250,8 +251,8 @@ async def test_remote_backends_are_called_directly_with_their_async_calls(fake_i
 
 def test_build_backends_picks_the_configured_executor_without_starting_it() -> None:
     pytest.importorskip("ray")
-    from tools.diffusion import build_backends
-    from tools.ray_pool import RayGpuPool
+    from portraitcraft.tools.backends import build_backends
+    from portraitcraft.tools.ray_pool import RayGpuPool
 
     cfg = load_config(overrides={"run": {"executor": "ray"}, "ray": {"actors": 2, "gpus_per_actor": 0},
                                  "gpu": {"pool_budget_gb": 8}})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tools.gpu import PRIORITY_IN_PROGRESS, PRIORITY_NEW, GpuLane, ModelPool, pipeline_bytes
+from portraitcraft.tools.gpu import PRIORITY_IN_PROGRESS, PRIORITY_NEW, GpuLane, ModelPool, pipeline_bytes
 
 pytest_plugins = ["diffusion_fixtures"]
 
@@ -184,7 +184,7 @@ def test_a_bad_priority_is_refused_and_leaves_the_accounting_alone(lane: GpuLane
 @pytest.fixture()
 def tiny_loader(cpu_cfg: Callable[..., Any], tiny_zimage: Path) -> Callable[..., Any]:
     from portraitcraft.config import DiffusionConfig
-    from tools.diffusion.loading import load_pipeline
+    from portraitcraft.tools.diffusion.loading import load_pipeline
 
     cfg = cpu_cfg(DiffusionConfig, tiny_zimage)
     loads: list[int] = []
@@ -230,8 +230,8 @@ def test_from_pipe_variants_share_weights_and_count_once(
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
     from portraitcraft.config import DiffusionConfig
-    from tools.diffusion.controlnet import controlnet_variant
-    from tools.diffusion.local import LocalPipeline
+    from portraitcraft.tools.diffusion.controlnet import controlnet_variant
+    from portraitcraft.tools.diffusion.local import LocalPipeline
 
     cfg = cpu_cfg(DiffusionConfig, tiny_zimage, dtype="bfloat16", controlnet=str(tiny_controlnet))
     pool = ModelPool(device="cpu")
@@ -260,7 +260,7 @@ def test_from_pipe_variants_share_weights_and_count_once(
 async def test_generations_through_the_lane(cpu_cfg: Callable[..., Any], tiny_zimage: Path,
                                             cpu_pool: ModelPool) -> None:
     from portraitcraft.config import GeneratorConfig
-    from tools.diffusion import build_generator, meta_of
+    from portraitcraft.tools.diffusion import build_generator, meta_of
 
     gen = build_generator(cpu_cfg(GeneratorConfig, tiny_zimage), cpu_pool)
     with GpuLane() as lane:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from agents.judge import JudgeResult
-from agents.planner import Plan, Planner
+from portraitcraft.agents.judge import JudgeResult
+from portraitcraft.agents.planner import Plan, Planner
 from portraitcraft.schemas import CompositionTargets, Finding, Track2Spec
 
 SERIALIZERS = {

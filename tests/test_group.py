@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from agents.group import group_pairs, group_rewards, pass_ratio, preference_label
-from agents.rewards import RewardError
+from portraitcraft.agents.group import group_pairs, group_rewards, pass_ratio, preference_label
+from portraitcraft.agents.rewards import RewardError
 
 
 def _round(detected: int, total: int, content: float | None = None, composition: float | None = None) -> dict:

@@ -23,7 +23,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SCRIPT = """
 import json, sys
 from portraitcraft.config import load_config
-from tools.diffusion import build_generator, meta_of
+from portraitcraft.tools.diffusion import build_generator, meta_of
 cfg = load_config(sys.argv[1])
 gen = build_generator(cfg.generator)
 img = gen.generate("a woman on the left third", 64, 48, seed=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from tools.image_checks import measure, verdicts
+from portraitcraft.tools.image_checks import measure, verdicts
 
 
 def horizon(angle: float) -> Image.Image:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from portraitcraft.errors import PortraitcraftError
-from tools.images import (
+from portraitcraft.tools.images import (
     DATA_URL_CACHE,
     MAX_SOURCE_PIXELS,
     ImageError,

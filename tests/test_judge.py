@@ -15,12 +15,12 @@ import pytest
 from fake_vlm import API_KEY_ENV, Answer, FakeVLMServer
 from PIL import Image
 
-from agents.judge import LEVELS, REASON_CHARS, Judge, JudgeError, JudgeResult
-from eval.track2 import judge_items, summarise
+from portraitcraft.agents.judge import LEVELS, REASON_CHARS, Judge, JudgeError, JudgeResult
 from portraitcraft.config import JudgeConfig
+from portraitcraft.eval.track2 import judge_items, summarise
+from portraitcraft.prompts.loader import load_prompt
 from portraitcraft.schemas import Track2Spec
-from prompts.loader import load_prompt
-from tools.vlm import VLMAnswerError, VLMClient
+from portraitcraft.tools.vlm import VLMAnswerError, VLMClient
 
 CONTENT_TEXT = "A woman in a red coat on a pier at dusk."
 COMPOSITION_TEXT = "Subject on the left third, gaze to the right, wide negative space on the right."

@@ -14,10 +14,10 @@ import yaml
 from fake_vlm import make_client
 from PIL import Image
 
-from agents.miner import MinedDiscrepancy, aggregate, check_sides, cluster_texts, geometric_discrepancies
-from graphs.mine import run_mining
+from portraitcraft.agents.miner import MinedDiscrepancy, aggregate, check_sides, cluster_texts, geometric_discrepancies
+from portraitcraft.graphs.mine import run_mining
+from portraitcraft.prompts.rules import lint_rules, load_rules
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
-from prompts.rules import lint_rules, load_rules
 
 
 def _features(**kw: Any) -> SubjectFeatures:
@@ -72,7 +72,7 @@ class _Analysis:
 
 
 def _stub_analyze(path: str) -> _Analysis:
-    """Stands in for tools.vision.analyze: the feature the file name says ('left', 'right', 'none')."""
+    """Stands in for portraitcraft.tools.vision.analyze: the feature the file name says ('left', 'right', 'none')."""
     name = Path(path).stem
     if "none" in name:
         return _Analysis(None)
@@ -168,7 +168,7 @@ def test_mining_draws_missing_counterparts_with_the_generator(dataset: Any, tmp_
     """No --counterparts: every sampled item is drawn through the Drawer, planned as generate plans drafts."""
     from generate_fixtures import ScriptedDrawer
 
-    from agents.planner import Planner
+    from portraitcraft.agents.planner import Planner
     from portraitcraft.config import load_config
 
     items, real, _ = dataset

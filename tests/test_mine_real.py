@@ -13,9 +13,9 @@ from fake_vlm import make_client
 from PIL import Image
 from vision_fixtures import analyzed, load, pad, photos  # noqa: F401
 
-from graphs.mine import run_mining
+from portraitcraft.graphs.mine import run_mining
 from portraitcraft.schemas import Track2Spec
-from tools.pairs_export import export_pairs, vision_pose
+from portraitcraft.tools.pairs_export import export_pairs, vision_pose
 
 
 def _pair_folders(photos: dict[str, Path], root: Path) -> tuple[Path, Path]:  # noqa: F811
@@ -33,7 +33,7 @@ def _pair_folders(photos: dict[str, Path], root: Path) -> tuple[Path, Path]:  # 
 
 def test_real_geometry_finds_the_side_error_and_checks_vlm_claims(photos: dict[str, Path], tmp_path: Path,  # noqa: F811
                                                                    fake_vlm: Any) -> None:
-    from tools.vision import analyze
+    from portraitcraft.tools.vision import analyze
 
     real, gen = _pair_folders(photos, tmp_path)
     items = [Track2Spec(image_path=f"{n}.png", content="a portrait", composition="subject on the left third")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.miner import Discrepancy
-from graphs.mine import run_mining
+from portraitcraft.agents.miner import Discrepancy
+from portraitcraft.graphs.mine import run_mining
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
-from tools.vlm import VLMClient
+from portraitcraft.tools.vlm import VLMClient
 
 pytest_plugins = ["vllm_server"]
 pytestmark = pytest.mark.vllm

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.pairs_export import ExportReport, PairsError, export_pairs, read_pairs
+from portraitcraft.tools.pairs_export import ExportReport, PairsError, export_pairs, read_pairs
 
 KEYPOINTS = {"nose": [10.0, 12.0, 0.9], "left_shoulder": [20.0, 30.0, 0.8]}
 

@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 from fake_vlm import make_client
 
-from agents.planner import Planner
-from agents.planner.condense import same_targets
-from agents.planner.prompt_builder import EstimateCounter, PromptBuilder, load_token_counter, split_sentences
-from agents.planner.role import backend_token_budget
-from agents.planner.targets import extract_targets
+from portraitcraft.agents.planner import Planner
+from portraitcraft.agents.planner.condense import same_targets
+from portraitcraft.agents.planner.prompt_builder import (
+    EstimateCounter,
+    PromptBuilder,
+    load_token_counter,
+    split_sentences,
+)
+from portraitcraft.agents.planner.role import backend_token_budget
+from portraitcraft.agents.planner.targets import extract_targets
 from portraitcraft.config import GeneratorConfig, PlannerConfig, load_config
 from portraitcraft.schemas import Track2Spec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.planner.canvas_policy import (
+from portraitcraft.agents.planner.canvas_policy import (
     CanvasPolicy,
     canvas_classes,
     canvas_size,
@@ -16,7 +16,7 @@ from agents.planner.canvas_policy import (
     ordinal_index,
     rule_policy,
 )
-from agents.planner.plan_keywords import PhraseMatcher, normalise
+from portraitcraft.agents.planner.plan_keywords import PhraseMatcher, normalise
 from portraitcraft.config import PlannerConfig
 from portraitcraft.errors import InputError
 

@@ -9,8 +9,8 @@ import pytest
 from planner_synthetic import make_synthetic_set
 from typer.testing import CliRunner
 
-from agents.planner.canvas_policy import load_policy
-from portraitcraft.commands.plan import app
+from portraitcraft.agents.planner.canvas_policy import load_policy
+from portraitcraft.cli.plan import app
 from portraitcraft.errors import DataError, InputError
 
 runner = CliRunner()

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from agents.planner import Planner
-from agents.planner.canvas_policy import load_policy, rule_policy
-from agents.planner.convention_fit import fit_convention
-from portraitcraft.commands.plan import app
+from portraitcraft.agents.planner import Planner
+from portraitcraft.agents.planner.canvas_policy import load_policy, rule_policy
+from portraitcraft.agents.planner.convention_fit import fit_convention
+from portraitcraft.cli.plan import app
 from portraitcraft.config import PlannerConfig
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
 

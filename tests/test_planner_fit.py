@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from planner_synthetic import SyntheticSet, make_synthetic_set
 
-from agents.planner.canvas_policy import load_policy, rule_policy
-from agents.planner.plan_fit import (
+from portraitcraft.agents.planner.canvas_policy import load_policy, rule_policy
+from portraitcraft.agents.planner.plan_fit import (
     FitSettings,
     fit_policy,
     image_size,
@@ -138,7 +138,7 @@ def test_split_is_seeded_and_disjoint() -> None:
 
 
 def test_strong_entries_are_kept_only_where_they_beat_the_weak_cues() -> None:
-    from agents.planner.plan_fit import fit_strong
+    from portraitcraft.agents.planner.plan_fit import fit_strong
     from portraitcraft.schemas import CompositionTargets
 
     base = rule_policy(RATIOS)

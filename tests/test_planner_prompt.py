@@ -7,7 +7,12 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.planner.prompt_builder import PromptBuilder, estimate_tokens, split_sentences, truncation_point
+from portraitcraft.agents.planner.prompt_builder import (
+    PromptBuilder,
+    estimate_tokens,
+    split_sentences,
+    truncation_point,
+)
 from portraitcraft.config import PlannerConfig
 
 CONTENT = ("A young woman in a yellow raincoat holds a paper cup. Rain streaks the glass. "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.planner import Plan, Planner, item_seed, policy_from_config
-from agents.planner.canvas_policy import rule_policy
+from portraitcraft.agents.planner import Plan, Planner, item_seed, policy_from_config
+from portraitcraft.agents.planner.canvas_policy import rule_policy
 from portraitcraft.config import PlannerConfig, load_config
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import Track2Spec
@@ -71,7 +71,7 @@ def test_config_policy_path_selects_the_fitted_policy(tmp_path: Path) -> None:
 
 def test_truncation_warning_reaches_plan_and_log(caplog: pytest.LogCaptureFixture) -> None:
     long_spec = SPEC.model_copy(update={"content": "A red coat in the rain. " * 40})
-    with caplog.at_level(logging.WARNING, logger="agents.planner"):
+    with caplog.at_level(logging.WARNING, logger="portraitcraft.agents.planner"):
         plan = Planner(PlannerConfig(max_prompt_tokens=64, condense="off")).plan(long_spec)
     assert len(plan.warnings) == 1 and "max_prompt_tokens=64" in plan.warnings[0]
     assert any(SPEC.id in r.getMessage() and "max_prompt_tokens=64" in r.getMessage() for r in caplog.records)
@@ -88,7 +88,7 @@ def test_config_rejects_bad_aspect_ratios() -> None:
 
 def test_a_policy_file_of_the_first_format_still_loads(tmp_path: Path) -> None:
     """Format /1 spelled `method` as `kind`; files fitted before the rename keep working."""
-    from agents.planner.canvas_policy import load_policy
+    from portraitcraft.agents.planner.canvas_policy import load_policy
 
     data = rule_policy([2 / 3, 1.5]).model_dump(mode="json")
     data.pop("method")

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.planner import targets as targets_module
-from agents.planner.plan_keywords import PlannerDataError
-from agents.planner.targets import KEYS, extract, extract_targets
+from portraitcraft.agents.planner import targets as targets_module
+from portraitcraft.agents.planner.plan_keywords import PlannerDataError
+from portraitcraft.agents.planner.targets import KEYS, extract, extract_targets
 
 DATA = Path(__file__).parent / "data" / "target_descriptions.json"
 ITEMS = json.loads(DATA.read_text(encoding="utf-8"))["items"]

@@ -15,14 +15,14 @@ import pytest
 
 from portraitcraft.config import EditorConfig, GeneratorConfig, RayConfig
 from portraitcraft.errors import InputError
-from tools.gpu_jobs import GpuJob, JobResult, LaneExecutor
+from portraitcraft.tools.gpu_jobs import GpuJob, JobResult, LaneExecutor
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from ray_helpers import descendants, not_on_loopback, wait_gone  # noqa: E402
 
-from tools.ray_pool import LOOPBACK_ENV, RayGpuPool, RayPoolError, _loopback_only  # noqa: E402
+from portraitcraft.tools.ray_pool import LOOPBACK_ENV, RayGpuPool, RayPoolError, _loopback_only  # noqa: E402
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -182,7 +182,7 @@ async def test_a_killed_actor_s_jobs_finish_on_the_survivor_exactly_once(cluster
 
 
 def test_doctor_shows_the_cluster_s_nodes_and_gpus(cluster: Any) -> None:
-    from portraitcraft.commands.doctor import run_checks
+    from portraitcraft.cli.doctor import run_checks
     from portraitcraft.config import load_config
 
     cfg = load_config(overrides={"run": {"executor": "ray"}, "ray": {"address": cluster.address}})
@@ -192,7 +192,7 @@ def test_doctor_shows_the_cluster_s_nodes_and_gpus(cluster: Any) -> None:
 
 
 def test_doctor_says_when_no_actor_can_be_placed() -> None:
-    from portraitcraft.commands.doctor import check_ray
+    from portraitcraft.cli.doctor import check_ray
     from portraitcraft.config import load_config
 
     check = check_ray(load_config(overrides={"run": {"executor": "ray"}}))  # local Ray on a box with no GPU

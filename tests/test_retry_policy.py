@@ -12,9 +12,9 @@ from fake_vlm import FakeVLMServer, endpoint_config
 from pydantic import BaseModel
 from test_vlm_faults import SleepRecorder
 
-from tools.diffusion.remote import RemoteImageBackend
-from tools.retry import MalformedReply, RetriesExhausted, RetryPolicy, is_transient
-from tools.vlm import VLMClient, VLMTransportError
+from portraitcraft.tools.diffusion.remote import RemoteImageBackend
+from portraitcraft.tools.retry import MalformedReply, RetriesExhausted, RetryPolicy, is_transient
+from portraitcraft.tools.vlm import VLMClient, VLMTransportError
 
 if TYPE_CHECKING:
     from fake_image_api import FakeImageAPI

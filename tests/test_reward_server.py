@@ -26,10 +26,10 @@ from fake_vlm import API_KEY_ENV, FakeVLMServer
 from local_server import LocalServer
 from PIL import Image
 
-from agents.judge import Judge
+from portraitcraft.agents.judge import Judge
 from portraitcraft.config import JudgeConfig, RewardConfig, load_config
-from tools.vlm import VLMClient
-from train.scorers import JudgeScorer, Sample, ScorerSet, build_scorers
+from portraitcraft.tools.vlm import VLMClient
+from portraitcraft.train.scorers import JudgeScorer, Sample, ScorerSet, build_scorers
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT_A = ("Generate an image based on the following description.\n\n[Content]\nA woman in a red coat.\n\n"
@@ -93,7 +93,7 @@ def judge_cfg(fake: FakeVLMServer) -> JudgeConfig:
 
 @pytest.fixture()
 def judge_server(fake_vlm: FakeVLMServer) -> Iterator[RewardServer]:
-    from train.reward_server import build_app
+    from portraitcraft.train.reward_server import build_app
 
     fake_vlm.script.default(fn=judge_reply)
     client = VLMClient(judge_cfg(fake_vlm), cache_dir=None, _backoff_base=0.001, _backoff_max=0.01)
@@ -167,7 +167,7 @@ class SlowScorer:
 
 
 def test_concurrent_requests_are_bounded_and_metrics_count_them() -> None:
-    from train.reward_server import build_app
+    from portraitcraft.train.reward_server import build_app
 
     slow = SlowScorer()
     cfg = RewardConfig(weights={"geometry": 1.0}, max_concurrency=2)
@@ -193,8 +193,8 @@ def test_concurrent_requests_are_bounded_and_metrics_count_them() -> None:
 
 
 def test_missing_scorers_are_skipped_with_a_message(monkeypatch: pytest.MonkeyPatch, fake_vlm: FakeVLMServer) -> None:
-    monkeypatch.setitem(sys.modules, "agents.critic", None)  # as if the rule critic were not installed
-    monkeypatch.setitem(sys.modules, "agents.geometry_critic", None)
+    monkeypatch.setitem(sys.modules, "portraitcraft.agents.critic", None)  # as if the rule critic were not installed
+    monkeypatch.setitem(sys.modules, "portraitcraft.agents.geometry_critic", None)
     cfg = load_config(overrides={"judge": {"base_url": fake_vlm.base_url},
                                  "reward": {"weights": {"geometry": 1, "rules": 1, "content": 1, "composition": 0,
                                                         "aesthetics": 1}}})
@@ -216,7 +216,7 @@ def all_objectives_reply(body: dict[str, Any]) -> dict[str, Any]:
 def test_all_four_objectives_score_one_group(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
     """geometry (real vision models), rules (the critic on the fake VLM), content and composition (the judge)."""
     pytest.importorskip("mediapipe")
-    from train.reward_server import build_app
+    from portraitcraft.train.reward_server import build_app
 
     fake_vlm.script.default(fn=all_objectives_reply)
     endpoint = {"base_url": fake_vlm.base_url, "model": fake_vlm.model, "api_key_env": API_KEY_ENV,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agents.rewards import RewardError, combine_objectives, naspo_probability, zscore_within_group
+from portraitcraft.agents.rewards import RewardError, combine_objectives, naspo_probability, zscore_within_group
 
 
 def test_zscore_hand_computed() -> None:

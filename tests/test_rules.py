@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cli_run import run_cli
 
+from portraitcraft.prompts.rules import RULES_DIR, RuleError, lint_rules, load_rules
 from portraitcraft.schemas import CompositionTargets
-from prompts.rules import RULES_DIR, RuleError, lint_rules, load_rules
 
 GOOD = """---
 id: {id}

@@ -9,10 +9,15 @@ import pytest
 from cli_run import run_cli
 from PIL import Image
 
-from portraitcraft.data import load_track1_test, load_track2, read_track1_submission
+from portraitcraft.data import load_track1_test, load_track2
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import ATTRIBUTES, Track1Prediction
-from portraitcraft.submission import TRACK1_MEMBER, write_track1_submission, write_track2_submission
+from portraitcraft.submission import (
+    TRACK1_MEMBER,
+    read_track1_submission,
+    write_track1_submission,
+    write_track2_submission,
+)
 
 
 def _preds(template, seed: int = 0) -> list[Track1Prediction]:

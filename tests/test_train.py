@@ -15,7 +15,7 @@ import pytest
 from test_train_data import pickapic, png
 
 from portraitcraft.config import GeneratorConfig, LoraConfig, PortraitcraftConfig, load_config
-from train import TrainError
+from portraitcraft.train import TrainError
 
 pytest_plugins = ["diffusion_fixtures"]
 pytestmark = pytest.mark.diffusion
@@ -46,8 +46,8 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dpo_run(tiny_zimage: Path, pairs_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     base = tmp_path_factory.mktemp("dpo")
     cfg = make_cfg(tiny_zimage, base / "cache", seed=3)
@@ -55,7 +55,7 @@ def dpo_run(tiny_zimage: Path, pairs_file: Path, tmp_path_factory: pytest.TempPa
 
 
 def test_dpo_starts_at_ln2_and_learns_the_pairs(dpo_run: Any) -> None:
-    from train.runner import evaluate
+    from portraitcraft.train.runner import evaluate
 
     rows = [json.loads(line) for line in (dpo_run.out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(24))
@@ -75,9 +75,9 @@ def test_the_saved_lora_loads_unchanged_through_the_generator(dpo_run: Any, tiny
     import torch
     from diffusers import ZImagePipeline
 
-    from tools.diffusion import build_generator
-    from tools.gpu import ModelPool
-    from train.models import FlowModel
+    from portraitcraft.tools.diffusion import build_generator
+    from portraitcraft.tools.gpu import ModelPool
+    from portraitcraft.train.models import FlowModel
 
     # the file computes exactly what the trained adapter computes (rank, alpha, keys survive the round trip)
     pipe = ZImagePipeline.from_pretrained(tiny_zimage)
@@ -111,8 +111,8 @@ def test_validate_draws_each_prompt_with_and_without_the_lora(dpo_run: Any) -> N
 
 
 def test_resume_continues_the_same_loss_curve(tiny_zimage: Path, pairs_file: Path, tmp_path: Path) -> None:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", batch_size=1, checkpoint_every=3, seed=5)
     whole = run_training("dpo", read_pairs(pairs_file), cfg, tmp_path / "whole", max_steps=6)
@@ -147,8 +147,8 @@ def sft_set(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_sft_learns_and_later_epochs_run_no_encoder(tiny_zimage: Path, sft_set: tuple[Path, Path],
                                                     tmp_path: Path) -> None:
-    from train.data import read_sft_items
-    from train.runner import evaluate, run_training
+    from portraitcraft.train.data import read_sft_items
+    from portraitcraft.train.runner import evaluate, run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", batch_size=2, timestep_sampling="uniform")
     items = read_sft_items(*sft_set, cfg)
@@ -164,8 +164,8 @@ def test_sft_learns_and_later_epochs_run_no_encoder(tiny_zimage: Path, sft_set: 
 
 
 def test_without_the_cache_every_step_encodes(tiny_zimage: Path, sft_set: tuple[Path, Path], tmp_path: Path) -> None:
-    from train.data import read_sft_items
-    from train.runner import run_training
+    from portraitcraft.train.data import read_sft_items
+    from portraitcraft.train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", batch_size=2, cache=False)
     res = run_training("sft", read_sft_items(*sft_set, cfg), cfg, tmp_path / "sft", max_steps=6)
@@ -176,8 +176,8 @@ def test_without_the_cache_every_step_encodes(tiny_zimage: Path, sft_set: tuple[
 
 def test_pose_controlnet_runs_in_policy_and_reference(tiny_zimage: Path, tiny_controlnet: Path, pairs_file: Path,
                                                       tmp_path: Path) -> None:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", tiny_controlnet, pose=True, batch_size=1)
     res = run_training("dpo", read_pairs(pairs_file), cfg, tmp_path / "pose", max_steps=2)
@@ -196,8 +196,8 @@ def test_pose_controlnet_runs_in_policy_and_reference(tiny_zimage: Path, tiny_co
 
 
 def test_pose_needs_a_controlnet_and_qwen_has_none(tiny_zimage: Path, pairs_file: Path, tmp_path: Path) -> None:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", pose=True)
     with pytest.raises(TrainError, match="needs a pose ControlNet"):
@@ -205,8 +205,8 @@ def test_pose_needs_a_controlnet_and_qwen_has_none(tiny_zimage: Path, pairs_file
 
 
 def test_bad_rows_are_skipped_and_counted_without_stopping(tiny_zimage: Path, tmp_path: Path) -> None:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     path = pickapic(tmp_path / "bad.parquet", [{}, {"jpg_0": b"\x89PNG garbage"}, {"caption": ""}, {"jpg_1": None}, {}])
     cfg = make_cfg(tiny_zimage, tmp_path / "cache")
@@ -219,8 +219,8 @@ def test_bad_rows_are_skipped_and_counted_without_stopping(tiny_zimage: Path, tm
 
 def test_an_incompatible_lora_target_fails_before_training(tiny_zimage: Path, pairs_file: Path,
                                                            tmp_path: Path) -> None:
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     cfg = make_cfg(tiny_zimage, tmp_path / "cache", lora_targets=["to_q", "attn.qkv_proj"])
     with pytest.raises(TrainError, match=r"LoRA target 'attn\.qkv_proj' matches no linear layer.*to_q"):
@@ -233,9 +233,9 @@ def test_qwen_image_dpo_starts_at_ln2_learns_and_saves_a_loadable_lora(tiny_qwen
     import torch
     from diffusers import QwenImagePipeline
 
-    from train.data import read_pairs
-    from train.models import FlowModel
-    from train.runner import evaluate, run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.models import FlowModel
+    from portraitcraft.train.runner import evaluate, run_training
 
     cfg = make_cfg(tiny_qwen_image, tmp_path / "cache", max_sequence_length=300, seed=1)
     res = run_training("dpo", read_pairs(pairs_file), cfg, tmp_path / "qwen", max_steps=12)

@@ -16,8 +16,8 @@ from PIL import Image
 
 from portraitcraft.config import PlannerConfig, load_config
 from portraitcraft.schemas import Track2Spec
-from train import TrainError
-from train.data import Buckets, TrainItem, decode_image, fit_to, pose_control, read_pairs, read_sft_items
+from portraitcraft.train import TrainError
+from portraitcraft.train.data import Buckets, TrainItem, decode_image, fit_to, pose_control, read_pairs, read_sft_items
 
 pytest.importorskip("datasets")
 
@@ -129,7 +129,7 @@ def test_sft_items_use_the_planner_prompt_and_report_missing_images(tmp_path: Pa
     (tmp_path / "train.json").write_text(json.dumps(records))
     cfg = load_config(overrides={"planner": {"trigger_word": "AES_COMP"}})
     items = read_sft_items(tmp_path / "train.json", tmp_path / "images", cfg)
-    from agents.planner import Planner
+    from portraitcraft.agents.planner import Planner
 
     spec = Track2Spec(image_path="a.png", content="A man sits. He faces left.", composition="Soft.")
     expected = Planner.from_config(cfg).plan(spec).prompt  # exactly what generation would prompt with
@@ -140,7 +140,7 @@ def test_sft_items_use_the_planner_prompt_and_report_missing_images(tmp_path: Pa
 
 def test_dpo_terms_hand_computed() -> None:
     torch = pytest.importorskip("torch")
-    from train.objectives import dpo_terms
+    from portraitcraft.train.objectives import dpo_terms
 
     e_policy = torch.tensor([0.10, 0.20, 0.30, 0.10])  # chosen 0.10, 0.20; rejected 0.30, 0.10
     e_ref = torch.tensor([0.12, 0.20, 0.28, 0.10])
@@ -160,7 +160,7 @@ def test_flow_convention_matches_the_scheduler() -> None:
     torch = pytest.importorskip("torch")
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from train.objectives import add_noise
+    from portraitcraft.train.objectives import add_noise
 
     scheduler = FlowMatchEulerDiscreteScheduler()
     scheduler.set_timesteps(4)
@@ -181,8 +181,8 @@ def test_flow_convention_matches_the_scheduler() -> None:
 def test_reads_what_the_pairs_export_writes(tmp_path: Path) -> None:
     """tools.pairs_export's pickapic parquet -> read_pairs, with the keypoints as a {name: [x, y, s]} map. (Its
     JSONL + images layout is not read here: it writes a pair's chosen and rejected image to the same file.)"""
-    from tools.pairs_export import export_pairs
-    from tools.pose_render import COCO17_NAMES
+    from portraitcraft.tools.pairs_export import export_pairs
+    from portraitcraft.tools.pose_render import COCO17_NAMES
 
     run = tmp_path / "run"
     (run / "items").mkdir(parents=True)

@@ -14,14 +14,14 @@ from PIL import Image, ImageDraw
 from understand_oracle import Oracle
 from vision_fixtures import photos  # noqa: F401  (the real-photo fixture)
 
-from agents.assessor import Assessor, answer_schema
-from agents.assessor_sft import sft_record
-from agents.assessor_vote import VoteSettings
-from agents.views import build_views
-from graphs.understand import fingerprint, run_items
-from graphs.understand_state import UnderstandContext
+from portraitcraft.agents.assessor import Assessor, answer_schema
+from portraitcraft.agents.assessor_sft import sft_record
+from portraitcraft.agents.assessor_vote import VoteSettings
+from portraitcraft.agents.views import build_views
 from portraitcraft.config import AssessorConfig
 from portraitcraft.data import load_track1_train, resolve_image
+from portraitcraft.graphs.understand import fingerprint, run_items
+from portraitcraft.graphs.understand_state import UnderstandContext
 from portraitcraft.schemas import ATTRIBUTES
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -426,8 +426,8 @@ async def test_missing_and_corrupt_images_fail_their_item_only(fake_vlm, tmp_pat
 
 def test_geometry_hints_from_the_real_vision_tools(fake_vlm, photos, tmp_path, capsys,  # noqa: F811
                                                    monkeypatch) -> None:
-    """geometry_hints = true: tools.vision measures each photo once; hints are recorded and mirrored."""
-    from agents.assessor import render_hints
+    """geometry_hints = true: portraitcraft.tools.vision measures each photo once; hints are recorded and mirrored."""
+    from portraitcraft.agents.assessor import render_hints
 
     fake_vlm.script.default({"criteria": dict.fromkeys(ATTRIBUTES, 6.0), "overall": 55, "answer": "A"})
     template = json.loads(TEST.read_text())[0]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.views import (
+from portraitcraft.agents.views import (
     SWAPS,
     View,
     build_views,

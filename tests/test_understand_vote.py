@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.assessor_calibration import (
+from portraitcraft.agents.assessor_calibration import (
     DEFAULT_LINEAR,
     Calibration,
     CalibrationRow,
@@ -20,7 +20,7 @@ from agents.assessor_calibration import (
     join_rows,
     level_accuracy,
 )
-from agents.assessor_vote import VoteError, VoteSettings, majority, vote_qa, vote_track1
+from portraitcraft.agents.assessor_vote import VoteError, VoteSettings, majority, vote_qa, vote_track1
 from portraitcraft.errors import DataError
 from portraitcraft.schemas import ATTRIBUTES
 
@@ -216,9 +216,9 @@ def test_join_rows_with_train_format_truth() -> None:
 
 
 def test_fingerprint_changes_with_what_is_asked_not_with_how_it_is_voted() -> None:
-    from agents.views import build_views
-    from graphs.understand import fingerprint
+    from portraitcraft.agents.views import build_views
     from portraitcraft.config import AssessorConfig
+    from portraitcraft.graphs.understand import fingerprint
 
     def fp(**kw: object) -> str:
         cfg = AssessorConfig(**kw)

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from portraitcraft.cli import app
 from portraitcraft.config import mask_secrets
+from portraitcraft.tools.diffusion import DiffusionError
+from portraitcraft.tools.diffusion.remote import RemoteImageBackend
+from portraitcraft.tools.vlm import VLMClient, VLMTransportError
 from portraitcraft.urls import join_url, mask_url_secrets, split_query
-from tools.diffusion import DiffusionError
-from tools.diffusion.remote import RemoteImageBackend
-from tools.vlm import VLMClient, VLMTransportError
 
 if TYPE_CHECKING:
     from fake_image_api import FakeImageAPI

@@ -11,14 +11,15 @@ from PIL import Image, ImageOps
 from vision_fixtures import PERSON_PHOTOS, analyzed, load, pad, photos  # noqa: F401
 
 from portraitcraft.schemas import CROP_LEVELS
-from tools.images import ImageError
+from portraitcraft.tools.images import ImageError
 
 SWAP = {"left": "right", "right": "left", "camera": "camera", None: None}
 
 
 def test_importing_the_vision_code_and_the_cli_loads_no_model() -> None:
-    code = ("import sys, tools.vision, agents.geometry_critic, agents.reframe, portraitcraft.cli; "
-            "from tools.vision import models; "
+    code = ("import sys, portraitcraft.tools.vision, portraitcraft.agents.geometry_critic, "
+            "portraitcraft.agents.reframe, portraitcraft.cli; "
+            "from portraitcraft.tools.vision import models; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('mediapipe', 'torch', 'rtmlib', 'onnxruntime')]; "
             "assert not bad and not models.loaded(), bad; print('clean')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -94,7 +95,7 @@ def test_the_no_person_photo_gives_no_subject(analyzed) -> None:  # noqa: F811
 
 
 def test_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
-    from tools.vision import analyze
+    from portraitcraft.tools.vision import analyze
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -116,7 +117,7 @@ def test_json_has_the_contract_keys_and_normalised_coordinates(analyzed) -> None
 def test_concurrent_calls_share_the_models_and_agree(photos) -> None:  # noqa: F811
     from concurrent.futures import ThreadPoolExecutor
 
-    from tools.vision import analyze, models
+    from portraitcraft.tools.vision import analyze, models
 
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda _: analyze(photos["grace_hopper"]).to_json(), range(3)))

@@ -9,13 +9,13 @@ from cli_run import run_cli
 from PIL import Image
 from vision_fixtures import PERSON_PHOTOS, analyzed, load, photos  # noqa: F401
 
-from agents.reframe import ReframeError, parse_aspect, reframe
+from portraitcraft.agents.reframe import ReframeError, parse_aspect, reframe
 
 
 @pytest.mark.parametrize("name", PERSON_PHOTOS)
 @pytest.mark.parametrize("target", ["left", "center", "right"])
 def test_reframed_photo_measures_as_the_target_asks(name, target, photos, analyzed) -> None:  # noqa: F811
-    from tools.vision import analyze
+    from portraitcraft.tools.vision import analyze
 
     img = load(photos[name])
     result = reframe(img, analyzed(name), horizontal=target)
@@ -91,7 +91,7 @@ def test_cli_inspect_table(photos, capsys, monkeypatch) -> None:  # noqa: F811
 
 
 def test_cli_inspect_with_a_description_checks_targets(photos, capsys, monkeypatch) -> None:  # noqa: F811
-    pytest.importorskip("agents.planner.targets")
+    pytest.importorskip("portraitcraft.agents.planner.targets")
     res = run_cli(["inspect", str(photos["camera"]), "--json", "--description",
                    "A man stands on the right third of the frame, shown full body, looking to the left."],
                   capsys, monkeypatch)
@@ -103,8 +103,8 @@ def test_cli_inspect_with_a_description_checks_targets(photos, capsys, monkeypat
 
 @pytest.mark.parametrize("level", ["head-and-shoulders", "close-up"])
 def test_a_crop_tightens_the_crop_level_and_never_loosens_it(level, photos, analyzed) -> None:  # noqa: F811
-    from agents.reframe import reframeable
-    from tools.vision import analyze
+    from portraitcraft.agents.reframe import reframeable
+    from portraitcraft.tools.vision import analyze
 
     img = load(photos["astronaut"])
     assert analyzed("astronaut").subject.crop_level == "half-body"
@@ -119,7 +119,7 @@ def test_a_crop_tightens_the_crop_level_and_never_loosens_it(level, photos, anal
 
 
 def test_cli_inspect_with_a_spec_file_matches_items_by_name_or_id(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
-    pytest.importorskip("agents.planner.targets")
+    pytest.importorskip("portraitcraft.agents.planner.targets")
     spec = tmp_path / "track_2.json"
     spec.write_text(json.dumps([
         {"image_path": "camera.png", "content_description": "A photographer at work in a park.",
@@ -142,7 +142,7 @@ def test_cli_inspect_with_a_spec_file_matches_items_by_name_or_id(photos, tmp_pa
 
 
 def test_cli_inspect_reads_targets_with_the_planners_convention(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
-    from agents.planner.canvas_policy import rule_policy
+    from portraitcraft.agents.planner.canvas_policy import rule_policy
 
     text = "A man looks to his left."  # strict: the viewer's right; loose: the viewer's left
     image = str(photos["camera"])

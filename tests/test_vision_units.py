@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.geometry_critic import critique_geometry, instruction
+from portraitcraft.agents.geometry_critic import critique_geometry, instruction
 from portraitcraft.config import ConfigError, load_config
 from portraitcraft.schemas import CompositionTargets, PersonDetection, SubjectFeatures
-from tools.pose_render import COCO17_NAMES
-from tools.vision.analysis import Analysis
-from tools.vision.composition import (
+from portraitcraft.tools.pose_render import COCO17_NAMES
+from portraitcraft.tools.vision.analysis import Analysis
+from portraitcraft.tools.vision.composition import (
     crop_level,
     extent_level,
     facing_of,
@@ -176,7 +176,7 @@ def test_rtmlib_backend_finds_every_person_and_never_invents_one(tmp_path) -> No
     pytest.importorskip("rtmlib")
     pytest.importorskip("onnxruntime")
     from portraitcraft.config import VisionConfig
-    from tools.vision.pose import detect_persons
+    from portraitcraft.tools.vision.pose import detect_persons
 
     pose = tmp_path / "pose.onnx"
     _pose_model(pose)
@@ -200,7 +200,7 @@ def test_rtmlib_backend_finds_every_person_and_never_invents_one(tmp_path) -> No
 def test_rtmlib_backend_needs_local_files(tmp_path) -> None:
     from portraitcraft.config import VisionConfig
     from portraitcraft.errors import InputError
-    from tools.vision.pose import detect_persons
+    from portraitcraft.tools.vision.pose import detect_persons
 
     with pytest.raises(InputError, match="rtmlib_det_model"):
         detect_persons(np.zeros((8, 8, 3), np.uint8), VisionConfig(pose_backend="rtmlib"))

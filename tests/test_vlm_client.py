@@ -13,8 +13,8 @@ from fake_vlm import API_KEY_ENV, Answer, FakeVLMServer, endpoint_config, make_c
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tools.images import ImageError
-from tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient, VLMRequestError
+from portraitcraft.tools.images import ImageError
+from portraitcraft.tools.vlm import ChoiceDistribution, VLMAnswerError, VLMClient, VLMRequestError
 
 
 class Verdict(BaseModel):
@@ -281,7 +281,7 @@ async def test_no_logprobs_falls_back_to_samples_and_warns_once(
         fake_vlm.script.push(vote)
     for vote in ["no", "no", "yes", "no"]:
         fake_vlm.script.push(vote)
-    caplog.set_level(logging.WARNING, logger="tools.vlm")
+    caplog.set_level(logging.WARNING, logger="portraitcraft.tools.vlm")
     async with make_client(fake_vlm) as vlm:
         dist = await vlm.choice_probs("Gaze left?", choices=["yes", "no"], samples_if_no_logprobs=6, seed=5)
         again = await vlm.choice_probs("Gaze right?", choices=["yes", "no"], samples_if_no_logprobs=4, seed=5)

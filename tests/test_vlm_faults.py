@@ -12,7 +12,7 @@ import pytest
 from fake_vlm import FakeVLMServer, endpoint_config, make_client
 from pydantic import BaseModel
 
-from tools.vlm import VLMClient, VLMRequestError, VLMTransportError
+from portraitcraft.tools.vlm import VLMClient, VLMRequestError, VLMTransportError
 
 
 class Level(BaseModel):

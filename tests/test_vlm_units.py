@@ -11,17 +11,23 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tools.retry import is_transient, retry_after_seconds
-from tools.vlm_cache import CACHE_FILE, VLMCache
-from tools.vlm_errors import VLMError
-from tools.vlm_formats import AnswerInvalid, choice_format, first_json_object, json_format, strict_json_schema
-from tools.vlm_logprobs import (
+from portraitcraft.tools.retry import is_transient, retry_after_seconds
+from portraitcraft.tools.vlm_cache import CACHE_FILE, VLMCache
+from portraitcraft.tools.vlm_errors import VLMError
+from portraitcraft.tools.vlm_formats import (
+    AnswerInvalid,
+    choice_format,
+    first_json_object,
+    json_format,
+    strict_json_schema,
+)
+from portraitcraft.tools.vlm_logprobs import (
     ChoiceDistribution,
     TokenLogprob,
     distribution_from_logprobs,
     distribution_from_samples,
 )
-from tools.vlm_stats import EndpointStats
+from portraitcraft.tools.vlm_stats import EndpointStats
 
 
 class Finding(BaseModel):
@@ -220,7 +226,7 @@ def test_answer_format_is_built_once_and_never_shared() -> None:
     """The schema is built once per (schema, dialect); every call still gets its own dicts to mutate."""
     from pydantic import BaseModel as _Model
 
-    from tools.vlm_formats import _schema_texts, json_format
+    from portraitcraft.tools.vlm_formats import _schema_texts, json_format
 
     class Probe(_Model):
         ok: bool

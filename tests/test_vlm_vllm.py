@@ -1,4 +1,4 @@
-"""tools.vlm.VLMClient against a REAL vLLM CPU server serving a tiny random Qwen2-VL (`-m vllm`).
+"""portraitcraft.tools.vlm.VLMClient against a REAL vLLM CPU server serving a tiny random Qwen2-VL (`-m vllm`).
 
 The weights are random, so answers are schema-valid garbage: these tests assert structure, counts,
 probability shapes, token accounting and error codes, never content. Server-side counts come from vLLM's
@@ -17,8 +17,8 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from vllm_server import settled, steady
 
-from tools.images import ImageError
-from tools.vlm import VLMAnswerError, VLMClient, VLMRequestError
+from portraitcraft.tools.images import ImageError
+from portraitcraft.tools.vlm import VLMAnswerError, VLMClient, VLMRequestError
 
 if TYPE_CHECKING:
     from vllm_server import VLLMServer
@@ -237,7 +237,7 @@ async def test_judge_logprob_mode_reads_real_digit_probabilities(vllm_server: VL
 
     The tiny model's tokenizer is byte-level (one token per byte) and its context 2048 tokens, so the shipped
     rubric (about 4,000 bytes) does not fit: a short rubric file stands in for it here."""
-    from agents.judge import Judge
+    from portraitcraft.agents.judge import Judge
     from portraitcraft.config import JudgeConfig
 
     rubric = tmp_path / "short.md"

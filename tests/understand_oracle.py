@@ -22,7 +22,7 @@ import numpy as np
 from fake_vlm import Answer, answer_choices, answer_schema, request_images, user_text
 from PIL import Image
 
-from agents.views import swap_directions
+from portraitcraft.agents.views import swap_directions
 from portraitcraft.schemas import ATTRIBUTES
 
 LEVEL_SCORE = {"A": 3.0, "B": 6.0, "C": 8.0}

@@ -44,7 +44,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def analyzed(photos: dict[str, Path]) -> Callable[..., object]:
     """analyzed(name, variant="plain") -> Analysis, computed once per session."""
-    from tools.vision import analyze
+    from portraitcraft.tools.vision import analyze
 
     cache: dict[tuple[str, str], object] = {}
 

@@ -22,8 +22,8 @@ from PIL import Image
 from scipy import ndimage
 
 from portraitcraft.errors import InputError
-from tools.colour_difference import ciede2000, srgb_to_lab
-from tools.images import load_image
+from portraitcraft.tools.colour_difference import ciede2000, srgb_to_lab
+from portraitcraft.tools.images import load_image
 
 ImageLike = str | Path | Image.Image | np.ndarray
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"

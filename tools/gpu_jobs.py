@@ -28,9 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from portraitcraft.config import DiffusionConfig, EditorConfig, GeneratorConfig, GpuConfig
 from portraitcraft.errors import InputError
-from tools.diffusion.base import GenParams
-from tools.diffusion.metadata import ImageMeta, attach_meta, meta_of
-from tools.gpu import GpuLane, ModelPool
+from portraitcraft.tools.diffusion.base import GenParams
+from portraitcraft.tools.diffusion.factory import build_editor, build_generator, build_pool, build_refiner
+from portraitcraft.tools.diffusion.metadata import ImageMeta, attach_meta, meta_of
+from portraitcraft.tools.gpu import GpuLane, ModelPool
 
 JobKind = Literal["generate", "edit", "refine", "sleep"]
 """generate: text-to-image (with the generator's cascaded refiner when configured); edit: an instruction edit
@@ -199,8 +200,6 @@ class JobRunner:
         with self._lock:
             pool = self._pools.get(device)
             if pool is None:
-                from tools.diffusion.factory import build_pool
-
                 pool = self._pools[device] = build_pool(device, self.gpu)
             return pool
 
@@ -216,8 +215,6 @@ class JobRunner:
             return self._backends.get(key) or self._build(kind, key, section)
 
     def _build(self, kind: str, key: tuple[str, str], section: dict[str, Any]) -> Any:
-        from tools.diffusion.factory import build_editor, build_generator, build_refiner
-
         backend: Any
         if kind == "generate":
             backend = build_generator(GeneratorConfig.model_validate(section), pool_for=self.pool_for)
@@ -415,7 +412,7 @@ class Drawer:
         key = cfg.model_dump_json()
         backend = self._remote.get(key)
         if backend is None:
-            from tools.diffusion.remote import RemoteImageBackend
+            from portraitcraft.tools.diffusion.remote import RemoteImageBackend
 
             backend = self._remote[key] = RemoteImageBackend(cfg)
         return backend

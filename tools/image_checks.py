@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from tools.images import ImageInput, load_image
+from portraitcraft.tools.images import ImageInput, load_image
 
 ANALYSIS_SIDE = 512
 

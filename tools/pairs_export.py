@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from portraitcraft.atomic import atomic_write_bytes, atomic_write_text
 from portraitcraft.data import is_inside
 from portraitcraft.errors import InputError
-from tools.images import load_image
+from portraitcraft.tools.images import load_image
 
 PairFormat = Literal["pickapic", "jsonl", "diffsynth", "kohya", "flowfactory"]
 FORMATS: tuple[str, ...] = ("pickapic", "jsonl", "diffsynth", "kohya", "flowfactory")
@@ -156,9 +156,9 @@ PoseFn = Callable[[Image.Image], tuple[dict[str, list[float]] | None, bytes | No
 
 def vision_pose(image: Image.Image) -> tuple[dict[str, list[float]] | None, bytes | None, dict[str, Any]]:
     """The main subject's COCO-17 keypoints (pixels of this image), its OpenPose rendering as PNG bytes, and the
-    geometric features, measured with the real vision models (tools.vision)."""
-    from tools.pose_render import COCO17_NAMES, render_pose
-    from tools.vision import analyze
+    geometric features, measured with the real vision models (portraitcraft.tools.vision)."""
+    from portraitcraft.tools.pose_render import COCO17_NAMES, render_pose
+    from portraitcraft.tools.vision import analyze
 
     analysis = analyze(image)
     features = analysis.subject.model_dump(mode="json") if analysis.subject is not None else {}

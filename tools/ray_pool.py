@@ -30,8 +30,8 @@ from typing import Any
 
 from portraitcraft.config import GpuConfig, RayConfig
 from portraitcraft.errors import PortraitcraftError
-from tools.gpu import PRIORITY_IN_PROGRESS, PRIORITY_NEW
-from tools.gpu_jobs import ExecutorStats, GpuJob, JobResult, JobRunner, WorkerStats
+from portraitcraft.tools.gpu import PRIORITY_IN_PROGRESS, PRIORITY_NEW
+from portraitcraft.tools.gpu_jobs import ExecutorStats, GpuJob, JobResult, JobRunner, WorkerStats
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from portraitcraft.config import EndpointConfig, mask_secrets, merge
-from tools.images import ImageInput, encode_image
-from tools.retry import (
+from portraitcraft.tools.images import ImageInput, encode_image
+from portraitcraft.tools.retry import (
     MalformedReply,
     RetriesExhausted,
     RetryPolicy,
@@ -40,17 +40,17 @@ from tools.retry import (
     describe_fault,
     server_message,
 )
-from tools.vlm_cache import VLMCache
-from tools.vlm_errors import VLMAnswerError, VLMError, VLMRequestError, VLMTransportError
-from tools.vlm_formats import AnswerFormat, AnswerInvalid, choice_format, json_format
-from tools.vlm_logprobs import (
+from portraitcraft.tools.vlm_cache import VLMCache
+from portraitcraft.tools.vlm_errors import VLMAnswerError, VLMError, VLMRequestError, VLMTransportError
+from portraitcraft.tools.vlm_formats import AnswerFormat, AnswerInvalid, choice_format, json_format
+from portraitcraft.tools.vlm_logprobs import (
     ChoiceDistribution,
     TokenLogprob,
     distribution_from_logprobs,
     distribution_from_samples,
 )
-from tools.vlm_stats import EndpointStats
-from tools.vlm_transport import shared_semaphore
+from portraitcraft.tools.vlm_stats import EndpointStats
+from portraitcraft.tools.vlm_transport import shared_semaphore
 
 __all__ = [
     "ChoiceDistribution",

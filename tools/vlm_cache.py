@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tools.vlm_errors import VLMError
+from portraitcraft.tools.vlm_errors import VLMError
 
 CACHE_FILE = "vlm_cache.sqlite3"
 _FORMAT = 1  # bump when the stored value format changes

@@ -18,8 +18,17 @@ from pathlib import Path
 import torch
 
 from portraitcraft.atomic import atomic_write_bytes
-from train.data import Buckets, ItemSet, RowProblem, TrainItem, decode_image, fit_to, pose_control, to_pixels
-from train.models import FlowModel
+from portraitcraft.train.data import (
+    Buckets,
+    ItemSet,
+    RowProblem,
+    TrainItem,
+    decode_image,
+    fit_to,
+    pose_control,
+    to_pixels,
+)
+from portraitcraft.train.models import FlowModel
 
 
 def content_key(*parts: bytes | str) -> str:

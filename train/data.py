@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from portraitcraft.config import PlannerConfig, PortraitcraftConfig
-from train import TrainError
+from portraitcraft.train import TrainError
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: Portrait
     Example:
         >>> items = read_sft_items("track_2_train.json", "images/", load_config())  # doctest: +SKIP
     """
-    from agents.planner import Planner
+    from portraitcraft.agents.planner import Planner
     from portraitcraft.data import detect_kind, parse_items, read_records, resolve_image
 
     if not Path(images_dir).is_dir():
@@ -212,7 +212,7 @@ class Buckets:
 
     @classmethod
     def from_planner(cls, planner: PlannerConfig, *, long_side: int, multiple: int) -> Buckets:
-        from agents.planner.canvas_policy import canvas_classes, canvas_size
+        from portraitcraft.agents.planner.canvas_policy import canvas_classes, canvas_size
 
         sizes = [canvas_size(a, long_side, multiple) for a in canvas_classes(planner.aspect_ratios)]
         return cls(tuple(dict.fromkeys(sizes)))
@@ -246,7 +246,7 @@ def decode_image(data: bytes, what: str) -> Image.Image:
 def keypoint_array(keypoints: Any) -> np.ndarray:
     """COCO-17 keypoints as an array: the pairs export's {name: [x, y, score]} dict (tools.pairs_export), or
     rows (17, 2|3) / (people, 17, 2|3). ValueError when they are neither."""
-    from tools.pose_render import COCO17_NAMES
+    from portraitcraft.tools.pose_render import COCO17_NAMES
 
     if isinstance(keypoints, dict):
         keypoints = [keypoints.get(name) or [0.0, 0.0, 0.0] for name in COCO17_NAMES]
@@ -260,7 +260,7 @@ def pose_control(item: TrainItem, chosen: Image.Image, size: tuple[int, int]) ->
     """The pair's control image at `size`: `pose_image` fitted like the images, else its keypoints (pixels
     of the chosen image, or normalised 0..1) rendered on the chosen image's canvas then fitted, else a black
     canvas (no pose: what a pose ControlNet sees for an empty skeleton)."""
-    from tools.pose_render import render_pose
+    from portraitcraft.tools.pose_render import render_pose
 
     if item.pose_image is not None:
         return fit_to(decode_image(item.pose_image, "pose_image"), size)

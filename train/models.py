@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from train import TrainError
+from portraitcraft.train import TrainError
 
 FAMILIES = {"ZImagePipeline": "zimage", "QwenImagePipeline": "qwen-image"}
 ADAPTER = "default"
@@ -91,7 +91,7 @@ class FlowModel:
     def load(cls, model: str, *, device: torch.device | str, dtype: str = "float32") -> FlowModel:
         """Load `model` (a diffusers folder or hub id) through the generation tools' loader."""
         from portraitcraft.config import DiffusionConfig
-        from tools.diffusion.loading import load_pipeline
+        from portraitcraft.tools.diffusion.loading import load_pipeline
 
         if model.startswith("~"):
             model = str(Path(model).expanduser())
@@ -103,7 +103,7 @@ class FlowModel:
     @property
     def multiple(self) -> int:
         """Image sides must be multiples of this (VAE factor x 2: 16 for the real models)."""
-        from tools.diffusion.loading import vae_multiple
+        from portraitcraft.tools.diffusion.loading import vae_multiple
 
         return vae_multiple(self.pipe)
 
@@ -151,7 +151,7 @@ class FlowModel:
                              f"{self.family}: set [train] pose = false")
         from diffusers import ZImageControlNetModel
 
-        from tools.diffusion.loading import torch_dtype
+        from portraitcraft.tools.diffusion.loading import torch_dtype
 
         source = str(Path(source).expanduser())
         try:

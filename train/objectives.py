@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from portraitcraft.config import TrainConfig
-from train.cache import Batch
-from train.models import FlowModel
+from portraitcraft.train.cache import Batch
+from portraitcraft.train.models import FlowModel
 
 SIGMA_MIN = 1e-4
 

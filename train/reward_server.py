@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from PIL import Image
 
 from portraitcraft.config import RewardConfig
-from train.scorers import Sample, ScorerSet, combine, split_prompt
+from portraitcraft.train.scorers import Sample, ScorerSet, combine, split_prompt
 
 
 class RewardRequestError(Exception):

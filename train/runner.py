@@ -29,10 +29,10 @@ import torch
 
 from portraitcraft.atomic import atomic_write_json
 from portraitcraft.config import PortraitcraftConfig, TrainConfig
-from train import TrainError
-from train.cache import Prepared, SampleEncoder, TensorCache
-from train.data import Buckets, ItemSet
-from train.models import FlowModel
+from portraitcraft.train import TrainError
+from portraitcraft.train.cache import Prepared, SampleEncoder, TensorCache
+from portraitcraft.train.data import Buckets, ItemSet
+from portraitcraft.train.models import FlowModel
 
 Kind = Literal["sft", "dpo"]
 LORA_FILE = "lora.safetensors"
@@ -146,7 +146,7 @@ def run_training(
     """Train a LoRA with the `kind` objective on `items` into the run folder `out`.
 
     Args:
-        kind ("sft" | "dpo"): the objective (train.objectives).
+        kind ("sft" | "dpo"): the objective (portraitcraft.train.objectives).
         items (ItemSet): from `read_sft_items` or `read_pairs`; rows that fail to decode are added to its
             problems and skipped.
         cfg (PortraitcraftConfig): the `[train]` section, plus `[generator]` (model, controlnet) and
@@ -171,7 +171,7 @@ def run_training(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from train.objectives import dpo_loss, sft_loss
+    from portraitcraft.train.objectives import dpo_loss, sft_loss
 
     started = time.perf_counter()
     tc = cfg.train
@@ -304,7 +304,7 @@ def run_training(
         train_config=tc,
     )
     if validate and main:
-        from train.validate import draw_validation
+        from portraitcraft.train.validate import draw_validation
 
         result.validation = draw_validation(model, cfg, out / "validation", buckets)
     if main:
@@ -342,7 +342,7 @@ def _save_checkpoint(out: Path, step: int, model: FlowModel, optimizer: Any, sch
 def evaluate(result: TrainResult, *, seed: int = 12345, draws: int = 4, lora: bool = True) -> dict[str, float]:
     """The objective's metrics over every prepared item with fixed noise (`draws` per item), without
     updating anything: a noise-free view of what training changed. `lora=False` measures the reference."""
-    from train.objectives import dpo_loss, sft_loss
+    from portraitcraft.train.objectives import dpo_loss, sft_loss
 
     assert result.model is not None and result.encoder is not None
     model, cfg = result.model, result.encoder

@@ -68,7 +68,7 @@ def _pass_ratio(findings: Sequence[Any]) -> float | None:
 
 
 class JudgeScorer:
-    """`content` and `composition` from agents.judge (the VLM judge; its client caches replies)."""
+    """`content` and `composition` from portraitcraft.agents.judge (the VLM judge; its client caches replies)."""
 
     name = "judge"
     objectives = ("content", "composition")
@@ -104,7 +104,7 @@ class GeometryScorer:
 
 
 class RuleScorer:
-    """`rules`: agents.critic's VLM findings (geometry and heuristics are other objectives, or off)."""
+    """`rules`: portraitcraft.agents.critic's VLM findings (geometry and heuristics are other objectives, or off)."""
 
     name = "rules"
     objectives = ("rules",)
@@ -143,7 +143,7 @@ class ScorerSet:
 
 def _targets_extractor() -> Any:
     try:
-        from agents.planner.targets import extract_targets
+        from portraitcraft.agents.planner.targets import extract_targets
     except ImportError:
         return None
     return extract_targets
@@ -151,7 +151,7 @@ def _targets_extractor() -> Any:
 
 def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
     """The scorers for every objective with a weight above 0 in `[reward] weights` (others are not built)."""
-    from tools.vlm import VLMClient
+    from portraitcraft.tools.vlm import VLMClient
 
     wanted = {k for k, w in cfg.reward.weights.items() if w > 0}
     out = ScorerSet(scorers=[])
@@ -161,21 +161,21 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
     extract = _targets_extractor()
     if "geometry" in wanted:
         try:
-            from agents.geometry_critic import critique_geometry
-            from tools.vision import analyze
+            from portraitcraft.agents.geometry_critic import critique_geometry
+            from portraitcraft.tools.vision import analyze
         except ImportError as exc:
             out.skipped["geometry"] = f"the geometric critic is not available here ({exc})"
         else:
             if extract is None:
-                out.skipped["geometry"] = "no target extractor (agents.planner.targets) in this checkout"
+                out.skipped["geometry"] = "no target extractor (portraitcraft.agents.planner.targets) in this checkout"
             else:
                 vision = getattr(cfg, "vision", None)  # the [vision] section, once the vision work is merged
                 out.scorers.append(GeometryScorer(functools.partial(analyze, config=vision), critique_geometry,
                                                   extract))
     if "rules" in wanted:
         try:
-            from agents.critic import Critic
-            from prompts.rules import load_rules
+            from portraitcraft.agents.critic import Critic
+            from portraitcraft.prompts.rules import load_rules
         except ImportError as exc:
             out.skipped["rules"] = f"the VLM rule critic is not available here ({exc})"
         else:  # the VLM's verdicts only: geometry is its own objective, heuristics are not rules
@@ -185,7 +185,7 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
             out.scorers.append(RuleScorer(Critic(rules, critic_cfg, vlm=client), extract, client))
     judged = wanted & {"content", "composition"}
     if judged:
-        from agents.judge import Judge
+        from portraitcraft.agents.judge import Judge
 
         client = VLMClient(cfg.judge, cache_dir=cache_dir if cfg.judge.cache else None)
         out.scorers.append(JudgeScorer(Judge(cfg.judge, client), client))
@@ -201,7 +201,7 @@ def group_zscores(values: Sequence[float | None], groups: Sequence[Any]) -> list
         >>> group_zscores([1.0, 3.0, 5.0, None], ["a", "a", "b", "b"])
         [-1.0, 1.0, 0.0, 0.0]
     """
-    from agents.rewards import zscore_within_group
+    from portraitcraft.agents.rewards import zscore_within_group
 
     out = [0.0] * len(values)
     members: dict[Any, list[int]] = {}

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from portraitcraft.config import PortraitcraftConfig
-from train.data import Buckets
-from train.models import FlowModel
+from portraitcraft.train.data import Buckets
+from portraitcraft.train.models import FlowModel
 
 
 def draw_validation(model: FlowModel, cfg: PortraitcraftConfig, folder: Path, buckets: Buckets) -> list[Path]:
@@ -18,7 +18,7 @@ def draw_validation(model: FlowModel, cfg: PortraitcraftConfig, folder: Path, bu
     Example:
         >>> draw_validation(model, cfg, Path("runs/dpo/validation"), buckets)  # doctest: +SKIP
     """
-    from tools.diffusion.metadata import ImageMeta, save_png
+    from portraitcraft.tools.diffusion.metadata import ImageMeta, save_png
 
     tc = cfg.train
     width, height = buckets.nearest(1, 1)

@@ -6,6 +6,6 @@ phrase matcher and the data files under prompts/planner/), `plan_fit` (offline f
 train images; not a role).
 """
 
-from agents.planner.role import Plan, Planner, item_seed, policy_from_config
+from portraitcraft.agents.planner.role import Plan, Planner, item_seed, policy_from_config
 
 __all__ = ["Plan", "Planner", "item_seed", "policy_from_config"]

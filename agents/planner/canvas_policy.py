@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from agents.planner.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data, normalise
+from portraitcraft.agents.planner.plan_keywords import PhraseMatcher, PlannerDataError, load_planner_data, normalise
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import CompositionTargets
 
@@ -317,7 +317,7 @@ class CanvasPolicy(BaseModel):
                 not given (orientation, people and crop level do not depend on the reading convention).
         """
         if targets is None:
-            from agents.planner.targets import extract_targets
+            from portraitcraft.agents.planner.targets import extract_targets
 
             targets = extract_targets(text, "")
         found = self.evidence(text)

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agents.planner.plan_keywords import PlannerDataError, load_planner_data, normalise
+from portraitcraft.agents.planner.plan_keywords import PlannerDataError, load_planner_data, normalise
+from portraitcraft.prompts.loader import render_prompt
 from portraitcraft.schemas import CompositionTargets
-from prompts.loader import render_prompt
 
 if TYPE_CHECKING:
-    from tools.vlm import VLMClient
+    from portraitcraft.tools.vlm import VLMClient
 
 CONDENSE_FILE = "condense.json"
 CONDENSE_PROMPT = "planner/condense.j2"

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.planner.targets import extract
+from portraitcraft.agents.planner.targets import extract
 from portraitcraft.data import load, resolve_image
 from portraitcraft.errors import PortraitcraftError
 
@@ -66,11 +66,11 @@ def fit_convention(train: str | Path, images: str | Path, *, analyze: Analyzer |
         train (str | Path): a Track 2 train file (JSON array / JSONL).
         images (str | Path): its image folder (root, then images_00..images_10).
         analyze (callable, optional): image path -> an object with `.subject` (SubjectFeatures or None);
-            defaults to tools.vision.analyze (the real pose/face models).
+            defaults to portraitcraft.tools.vision.analyze (the real pose/face models).
         limit (int, optional): stop after this many informative items (the analysis is the slow part).
     """
     if analyze is None:
-        from tools.vision import analyze as vision_analyze
+        from portraitcraft.tools.vision import analyze as vision_analyze
 
         analyze = vision_analyze
     parsed = load(train, "track2", strict=False)

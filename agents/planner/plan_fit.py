@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy.optimize import differential_evolution
 
-from agents.planner.canvas_policy import (
+from portraitcraft.agents.planner.canvas_policy import (
     CanvasPolicy,
     StrongRule,
     decide_index,
@@ -41,7 +41,7 @@ from agents.planner.canvas_policy import (
     orientation_of,
     ratio_label,
 )
-from agents.planner.targets import extract_targets
+from portraitcraft.agents.planner.targets import extract_targets
 from portraitcraft.data import load, resolve_image
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import CompositionTargets

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from prompts.loader import PromptError, load_prompt
+from portraitcraft.prompts.loader import PromptError, load_prompt
 
 _NON_WORD = re.compile(r"[^a-z0-9']+")
 

@@ -30,11 +30,11 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from agents.planner.condense import Sentence, condense_with_rules
-from agents.planner.plan_keywords import PhraseMatcher, load_planner_data, normalise
+from portraitcraft.agents.planner.condense import Sentence, condense_with_rules
+from portraitcraft.agents.planner.plan_keywords import PhraseMatcher, load_planner_data, normalise
 from portraitcraft.config import PlannerConfig
+from portraitcraft.prompts.loader import render_prompt
 from portraitcraft.schemas import CompositionTargets
-from prompts.loader import render_prompt
 
 LAYOUT = "planner/prompt_layout.j2"
 SPATIAL_FILE = "spatial_terms.json"

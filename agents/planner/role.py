@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from agents.planner.canvas_policy import CanvasPolicy, load_policy, rule_policy
-from agents.planner.condense import condense_llm
-from agents.planner.prompt_builder import BuiltPrompt, PromptBuilder, TokenCounter, load_token_counter
-from agents.planner.targets import Convention, extract_targets
+from portraitcraft.agents.planner.canvas_policy import CanvasPolicy, load_policy, rule_policy
+from portraitcraft.agents.planner.condense import condense_llm
+from portraitcraft.agents.planner.prompt_builder import BuiltPrompt, PromptBuilder, TokenCounter, load_token_counter
+from portraitcraft.agents.planner.targets import Convention, extract_targets
 from portraitcraft.config import DiffusionConfig, PlannerConfig, PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec
 
 if TYPE_CHECKING:
-    from tools.vlm import VLMClient
+    from portraitcraft.tools.vlm import VLMClient
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Planner:
         notes: list[str] = []
         targets = self.targets(spec)
         if vlm is not None and self.targets_mode == "llm":
-            from agents.planner.targets_llm import extract_targets_llm
+            from portraitcraft.agents.planner.targets_llm import extract_targets_llm
 
             try:
                 targets = await extract_targets_llm(vlm, spec.content, spec.composition, convention=self.convention)

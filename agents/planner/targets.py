@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
-from agents.planner.plan_keywords import PlannerDataError, load_planner_data
+from portraitcraft.agents.planner.plan_keywords import PlannerDataError, load_planner_data
 from portraitcraft.schemas import CompositionTargets
 
 TARGETS_FILE = "targets.json"

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.planner.targets import Convention
+from portraitcraft.agents.planner.targets import Convention
+from portraitcraft.prompts.loader import render_prompt
 from portraitcraft.schemas import CompositionTargets
-from prompts.loader import render_prompt
 
 if TYPE_CHECKING:
-    from tools.vlm import VLMClient
+    from portraitcraft.tools.vlm import VLMClient
 
 TARGETS_PROMPT = "planner/targets.j2"
 

@@ -23,8 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from portraitcraft.errors import PortraitcraftError
+from portraitcraft.prompts.loader import PromptError, render_text
 from portraitcraft.schemas import CompositionTargets
-from prompts.loader import PromptError, render_text
 
 RULES_DIR = Path(__file__).resolve().parent
 GeometryKey = Literal["horizontal", "vertical", "crop_level", "facing", "gaze", "people", "orientation", "subject"]

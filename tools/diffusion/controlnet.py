@@ -13,9 +13,9 @@ from typing import Any
 from PIL import Image
 
 from portraitcraft.config import DiffusionConfig
-from tools.diffusion.base import DiffusionError, GenParams
-from tools.diffusion.loading import torch_dtype
-from tools.pose_render import render_pose
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams
+from portraitcraft.tools.diffusion.loading import torch_dtype
+from portraitcraft.tools.pose_render import render_pose
 
 
 def load_controlnet(cfg: DiffusionConfig) -> Any:

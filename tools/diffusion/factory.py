@@ -1,23 +1,19 @@
-"""Build a generator / editor from its config section, and a run's backends (`build_backends`: executor, the
-one model pool, the drawer); backend modules are imported only when chosen, so the remote backend never imports
-torch.
+"""Build a generator / editor / refiner from its config section, and the model pool they share; backend modules
+are imported only when chosen, so the remote backend never imports torch. (A run's executor + pool + drawer:
+`portraitcraft.tools.backends`.)
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from portraitcraft.config import DiffusionConfig, GeneratorConfig, GpuConfig, PortraitcraftConfig
-from tools.diffusion.base import DiffusionError, ImageEditor, ImageGenerator
-from tools.gpu import ModelPool
+from portraitcraft.config import DiffusionConfig, GeneratorConfig, GpuConfig
+from portraitcraft.tools.diffusion.base import DiffusionError, ImageEditor, ImageGenerator
+from portraitcraft.tools.gpu import ModelPool
 
-if TYPE_CHECKING:
-    from tools.gpu_jobs import Drawer, Executor
-
-# backend -> (module under tools.diffusion, class). A local class takes (cfg, pool); remote takes (cfg).
+# backend -> (module under portraitcraft.tools.diffusion, class). A local class takes (cfg, pool); remote takes (cfg).
 GENERATORS: dict[str, tuple[str, str]] = {
     "zimage": ("zimage", "ZImageGenerator"),
     "zimage-turbo": ("zimage", "ZImageGenerator"),
@@ -44,7 +40,7 @@ def _construct(table: dict[str, tuple[str, str]], role: str, cfg: DiffusionConfi
             f"{', '.join(sorted(table))}"
         )
     module_name, class_name = table[cfg.backend]
-    cls = getattr(importlib.import_module(f"tools.diffusion.{module_name}"), class_name)
+    cls = getattr(importlib.import_module(f"portraitcraft.tools.diffusion.{module_name}"), class_name)
     if cfg.backend == "remote":
         return cls(cfg)
     return cls(cfg, pool if pool is not None else build_pool(cfg.device))
@@ -64,7 +60,7 @@ def build_pool(device: str, gpu: GpuConfig | None = None) -> ModelPool:
 
 
 PoolFor = Callable[[str], ModelPool]
-"""Gives the one model pool of a device (see `tools.gpu_jobs.JobRunner.pool_for`)."""
+"""Gives the one model pool of a device (see `portraitcraft.tools.gpu_jobs.JobRunner.pool_for`)."""
 
 
 def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None, *,
@@ -91,7 +87,7 @@ def build_generator(cfg: DiffusionConfig, pool: ModelPool | None = None, *,
     refiner_cfg = cfg.refiner if isinstance(cfg, GeneratorConfig) else None
     if refiner_cfg is None:
         return generator
-    from tools.diffusion.img2img import RefinedGenerator
+    from portraitcraft.tools.diffusion.img2img import RefinedGenerator
 
     if pool_for is not None:
         refiner_pool = pool_for(refiner_cfg.device)
@@ -121,43 +117,3 @@ def build_editor(cfg: DiffusionConfig, pool: ModelPool | None = None) -> ImageEd
         ...                                    model="/tiny/qwen-image-edit-v1"))  # doctest: +SKIP
     """
     return _construct(EDITORS, "editor", cfg, pool)
-
-
-@dataclass
-class Backends:
-    """What a run draws with: the executor of GPU jobs, the ONE model pool local backends share in this process
-    (None when no local backend runs here: remote backends only, or the Ray executor whose actors hold their
-    own), and the `Drawer` facade."""
-
-    executor: Executor
-    pool: ModelPool | None
-    drawer: Drawer
-
-    async def aclose(self) -> None:
-        await self.drawer.aclose()
-
-
-def build_backends(cfg: PortraitcraftConfig) -> Backends:
-    """The executor chosen by `[run] executor` ("lane": in-process GPU lane; "ray": `[ray]` actors), the model
-    pool (budget and eviction from `[gpu]`, shared by generator, refiner and editor), and the drawer.
-
-    Example:
-        >>> backends = build_backends(load_config("configs/zimage-turbo.toml"))  # doctest: +SKIP
-        >>> image = await backends.drawer.generate("a portrait", 832, 1216, 7, item_id="a")  # doctest: +SKIP
-        >>> await backends.aclose()  # doctest: +SKIP
-    """
-    from tools.gpu_jobs import Drawer, LaneExecutor
-
-    pool: ModelPool | None = None
-    executor: Executor
-    if cfg.run.executor == "ray":
-        from tools.ray_pool import RayGpuPool
-
-        executor = RayGpuPool(cfg.ray, cfg.gpu)
-    else:
-        lane = LaneExecutor(cfg.gpu)
-        local = [c for c in (cfg.generator, cfg.editor) if c.backend != "remote"]
-        if local:
-            pool = lane.runner.pool_for(local[0].device)
-        executor = lane
-    return Backends(executor=executor, pool=pool, drawer=Drawer(executor, cfg.generator, cfg.editor))

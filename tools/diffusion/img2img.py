@@ -11,10 +11,10 @@ import inspect
 
 from PIL import Image
 
-from tools.diffusion.base import DiffusionError, GenParams, ImageEditor, ImageGenerator, check_prompt
-from tools.diffusion.loading import vae_multiple
-from tools.diffusion.local import LocalBackend, call_kwargs, edit_size, pipeline_family
-from tools.diffusion.metadata import attach_meta, meta_of
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams, ImageEditor, ImageGenerator, check_prompt
+from portraitcraft.tools.diffusion.loading import vae_multiple
+from portraitcraft.tools.diffusion.local import LocalBackend, call_kwargs, edit_size, pipeline_family
+from portraitcraft.tools.diffusion.metadata import attach_meta, meta_of
 
 
 class Img2ImgEditor(LocalBackend):

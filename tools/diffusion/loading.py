@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from portraitcraft.config import DiffusionConfig
-from tools.diffusion.base import DiffusionError, check_seed
+from portraitcraft.tools.diffusion.base import DiffusionError, check_seed
 
 DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -80,7 +80,7 @@ def load_pipeline(cfg: DiffusionConfig) -> Any:
         index = DiffusionPipeline.load_config(cfg.model, **hub)
         components: dict[str, Any] = {}
         if "processor" in index:
-            from tools.diffusion.processors import load_image_only_processor, torchvision_available
+            from portraitcraft.tools.diffusion.processors import load_image_only_processor, torchvision_available
 
             if not torchvision_available():
                 components["processor"] = load_image_only_processor(cfg.model, **hub)

@@ -11,8 +11,8 @@ from typing import Any
 from PIL import Image
 
 from portraitcraft.config import DiffusionConfig, LoraConfig
-from tools.diffusion.base import DiffusionError, GenParams, check_size
-from tools.diffusion.loading import (
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams, check_size
+from portraitcraft.tools.diffusion.loading import (
     check_device,
     load_pipeline,
     pool_key,
@@ -20,9 +20,9 @@ from tools.diffusion.loading import (
     set_attention_backend,
     torch_dtype,
 )
-from tools.diffusion.lora import lora_meta, sync_loras
-from tools.diffusion.metadata import ImageMeta
-from tools.gpu import ModelPool
+from portraitcraft.tools.diffusion.lora import lora_meta, sync_loras
+from portraitcraft.tools.diffusion.metadata import ImageMeta
+from portraitcraft.tools.gpu import ModelPool
 
 
 def config_params(cfg: DiffusionConfig) -> GenParams:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from portraitcraft.config import LoraConfig
-from tools.diffusion.base import DiffusionError
-from tools.diffusion.metadata import LoraMeta
+from portraitcraft.tools.diffusion.base import DiffusionError
+from portraitcraft.tools.diffusion.metadata import LoraMeta
 
 _STATE_ATTR = "_portraitcraft_lora_state"
 

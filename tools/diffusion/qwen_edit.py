@@ -18,11 +18,11 @@ from typing import Any
 from PIL import Image
 
 from portraitcraft.config import DiffusionConfig
-from tools.diffusion.base import DiffusionError, GenParams, check_prompt
-from tools.diffusion.loading import vae_multiple
-from tools.diffusion.local import LocalBackend, call_kwargs, edit_size
-from tools.diffusion.metadata import attach_meta
-from tools.gpu import ModelPool
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams, check_prompt
+from portraitcraft.tools.diffusion.loading import vae_multiple
+from portraitcraft.tools.diffusion.local import LocalBackend, call_kwargs, edit_size
+from portraitcraft.tools.diffusion.metadata import attach_meta
+from portraitcraft.tools.gpu import ModelPool
 
 _AREA_LIMIT: ContextVar[int | None] = ContextVar("edit_area_limit", default=None)
 _MARK = "_portraitcraft_area_limit"

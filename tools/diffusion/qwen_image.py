@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from PIL import Image
 
-from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
-from tools.diffusion.loading import vae_multiple
-from tools.diffusion.local import LocalBackend, call_kwargs
-from tools.diffusion.metadata import attach_meta
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_size
+from portraitcraft.tools.diffusion.loading import vae_multiple
+from portraitcraft.tools.diffusion.local import LocalBackend, call_kwargs
+from portraitcraft.tools.diffusion.metadata import attach_meta
 
 
 class QwenImageGenerator(LocalBackend):

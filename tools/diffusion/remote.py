@@ -20,9 +20,16 @@ from PIL import Image
 
 from portraitcraft.config import DiffusionConfig, mask_secrets
 from portraitcraft.errors import InputError
-from tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_seed
-from tools.diffusion.metadata import ImageMeta, attach_meta
-from tools.retry import MalformedReply, RetriesExhausted, RetryPolicy, client_settings, describe_fault, server_message
+from portraitcraft.tools.diffusion.base import DiffusionError, GenParams, check_prompt, check_seed
+from portraitcraft.tools.diffusion.metadata import ImageMeta, attach_meta
+from portraitcraft.tools.retry import (
+    MalformedReply,
+    RetriesExhausted,
+    RetryPolicy,
+    client_settings,
+    describe_fault,
+    server_message,
+)
 
 
 def _png_bytes(image: Image.Image) -> bytes:

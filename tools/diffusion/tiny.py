@@ -5,7 +5,7 @@ portraitcraft/paths.py; overridable with the `root` argument or `PORTRAITCRAFT_T
 like a real checkpoint: set the backend's `model` to the folder `ensure_tiny_model` returns. Parallel
 processes building the same model wait on a lock file; a folder is complete only once it is moved into place.
 
-    python -m tools.diffusion.tiny build            # into <cache root>/tiny-models
+    python -m portraitcraft.tools.diffusion.tiny build            # into <cache root>/tiny-models
 
 Kinds: "zimage" (Z-Image / Turbo layout), "zimage-controlnet" (a Fun-Controlnet-Union-shaped pose ControlNet
 for the tiny Z-Image), "qwen-image", "qwen-image-edit" (serves Edit and Edit-Plus). The weights are random:
@@ -162,13 +162,13 @@ def build_tiny_model(kind: str, out: str | Path, *, seed: int = 0) -> Path:
         else:
             from diffusers import QwenImageEditPipeline
 
-            from tools.diffusion.processors import image_only_processor
+            from portraitcraft.tools.diffusion.processors import image_only_processor
 
             components = _qwen_components()
             processor = image_only_processor(components["tokenizer"], min_pixels=28 * 28, max_pixels=28 * 28 * 16)
             QwenImageEditPipeline(**components, processor=processor).save_pretrained(out)
             # Record the stock processor class, as real checkpoints do; loading swaps in the image-only one
-            # when torchvision is missing (tools.diffusion.loading).
+            # when torchvision is missing (portraitcraft.tools.diffusion.loading).
             _rewrite_json(out / "model_index.json", processor=["transformers", "Qwen2VLProcessor"])
             _rewrite_json(out / "processor" / "processor_config.json", processor_class="Qwen2VLProcessor")
     return out
@@ -238,8 +238,9 @@ def build_tiny_lora(model_dir: str | Path, out_file: str | Path, *, rank: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tools.diffusion.tiny build --out DIR [--kind KIND ...]`: build (or find) tiny models."""
-    parser = argparse.ArgumentParser(prog="python -m tools.diffusion.tiny", description=__doc__.splitlines()[0])
+    """`python -m portraitcraft.tools.diffusion.tiny build --out DIR [--kind KIND ...]`: build (or find) tiny models."""
+    parser = argparse.ArgumentParser(prog="python -m portraitcraft.tools.diffusion.tiny",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build tiny models into a cache folder (skips ones already built)")
     build.add_argument("--out", type=Path, default=None, help=f"cache folder (default {default_root()})")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from PIL import Image
 
-from tools.diffusion.base import GenParams, check_prompt, check_size
-from tools.diffusion.controlnet import control_image_for, controlnet_variant
-from tools.diffusion.loading import vae_multiple
-from tools.diffusion.local import LocalBackend, call_kwargs
-from tools.diffusion.metadata import attach_meta
+from portraitcraft.tools.diffusion.base import GenParams, check_prompt, check_size
+from portraitcraft.tools.diffusion.controlnet import control_image_for, controlnet_variant
+from portraitcraft.tools.diffusion.loading import vae_multiple
+from portraitcraft.tools.diffusion.local import LocalBackend, call_kwargs
+from portraitcraft.tools.diffusion.metadata import attach_meta
 
 
 class ZImageGenerator(LocalBackend):

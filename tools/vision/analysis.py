@@ -11,12 +11,12 @@ from PIL import Image
 
 from portraitcraft.config import VisionConfig
 from portraitcraft.schemas import PersonDetection, SubjectFeatures
-from tools.images import load_image
-from tools.pose_render import COCO17_NAMES
-from tools.vision.composition import seen, subject_features, subject_region
-from tools.vision.face import FaceBox, FaceInfo, analyze_face, detect_faces
-from tools.vision.mask import person_probability
-from tools.vision.pose import detect_persons
+from portraitcraft.tools.images import load_image
+from portraitcraft.tools.pose_render import COCO17_NAMES
+from portraitcraft.tools.vision.composition import seen, subject_features, subject_region
+from portraitcraft.tools.vision.face import FaceBox, FaceInfo, analyze_face, detect_faces
+from portraitcraft.tools.vision.mask import person_probability
+from portraitcraft.tools.vision.pose import detect_persons
 
 # Face detection keypoints (right eye, left eye, nose tip, mouth, right ear, left ear) -> COCO-17 names.
 _FACE_TO_COCO = {0: "right_eye", 1: "left_eye", 2: "nose", 4: "right_ear", 5: "left_ear"}

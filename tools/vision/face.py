@@ -15,7 +15,7 @@ import numpy as np
 
 from portraitcraft.config import VisionConfig
 from portraitcraft.schemas import Direction
-from tools.vision import models
+from portraitcraft.tools.vision import models
 
 # Face mesh indices (refine_landmarks=True: 478 points).
 NOSE_TIP = 1

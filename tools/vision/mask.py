@@ -1,14 +1,14 @@
 """Person mask: mediapipe selfie segmentation (bundled weights), one probability per pixel for all people.
 
 The segmenter also fires on things that are not people (about a quarter of a coffee-cup photo), so its
-mask only counts where a pose or a face detection says there is a person (`tools.vision.analysis`).
+mask only counts where a pose or a face detection says there is a person (`portraitcraft.tools.vision.analysis`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tools.vision import models
+from portraitcraft.tools.vision import models
 
 
 def _segmenter() -> object:

@@ -20,8 +20,8 @@ import numpy as np
 from portraitcraft.config import VisionConfig
 from portraitcraft.errors import InputError
 from portraitcraft.schemas import PersonDetection
-from tools.pose_render import COCO17_NAMES
-from tools.vision import models
+from portraitcraft.tools.pose_render import COCO17_NAMES
+from portraitcraft.tools.vision import models
 
 # COCO-17 index -> mediapipe pose landmark index.
 MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)

@@ -20,7 +20,7 @@ from typing import Literal
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import DiffusionConfig, EndpointConfig, PortraitcraftConfig, mask_secrets
 from portraitcraft.paths import cache_root, cache_source
 from portraitcraft.runs import package_versions
@@ -178,7 +178,7 @@ def check_ray(cfg: PortraitcraftConfig) -> Check:
     """With `[run] executor = "ray"`: the Ray cluster's nodes and GPUs (joined and left), or what a local Ray
     on this box will have."""
     try:
-        from tools.ray_pool import cluster_summary
+        from portraitcraft.tools.ray_pool import cluster_summary
     except ImportError as exc:
         return Check("ray", "fail", f"the Ray executor is not available ({exc})", "pip install 'portraitcraft[ray]'")
     try:

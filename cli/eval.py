@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import DataError, InputError
 
 app = typer.Typer(no_args_is_help=True)
@@ -48,7 +48,7 @@ def track1(
     A file with any unusable or missing prediction is refused (exit 2, every item listed) unless
     --allow-invalid fills them; an unusable prediction never raises the score.
     """
-    from eval.track1 import score_track1
+    from portraitcraft.eval.track1 import score_track1
 
     report = score_track1(pred, gt, per_attribute=per_attribute, allow_invalid=allow_invalid)
     if as_json:
@@ -97,8 +97,8 @@ def track2(
     """
     import asyncio
 
-    from eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
     from portraitcraft.data import detect_kind, parse_items, read_records
+    from portraitcraft.eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
 
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
@@ -158,10 +158,10 @@ def track2(
 
 async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool,
                  on_result: Callable[[int, Any], None]) -> list[Any]:
-    from agents.judge import Judge
-    from eval.track2 import judge_items
+    from portraitcraft.agents.judge import Judge
+    from portraitcraft.eval.track2 import judge_items
     from portraitcraft.paths import cache_root
-    from tools.vlm import VLMClient
+    from portraitcraft.tools.vlm import VLMClient
 
     cache_dir = cache_root(cfg.run.cache_dir) / "vlm" if cfg.judge.cache else None
     async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
@@ -175,7 +175,7 @@ def calibrate_judge(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Agreement between judge and human scores: Spearman, Kendall, Pearson, MAE (overall and per score)."""
-    from eval.calibration import calibrate
+    from portraitcraft.eval.calibration import calibrate
 
     report = calibrate(judge_csv, human_csv)
     if as_json:
@@ -202,7 +202,7 @@ def fidelity(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Region-aware drift: background PSNR, global SSIM, person CIEDE2000 and person LPIPS (when available)."""
-    from eval.fidelity import edit_drift
+    from portraitcraft.eval.fidelity import edit_drift
 
     report = edit_drift(a, b, mask, resize=resize).to_dict()
     if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import console, print_json
+from portraitcraft.cli.common import console, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def export(
 ) -> None:
     """Export preference pairs; bad rows and missing images are listed and skipped. Exit 0, or 1 when no pair
     was written."""
-    from tools.pairs_export import export_pairs, vision_pose
+    from portraitcraft.tools.pairs_export import export_pairs, vision_pose
 
     report = export_pairs(runs, out, fmt=fmt, min_difference=min_difference, content_margin=content_margin,
                           pose_fn=vision_pose if pose else None)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
 
 if TYPE_CHECKING:
-    from agents.planner.canvas_policy import CanvasPolicy
+    from portraitcraft.agents.planner.canvas_policy import CanvasPolicy
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,8 +49,8 @@ def fit(
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
     """Fit phrase weights and cut points to the train images' aspect ratios; compare with rule and square."""
-    from agents.planner.canvas_policy import rule_policy
-    from agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of
+    from portraitcraft.agents.planner.canvas_policy import rule_policy
+    from portraitcraft.agents.planner.plan_fit import FitSettings, fit_policy, read_train_set, report_of
 
     cfg = config_from_cli(config, sets)
     _check_images_and_out(images, out)
@@ -102,8 +102,8 @@ def fit_convention_cmd(
 ) -> None:
     """Measure with the vision models which reading of "her left" the train descriptions follow (strict: the
     viewer's right for a subject facing the camera; loose: the viewer's left) and store it in the policy."""
-    from agents.planner import policy_from_config
-    from agents.planner.convention_fit import fit_convention
+    from portraitcraft.agents.planner import policy_from_config
+    from portraitcraft.agents.planner.convention_fit import fit_convention
 
     cfg = config_from_cli(config, sets)
     _check_images_and_out(images, out)
@@ -111,7 +111,7 @@ def fit_convention_cmd(
     base = policy_from_config(planner_cfg)
 
     def analyze(path: Path) -> Any:
-        from tools.vision import analyze as vision_analyze
+        from portraitcraft.tools.vision import analyze as vision_analyze
 
         return vision_analyze(path, cfg.vision)
 
@@ -169,9 +169,9 @@ def show(
 ) -> None:
     """Explain the canvas a description gets (the words that counted, the targets, the decision), or with
     --file the orientation distribution over a file's items."""
-    from agents.planner import Planner
-    from agents.planner.prompt_builder import load_token_counter
-    from agents.planner.role import backend_token_budget
+    from portraitcraft.agents.planner import Planner
+    from portraitcraft.agents.planner.prompt_builder import load_token_counter
+    from portraitcraft.agents.planner.role import backend_token_budget
     from portraitcraft.schemas import Track2Spec
 
     if (description is None) == (file is None):

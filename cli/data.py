@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import console, print_json
+from portraitcraft.cli.common import console, print_json
 from portraitcraft.data import validate_file
 from portraitcraft.errors import InputError
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 
 app = typer.Typer(no_args_is_help=True)
 err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
@@ -52,8 +52,8 @@ def sft(
     as_json: bool = JsonOption,
 ) -> None:
     """Supervised LoRA fine-tuning (flow matching) on images with their [Content]/[Composition] prompts."""
-    from train.data import read_sft_items
-    from train.runner import run_training
+    from portraitcraft.train.data import read_sft_items
+    from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
     items = read_sft_items(train_file, images, cfg)
@@ -74,8 +74,8 @@ def dpo(
     as_json: bool = JsonOption,
 ) -> None:
     """Diffusion-DPO (flow matching) of a LoRA on preference pairs; optional pose ControlNet (train.pose)."""
-    from train.data import read_pairs
-    from train.runner import run_training
+    from portraitcraft.train.data import read_pairs
+    from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
     items = read_pairs(pairs)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console
 from portraitcraft.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,8 +30,8 @@ def reward(
         import uvicorn
     except ImportError:
         raise InputError("the reward server needs fastapi and uvicorn (pip install 'portraitcraft[serve]')") from None
-    from train.reward_server import build_app
-    from train.scorers import build_scorers
+    from portraitcraft.train.reward_server import build_app
+    from portraitcraft.train.scorers import build_scorers
 
     cfg = config_from_cli(config, sets, reward={"port": port, "host": host})
     scorers = build_scorers(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
@@ -28,9 +28,9 @@ def mine(
 ) -> None:
     """Mine failure modes: geometry of both images (always) + the [miner] VLM (when enabled); write rules/,
     pairs.jsonl (chosen = real, rejected = generated) and mining_report.md. Exit 0; 1 when no item was mined."""
-    from graphs.mine import run_mining
     from portraitcraft.data import load_track2
-    from tools.vision import analyze
+    from portraitcraft.graphs.mine import run_mining
+    from portraitcraft.tools.vision import analyze
 
     cfg = config_from_cli(config, sets)
     if counterparts is not None and not counterparts.is_dir():
@@ -40,12 +40,12 @@ def mine(
     async def go() -> object:
         vlm = drawer = planner = None
         if cfg.miner.enabled:
-            from tools.vlm import VLMClient
+            from portraitcraft.tools.vlm import VLMClient
 
             vlm = VLMClient(cfg.miner, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
         if counterparts is None:  # draw them with the configured generator, planned as `generate` plans drafts
-            from agents.planner import Planner
-            from graphs.generate_run import build_drawer
+            from portraitcraft.agents.planner import Planner
+            from portraitcraft.graphs.generate_run import build_drawer
 
             drawer, planner = build_drawer(cfg), Planner.from_config(cfg)
         try:

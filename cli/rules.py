@@ -8,9 +8,9 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from portraitcraft.commands.common import console, print_json
+from portraitcraft.cli.common import console, print_json
 from portraitcraft.errors import InputError
-from prompts.rules import lint_rules, load_rules
+from portraitcraft.prompts.rules import lint_rules, load_rules
 
 app = typer.Typer(no_args_is_help=True)
 RulesOption = typer.Option(None, "--rules", help="A folder of extra rule files (*.md) added to the shipped set.")

@@ -1,6 +1,6 @@
 """The `portraitcraft` command: a typer app that registers one sub-app per area.
 
-Sub-command modules live in portraitcraft/commands/ and must not import torch at module level, so that
+Sub-command modules live in cli/ and must not import torch at module level, so that
 `portraitcraft --help` works on an install without the `diffusion` extra.
 """
 
@@ -16,7 +16,7 @@ from rich.console import Console
 
 from portraitcraft.errors import PortraitcraftError
 
-# name -> (module under portraitcraft.commands, help). Each module exposes `app: typer.Typer`.
+# name -> (module under portraitcraft.cli, help). Each module exposes `app: typer.Typer`.
 SUBAPPS: dict[str, tuple[str, str]] = {
     "data": ("data", "Validate and inspect PortraitCraft data files."),
     "config": ("config", "Show the effective configuration."),
@@ -71,10 +71,10 @@ def _root(
 
 
 for _name, (_module, _help) in SUBAPPS.items():
-    _mod = importlib.import_module(f"portraitcraft.commands.{_module}")
+    _mod = importlib.import_module(f"portraitcraft.cli.{_module}")
     app.add_typer(_mod.app, name=_name, help=_help)
 for _name, (_module, _func) in COMMANDS.items():
-    _mod = importlib.import_module(f"portraitcraft.commands.{_module}")
+    _mod = importlib.import_module(f"portraitcraft.cli.{_module}")
     app.command(_name)(getattr(_mod, _func))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec
@@ -24,7 +24,7 @@ TARGET_KEYS = ("horizontal", "vertical", "crop_level", "facing", "gaze", "orient
 def _targets_reader(cfg: PortraitcraftConfig) -> Callable[[str, str], CompositionTargets]:
     """Composition targets as the planner reads them: its configured convention (`[planner] convention`,
     else a fitted policy's, else strict)."""
-    from agents.planner import Planner
+    from portraitcraft.agents.planner import Planner
 
     planner = Planner(cfg.planner)
     return lambda content, composition: planner.targets(
@@ -72,8 +72,8 @@ def inspect(
     read_targets = _targets_reader(cfg) if description is not None or specs else None
     fixed_targets = read_targets(description, "") if read_targets and description is not None else None
 
-    from agents.geometry_critic import critique_geometry
-    from tools.vision import analyze
+    from portraitcraft.agents.geometry_critic import critique_geometry
+    from portraitcraft.tools.vision import analyze
 
     failed = 0
     for image in images:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.syntax import Syntax
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from portraitcraft.commands.common import console
+from portraitcraft.cli.common import console
 from portraitcraft.errors import InputError
 
 
 def report(run: Path = typer.Argument(..., help="A generate run folder (holding results.jsonl).")) -> None:
     """Write RUN/report.html from RUN/results.jsonl (static, relative image links, no network)."""
-    from graphs.generate_report import write_report
+    from portraitcraft.graphs.generate_report import write_report
 
     if not run.is_dir():
         raise InputError(f"{run}: not a folder")

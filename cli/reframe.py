@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from portraitcraft.commands.common import ConfigOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
 
 HORIZONTAL = ("left", "center", "right")
@@ -33,11 +33,11 @@ def reframe(
     cfg = config_from_cli(config)
     from PIL import PngImagePlugin
 
-    from agents.reframe import parse_aspect
-    from agents.reframe import reframe as do_reframe
+    from portraitcraft.agents.reframe import parse_aspect
+    from portraitcraft.agents.reframe import reframe as do_reframe
     from portraitcraft.atomic import save_image_atomic
-    from tools.images import load_image
-    from tools.vision import analyze
+    from portraitcraft.tools.images import load_image
+    from portraitcraft.tools.vision import analyze
 
     ratio = parse_aspect(aspect) if aspect is not None else None
     picture = load_image(image)

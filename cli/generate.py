@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, print_json
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
@@ -41,7 +41,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Draw, critique against the rules and the geometric critic, correct until the critic passes."""
-    from graphs.generate_report import write_report
+    from portraitcraft.graphs.generate_report import write_report
     from portraitcraft.runs import RunFolder
 
     if strategy not in STRATEGIES:
@@ -127,7 +127,7 @@ class Board:
             self.live.update(self.render())
 
     def render(self) -> Table:
-        from graphs.generate_run import drawer_utilisation
+        from portraitcraft.graphs.generate_run import drawer_utilisation
 
         table = Table("items", "done", "in flight", "failed", "pass rate", "mean rounds", "GPU lane", "VLM p50",
                       title="portraitcraft generate")
@@ -142,18 +142,18 @@ class Board:
 
 async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_images: Path | None, strategy: str,
                *, live: bool) -> dict[str, Any]:
-    from graphs.generate_run import build_context, build_drawer, run_items
+    from portraitcraft.graphs.generate_run import build_context, build_drawer, run_items
 
     drawer = build_drawer(cfg)
     vlm = None
     if cfg.critic.enabled:
-        from tools.vlm import VLMClient
+        from portraitcraft.tools.vlm import VLMClient
 
         vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
     judge_client = judge = None
     if vlm is not None and cfg.loop.select_by_judge:  # a VLM setup: the judge ranks rounds that never passed
-        from agents.judge import Judge
-        from tools.vlm import VLMClient
+        from portraitcraft.agents.judge import Judge
+        from portraitcraft.tools.vlm import VLMClient
 
         judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
         judge = Judge(cfg.judge, judge_client)

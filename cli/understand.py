@@ -23,15 +23,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from portraitcraft.commands.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
 from portraitcraft.ids import item_key
 from portraitcraft.paths import cache_root
 
 if TYPE_CHECKING:
-    from graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
-    from tools.vlm import VLMClient
+    from portraitcraft.graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
+    from portraitcraft.tools.vlm import VLMClient
 
 err_console = Console(stderr=True)
 
@@ -52,13 +52,14 @@ app = typer.Typer(cls=_RunByDefault, no_args_is_help=True)
 
 
 def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
-    """Image path -> geometry hints from tools.vision (viewer's frame), or None when hints are off."""
+    """Image path -> geometry hints from portraitcraft.tools.vision (viewer's frame), or None when hints are off."""
     if not cfg.assessor.geometry_hints:
         return None
     try:
-        from tools.vision import analyze
+        from portraitcraft.tools.vision import analyze
     except ImportError as exc:  # the vision extra is not installed on this box
-        raise InputError(f"assessor.geometry_hints needs tools.vision, which cannot be imported here ({exc})") from None
+        raise InputError(f"assessor.geometry_hints needs portraitcraft.tools.vision, which cannot be imported here "
+                         f"({exc})") from None
 
     def measure(path: str) -> dict[str, Any]:
         analysis = analyze(path, cfg.vision)
@@ -72,13 +73,13 @@ def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
 
 def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[UnderstandContext, VLMClient, str]:
     """The run context (assessor, views, vote settings, calibration, geometry), its client and fingerprint."""
-    from agents.assessor import Assessor
-    from agents.assessor_calibration import Calibration
-    from agents.assessor_vote import VoteSettings
-    from agents.views import build_views
-    from graphs.understand import fingerprint
-    from graphs.understand_state import UnderstandContext
-    from tools.vlm import VLMClient
+    from portraitcraft.agents.assessor import Assessor
+    from portraitcraft.agents.assessor_calibration import Calibration
+    from portraitcraft.agents.assessor_vote import VoteSettings
+    from portraitcraft.agents.views import build_views
+    from portraitcraft.graphs.understand import fingerprint
+    from portraitcraft.graphs.understand_state import UnderstandContext
+    from portraitcraft.tools.vlm import VLMClient
 
     acfg = cfg.assessor
     views = build_views(flip=acfg.flip, max_pixels=acfg.max_pixels, templates=acfg.templates,
@@ -106,7 +107,7 @@ def _progress() -> Progress:
 
 async def _run_graph(items: Sequence[UnderstandItem], context: UnderstandContext, client: VLMClient, *,
                      run_dir: Path, run_fingerprint: str, concurrency: int, progress: bool) -> list[ItemOutcome]:
-    from graphs.understand import run_items
+    from portraitcraft.graphs.understand import run_items
 
     bar = _progress() if progress else None
     try:
@@ -252,7 +253,7 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Fit per-attribute level thresholds and the overall-vs-sum linear relation on validation votes."""
-    from agents.assessor_calibration import fit_calibration, join_rows
+    from portraitcraft.agents.assessor_calibration import fit_calibration, join_rows
     from portraitcraft.data import read_records
 
     rows, problems = join_rows(read_records(votes), read_records(gt))
@@ -293,7 +294,7 @@ def export_sft(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Write the Track 1 training set as chat SFT records with exactly the assessor's prompts and schema."""
-    from agents.assessor_sft import SFT_FORMATS, dataset_info, sft_record
+    from portraitcraft.agents.assessor_sft import SFT_FORMATS, dataset_info, sft_record
     from portraitcraft.atomic import atomic_write_json
     from portraitcraft.data import load
 
@@ -333,8 +334,8 @@ def export_sft(
 
 async def _grade(rows: list[dict[str, Any]], cfg: PortraitcraftConfig) -> None:
     """Grade the open-ended answers with the judge endpoint (a failed grading counts as wrong, with the error)."""
-    from agents.assessor_qa import grade_open
-    from tools.vlm import VLMClient, VLMError
+    from portraitcraft.agents.assessor_qa import grade_open
+    from portraitcraft.tools.vlm import VLMClient, VLMError
 
     pending = [r for r in rows if r["format"] == "open" and r["predicted"] is not None]
     if not pending:
@@ -361,7 +362,7 @@ def qa(
     as_json: bool = typer.Option(False, "--json", help="Print the accuracy table as JSON."),
 ) -> None:
     """Answer Q-Bench-Portrait-style questions with the same views and votes; accuracy per format."""
-    from agents.assessor_qa import accuracy_by_format, exact_match, parse_questions
+    from portraitcraft.agents.assessor_qa import accuracy_by_format, exact_match, parse_questions
     from portraitcraft.data import read_records
 
     cfg = config_from_cli(config, sets)

@@ -1,1 +1,0 @@
-"""CLI sub-command groups, one module each; portraitcraft/cli.py registers them."""
