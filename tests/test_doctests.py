@@ -12,17 +12,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("portraitcraft", "tools", "agents", "graphs", "eval", "prompts")
+# source folder -> installed package name (pyproject.toml's package-dir)
+PACKAGES = {"portraitcraft": "portraitcraft", "cli": "portraitcraft.cli", "tools": "portraitcraft.tools",
+            "agents": "portraitcraft.agents", "graphs": "portraitcraft.graphs", "eval": "portraitcraft.eval",
+            "train": "portraitcraft.train", "prompts": "portraitcraft.prompts"}
 OPTIONAL = {"torch", "diffusers", "transformers", "accelerate", "peft", "rtmlib", "onnxruntime", "onnx", "cv2",
             "mediapipe", "ray"}
 
 
 def modules_with_examples() -> list[str]:
     found = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
             if re.search(r"^\s*>>> ", path.read_text(encoding="utf-8"), flags=re.M):
-                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+                parts = path.relative_to(ROOT / folder).with_suffix("").parts
+                found.append(".".join([package, *(p for p in parts if p != "__init__")]))
     return found
 
 
