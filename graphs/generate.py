@@ -61,8 +61,9 @@ async def draft(state: GenerateState, runtime: Runtime[GenerateContext]) -> Comm
 async def critique(state: GenerateState, runtime: Runtime[GenerateContext]) -> Command[Literal["edit", "finalize"]]:
     ctx = runtime.context
     update = await steps.critique_last(state, ctx)
-    verdict = stop_verdict(strategy=ctx.strategy, passed=bool(update["rounds"][-1]["passed"]),
-                           corrections=len(update["rounds"]) - 1, max_rounds=ctx.max_rounds)
+    last = update["rounds"][-1]  # the critiqued round; its index = images made after the first one
+    verdict = stop_verdict(strategy=ctx.strategy, passed=bool(last["passed"]), corrections=last["round"],
+                           max_rounds=ctx.max_rounds)
     return Command(update={**update, "verdict": verdict}, goto="finalize" if verdict else "edit")
 
 

@@ -8,11 +8,10 @@ built once per run and passed again on resume; never checkpointed.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from PIL import Image
 
@@ -49,8 +48,32 @@ class Round(TypedDict, total=False):
     edit: dict[str, Any]
     """the editor's full decision (EditPlan.to_json())"""
     analysis: dict[str, Any] | None
+    """the vision features measured at critique (`Analysis.to_json()`: persons, subject; no pixels)"""
+    mask: str | None
+    """the person mask measured at critique, a PNG path relative to the run folder (None: no person); what
+    the drift guard reads, so a resumed item decides exactly as an uninterrupted one"""
     heuristics: dict[str, Any] | None
     judge_score: float
+
+
+def merge_rounds(current: Sequence[Round] | None, update: Sequence[Round] | None) -> list[Round]:
+    """The `rounds` reducer: a step sends only the rounds it changed. An entry whose `round` index exists
+    patches that round (its keys win); the next index appends; anything else is a bug.
+
+    Example:
+        >>> merge_rounds([{"round": 0, "image": "a.png"}], [{"round": 0, "passed": False}, {"round": 1}])
+        [{'round': 0, 'image': 'a.png', 'passed': False}, {'round': 1}]
+    """
+    rounds: list[Round] = list(current or [])
+    for entry in update or []:
+        k = entry["round"]
+        if k < len(rounds):
+            rounds[k] = Round(**{**rounds[k], **entry})
+        elif k == len(rounds):
+            rounds.append(entry)
+        else:
+            raise ValueError(f"round {k} cannot follow {len(rounds)} rounds")
+    return rounds
 
 
 class GenerateState(TypedDict, total=False):
@@ -58,7 +81,8 @@ class GenerateState(TypedDict, total=False):
     spec: dict[str, Any]
     plan: dict[str, Any] | None
     targets: dict[str, Any] | None
-    rounds: list[Round]
+    rounds: Annotated[list[Round], merge_rounds]
+    """one entry per image, appended (or patched) one step at a time: paths and small records only"""
     cost: dict[str, float]
     verdict: str | None
     status: Status
@@ -109,21 +133,10 @@ class GenerateContext:
     on_event: Callable[[str, dict[str, Any]], None] | None = None
     judge: Any = None
     """portraitcraft.agents.judge.Judge: ranks the rounds of an item that never passed (None = findings alone)."""
-    analyses: OrderedDict[str, Any] = field(default_factory=OrderedDict)
-    max_cached_analyses: int = 64
 
     def emit(self, kind: str, **data: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, data)
-
-    def remember_analysis(self, path: str, analysis: Any) -> None:
-        """Keep recent vision analyses (masks for the drift guard, boxes for reframing) in memory only."""
-        if analysis is None:
-            return
-        self.analyses[path] = analysis
-        self.analyses.move_to_end(path)
-        while len(self.analyses) > self.max_cached_analyses:
-            self.analyses.popitem(last=False)
 
 
 def initial_state(spec: Track2Spec) -> GenerateState:
@@ -131,4 +144,4 @@ def initial_state(spec: Track2Spec) -> GenerateState:
                          cost={}, verdict=None, status="running", error=None, final_round=None, started=time.time())
 
 
-__all__ = ["Drawer", "GenerateContext", "GenerateState", "Round", "Strategy", "initial_state"]
+__all__ = ["Drawer", "GenerateContext", "GenerateState", "Round", "Strategy", "initial_state", "merge_rounds"]

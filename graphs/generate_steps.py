@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from portraitcraft.agents.editor import EditPlan, best_round
@@ -98,26 +99,49 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
 
 
 async def critique_last(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    """Critique the newest round; its person mask is written beside its image (the drift guard reads it)."""
     spec = spec_of(state)
-    rounds = [dict(r) for r in state["rounds"]]
-    last = rounds[-1]
+    last = dict(state["rounds"][-1])
     path = abs_path(ctx, last["image"])
     out = await ctx.critic.critique(path, spec.content, spec.composition, targets_of(state))
-    ctx.remember_analysis(path, out.analysis_object)
+    mask = await asyncio.to_thread(save_mask, ctx, spec.id, last["round"], out.analysis_object)
     last.update(findings=[f.model_dump(mode="json") for f in out.findings], passed=out.passed,
                 disagreements=out.disagreements, failures=out.failures, analysis=out.analysis,
-                heuristics=out.heuristics)
+                heuristics=out.heuristics, mask=mask)
     ctx.emit("critique", id=spec.id, round=last["round"], passed=out.passed, vlm_seconds=out.vlm_seconds,
              vlm_calls=out.vlm_calls)
-    return {"rounds": rounds, "cost": add_cost(state, vlm_calls=out.vlm_calls, vlm_seconds=out.vlm_seconds)}
+    return {"rounds": [last], "cost": add_cost(state, vlm_calls=out.vlm_calls, vlm_seconds=out.vlm_seconds)}
 
 
-def mask_of(ctx: GenerateContext) -> Any:
+def save_mask(ctx: GenerateContext, item_id: str, k: int, analysis: Any) -> str | None:
+    """Round k's person mask as a lossless 1-bit PNG beside its image; None when no person was found."""
+    mask = getattr(analysis, "mask", None)
+    if mask is None:
+        return None
+    path = ctx.run.item_dir(item_id) / f"round_{k}.mask.png"
+    save_image_atomic(Image.fromarray(np.asarray(mask, dtype=bool)), path)
+    return path.relative_to(ctx.run.root).as_posix()
+
+
+def mask_of(state: GenerateState, ctx: GenerateContext) -> Any:
+    """Image path (run-relative) -> its person mask, from the mask file its round recorded at critique; a round
+    without one (a run made before masks were recorded) is measured again. Never a run-wide memory cache."""
+    by_image = {r.get("image"): r for r in state["rounds"]}
+
     def get(rel: str) -> Any:
-        analysis = ctx.analyses.get(abs_path(ctx, rel))
+        recorded = by_image.get(rel, {})
+        if recorded.get("mask"):
+            return load_mask(abs_path(ctx, recorded["mask"]))
+        if "mask" in recorded or ctx.critic.analyze is None:
+            return None  # measured: no person (or nothing can measure it)
+        analysis = ctx.critic.analyze(load_image(abs_path(ctx, rel)))
         return getattr(analysis, "mask", None)
     return get
 
+
+def load_mask(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) > 127
 
 def next_plan(state: GenerateState, ctx: GenerateContext) -> EditPlan:
     """The editor's decision, adjusted to the strategy and the generation budget."""
@@ -125,7 +149,7 @@ def next_plan(state: GenerateState, ctx: GenerateContext) -> EditPlan:
     if ctx.strategy == "best-of-n":  # independent samples: the same prompt, a new seed, no feedback
         return EditPlan("regenerate", "", len(rounds) - 1, "best-of-n: another independent sample",
                         prompt=plan.get("prompt", ""))
-    decision = ctx.editor.decide(rounds, targets_of(state), prompt=plan.get("prompt", ""), mask_of=mask_of(ctx),
+    decision = ctx.editor.decide(rounds, targets_of(state), prompt=plan.get("prompt", ""), mask_of=mask_of(state, ctx),
                                   path_of=lambda rel: abs_path(ctx, rel))
     if decision.action == "regenerate" and (state.get("cost") or {}).get("generations", 0) >= \
             ctx.cfg.loop.max_generations and ctx.editor.can_edit:
@@ -164,10 +188,10 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
     rel = await asyncio.to_thread(save_round, ctx, spec.id, k, image)
     rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
                       edit=decision.to_json())
-    rounds.append(Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
-                        findings=None, passed=None, action=None, base_round=decision.base_round))
+    new = Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
+                findings=None, passed=None, action=None, base_round=decision.base_round)
     ctx.emit("edit", id=spec.id, round=k, action=decision.action)
-    return {"rounds": rounds, "cost": add_cost(state, **cost)}
+    return {"rounds": [rounds[-1], new], "cost": add_cost(state, **cost)}
 
 
 async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
@@ -176,7 +200,7 @@ async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
         return None, "no reframer available (the vision part is not installed)"
     goal = decision.reframe or {}
     aspect = plan["width"] / plan["height"] if goal.get("orientation") else None
-    analysis = ctx.analyses.get(path)
+    analysis = None  # measured afresh on the image being cropped (deterministic: a resume decides the same)
     try:
         source = await asyncio.to_thread(load_image, path)
         if goal.get("mirror"):  # the subject now faces / looks the other way; measure the mirrored picture
