@@ -11,6 +11,7 @@ means. Any other exception is a bug and stops the run. One scoring method judges
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import math
@@ -21,6 +22,7 @@ from typing import Any
 
 from portraitcraft.agents.judge import Judge, JudgeResult
 from portraitcraft.atomic import atomic_write_text
+from portraitcraft.batch import run_batch
 from portraitcraft.config import mask_secrets
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import PortraitcraftError
@@ -219,7 +221,6 @@ async def judge_items(
         on_result (callable, optional): `on_result(index, score)` as each item finishes (keeps finished
             work when the run is interrupted).
     """
-    limit = asyncio.Semaphore(max_in_flight or 2 * judge.cfg.max_concurrency)
     deadline = judge.cfg.item_deadline if deadline is None else deadline
     results: dict[int, ImageScore] = {}
 
@@ -241,46 +242,42 @@ async def judge_items(
     if probe_error is not None:
         return [finish(i, ImageScore(s.image_path, error=mask_secrets(probe_error))) for i, s in enumerate(specs)]
 
-    async def one(index: int, spec: Track2Spec) -> ImageScore:
-        async with limit:
-            clock = asyncio.timeout(deadline)
-            try:
-                path = resolve_image(images_dir, spec.image_path)
-                if path is None:
-                    return finish(index, ImageScore(spec.image_path, error=f"image not found under {images_dir}"))
-                async with clock:
-                    image = await asyncio.to_thread(load_image, path)
-                    result = await judge.score(image, spec.content, spec.composition)
-            except TimeoutError:
-                if not clock.expired():
-                    raise
-                error = (f"JudgeError: no verdict within the {deadline:g}s item deadline "
-                         f"(judge.item_deadline; each attempt waits up to judge.timeout = {judge.cfg.timeout:g}s)")
-                return finish(index, ImageScore(spec.image_path, error=error))
-            except PortraitcraftError as exc:  # expected per-item failures; anything else stops the run
-                return finish(index, ImageScore(spec.image_path, error=mask_secrets(f"{type(exc).__name__}: {exc}")))
-            return finish(index, ImageScore(spec.image_path, result=result))
+    async def one(entry: tuple[int, Track2Spec]) -> ImageScore:
+        index, spec = entry
+        clock = asyncio.timeout(deadline)
+        try:
+            path = resolve_image(images_dir, spec.image_path)
+            if path is None:
+                return finish(index, ImageScore(spec.image_path, error=f"image not found under {images_dir}"))
+            async with clock:
+                image = await asyncio.to_thread(load_image, path)
+                result = await judge.score(image, spec.content, spec.composition)
+        except TimeoutError:
+            if not clock.expired():
+                raise
+            error = (f"JudgeError: no verdict within the {deadline:g}s item deadline "
+                     f"(judge.item_deadline; each attempt waits up to judge.timeout = {judge.cfg.timeout:g}s)")
+            return finish(index, ImageScore(spec.image_path, error=error))
+        return finish(index, ImageScore(spec.image_path, result=result))
 
-    tasks = [asyncio.create_task(one(i, s)) for i, s in enumerate(specs)]
-    try:
-        if progress and tasks:
+    def failed(entry: tuple[int, Track2Spec], exc: PortraitcraftError) -> None:
+        finish(entry[0], ImageScore(entry[1].image_path, error=mask_secrets(f"{type(exc).__name__}: {exc}")))
+
+    entries = list(enumerate(specs))
+    with contextlib.ExitStack() as stack:
+        advance: Callable[..., None] = lambda *_: None  # noqa: E731
+        if progress and entries:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             columns = (TextColumn(f"judging ({judge.method})"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn())
-            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-                task_id = bar.add_task("judge", total=len(tasks))
-                for fut in asyncio.as_completed(tasks):
-                    await fut
-                    bar.advance(task_id)
-        else:
-            for fut in asyncio.as_completed(tasks):
-                await fut
-    finally:  # a bug in one item, or Ctrl-C: stop the others at once
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            bar = stack.enter_context(Progress(*columns, console=Console(stderr=True), transient=True))
+            task_id = bar.add_task("judge", total=len(entries))
+            advance = lambda *_: bar.advance(task_id)  # noqa: E731
+        await run_batch(entries, one, key=lambda e: str(e[0]),
+                        concurrency=max_in_flight or 2 * judge.cfg.max_concurrency, on_done=advance,
+                        on_failed=lambda entry, exc: (failed(entry, exc), advance()))
     return [results[i] for i in range(len(specs))]
 
 

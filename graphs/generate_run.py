@@ -8,24 +8,21 @@ item, and an unfinished thread continues from its last checkpoint (`ainvoke(None
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
 from portraitcraft.agents.critic import Critic
 from portraitcraft.agents.editor import Editor, reframeable_rules
+from portraitcraft.batch import run_batch
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.graphs.generate import build_graph
 from portraitcraft.graphs.generate_state import GenerateContext, Strategy, initial_state
+from portraitcraft.graphs.threads import open_checkpointer, thread_status
 from portraitcraft.ids import default_item_id
 from portraitcraft.prompts.rules import load_rules
 from portraitcraft.runs import ResultsLog, RunFolder, failed_row
@@ -111,17 +108,6 @@ def build_context(
         pairs_done={r["id"] for r in pairs if "id" in r}, on_event=on_event, judge=judge)
 
 
-@contextlib.asynccontextmanager
-async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """The run's SQLite checkpointer in WAL mode with synchronous=NORMAL: a commit reaches the OS without an
-    fsync (a killed process loses nothing; a power cut may lose the last checkpoints, which resume redoes).
-    With the default FULL sync each of an item's ~10 checkpoints paid several fsyncs."""
-    async with aiosqlite.connect(str(path)) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        yield AsyncSqliteSaver(conn)
-
-
 def problem_row(problem: ItemProblem) -> dict[str, Any]:
     raw = problem.image_path or f"item-{problem.index}"
     return {"id": default_item_id(raw), "image_path": problem.image_path, "status": "failed",
@@ -131,7 +117,10 @@ def problem_row(problem: ItemProblem) -> dict[str, Any]:
 
 async def run_items(ctx: GenerateContext, specs: Sequence[Track2Spec], problems: Sequence[ItemProblem] = (),
                     *, concurrency: int | None = None) -> dict[str, Any]:
-    """Run (or resume) every item; returns the summary (see `summarize`)."""
+    """Run (or resume) every item through the batch driver; returns the summary (see `summarize`).
+
+    An item with a results row is skipped; an interrupted thread is re-entered from its last checkpoint; a
+    `PortraitcraftError` escaping the graph is that item's failed row; anything else stops the run."""
     results = ctx.run.results
     done = results.done_ids(status=None)
     for problem in problems:
@@ -140,31 +129,24 @@ async def run_items(ctx: GenerateContext, specs: Sequence[Track2Spec], problems:
             results.append(row)
             done.add(row["id"])
             ctx.emit("finalize", id=row["id"], status="failed", passed=False, rounds=0)
-    limit = concurrency or ctx.cfg.run.concurrency
     recursion = 10 + 2 * (ctx.max_rounds + 2)
     start = time.perf_counter()
     async with open_checkpointer(ctx.run.root / CHECKPOINTS) as saver:
         graph = build_graph().compile(checkpointer=saver)
-        gate = asyncio.Semaphore(limit)
 
         async def one(spec: Track2Spec) -> None:
-            if spec.id in done:
-                return
-            async with gate:
-                config: dict[str, Any] = {"configurable": {"thread_id": spec.id}, "recursion_limit": recursion}
-                snapshot = await graph.aget_state(config)
-                values = snapshot.values or {}
-                resumable = bool(values) and bool(snapshot.next or snapshot.tasks)
-                ctx.emit("start", id=spec.id, resumed=resumable)
-                try:
-                    await graph.ainvoke(None if resumable else initial_state(spec), config, context=ctx)
-                except PortraitcraftError as exc:  # an expected failure of this item: a failed row, go on.
-                    # Anything else is a bug: it stops the run; finished rows stay and --resume continues.
-                    results.append(failed_row(spec.id, exc, image_path=spec.image_path, passed=False, rounds=0,
-                                              history=[], cost={}))
-                    ctx.emit("finalize", id=spec.id, status="failed", passed=False, rounds=0)
+            config: dict[str, Any] = {"configurable": {"thread_id": spec.id}, "recursion_limit": recursion}
+            status, _ = await thread_status(graph, config)
+            ctx.emit("start", id=spec.id, resumed=status == "interrupted")
+            await graph.ainvoke(None if status == "interrupted" else initial_state(spec), config, context=ctx)
 
-        await asyncio.gather(*(one(s) for s in specs))
+        def failed(spec: Track2Spec, exc: PortraitcraftError) -> None:
+            results.append(failed_row(spec.id, exc, image_path=spec.image_path, passed=False, rounds=0,
+                                      history=[], cost={}))
+            ctx.emit("finalize", id=spec.id, status="failed", passed=False, rounds=0)
+
+        await run_batch(specs, one, key=lambda s: s.id, concurrency=concurrency or ctx.cfg.run.concurrency,
+                        skip=done, on_failed=failed)
     ids = [s.id for s in specs] + [problem_row(p)["id"] for p in problems]
     return summarize(results.rows(), ids, ctx.drawer, time.perf_counter() - start)
 

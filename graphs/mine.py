@@ -10,11 +10,13 @@ a finished item is never redone), copies each pair into the run folder, and writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import json
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,13 @@ from portraitcraft.agents.miner import (
     name_mode,
     write_rule_set,
 )
-from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
+from portraitcraft.batch import run_batch
 from portraitcraft.data import find_image
-from portraitcraft.errors import PortraitcraftError
+from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.mine_state import MineContext, MineState
-from portraitcraft.runs import RunFolder
+from portraitcraft.ids import item_key
+from portraitcraft.runs import RunFolder, failed_row
 from portraitcraft.schemas import SubjectFeatures, Track2Spec
 
 
@@ -107,30 +111,29 @@ def sample_items(items: Sequence[Track2Spec], n: int | None, seed: int = 0) -> l
 
 async def _mine_one(graph: Any, ctx: MineContext, run: RunFolder, item: Track2Spec, images: Path,
                     counterparts: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": item.id, "image_path": item.image_path, "status": "failed"}
+    """One item's mined row; a missing image or a failed model call raises (the batch driver's failed row)."""
     found = {"real": find_image(images, item.image_path), "generated": find_image(counterparts, item.image_path)}
     missing = [f"{what} image {item.image_path!r}: {look.problem}" for what, look in found.items() if look.path is None]
     if missing:
-        row["error"] = f"item {item.id}: " + "; ".join(missing)
-        return row
+        raise InputError("; ".join(missing))
     real, generated = found["real"].path, found["generated"].path
     folder = run.item_dir(item.id)
     local_real = folder / f"real{real.suffix.lower()}"
     local_gen = folder / f"generated{generated.suffix.lower()}"
     atomic_write_bytes(local_real, real.read_bytes())
     atomic_write_bytes(local_gen, generated.read_bytes())
-    try:
-        state = await graph.ainvoke({"id": item.id, "description": item.description, "real": str(local_real),
-                                     "generated": str(local_gen)}, context=ctx)
-    except PortraitcraftError as exc:
-        row["error"] = f"item {item.id}: {exc}"
-        return row
+    state = await graph.ainvoke({"id": item.id, "description": item.description, "real": str(local_real),
+                                 "generated": str(local_gen)}, context=ctx)
     rel = run.root
-    row.update(status="done", real=str(local_real.relative_to(rel)), generated=str(local_gen.relative_to(rel)),
-               prompt=item.description, real_features=state.get("real_features"),
-               generated_features=state.get("generated_features"), discrepancies=state.get("discrepancies", []),
-               vlm_error=state.get("vlm_error"))
-    return row
+    return {"id": item.id, "image_path": item.image_path, "status": "done",
+            "real": str(local_real.relative_to(rel)), "generated": str(local_gen.relative_to(rel)),
+            "prompt": item.description, "real_features": state.get("real_features"),
+            "generated_features": state.get("generated_features"),
+            "discrepancies": state.get("discrepancies", []), "vlm_error": state.get("vlm_error")}
+
+
+def _failed_row(item: Track2Spec, exc: PortraitcraftError) -> dict[str, Any]:
+    return failed_row(item.id, exc, image_path=item.image_path) | {"error": f"item {item.id}: {exc}"}
 
 
 async def draw_counterparts(items: Sequence[Track2Spec], *, drawer: Any, planner: Any, out: Path,
@@ -138,24 +141,17 @@ async def draw_counterparts(items: Sequence[Track2Spec], *, drawer: Any, planner
     """Draw the generated counterpart of every item with the configured generator (through the Drawer: GPU
     jobs on the lane or Ray actors), planned exactly as `generate` plans its drafts; saved as
     `out/counterparts/<image_path basename>`. Already drawn items are kept (resumable)."""
-    from portraitcraft.atomic import save_image_atomic
-    from portraitcraft.ids import item_key
-
     folder = out / "counterparts"
     folder.mkdir(parents=True, exist_ok=True)
-    gate = asyncio.Semaphore(concurrency)
 
     async def one(item: Track2Spec) -> None:
-        target = folder / item_key(item.image_path)
-        if target.is_file():
-            return
         plan = planner.plan(item)
-        async with gate:
-            image = await drawer.generate(plan.prompt, plan.width, plan.height, plan.seed, item_id=item.id)
+        image = await drawer.generate(plan.prompt, plan.width, plan.height, plan.seed, item_id=item.id)
         drawer.item_done(item.id)
-        await asyncio.to_thread(save_image_atomic, image, target)
+        await asyncio.to_thread(save_image_atomic, image, folder / item_key(item.image_path))
 
-    await asyncio.gather(*(one(item) for item in items))
+    drawn = {item.id for item in items if (folder / item_key(item.image_path)).is_file()}
+    await run_batch(items, one, key=lambda i: i.id, concurrency=concurrency, skip=drawn)
     return folder
 
 
@@ -178,23 +174,23 @@ async def run_mining(items: Sequence[Track2Spec], *, images: Path, counterparts:
         counterparts = await draw_counterparts(chosen, drawer=drawer, planner=planner, out=out,
                                                concurrency=concurrency)
     done = run.results.done_ids(status=None) if resume else set()
-    todo = [item for item in chosen if item.id not in done]
+    todo = [item for item in chosen if item.id not in done]  # for the progress bar
     graph = build_graph()
     ctx = MineContext(analyze=analyze, vlm=vlm)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(item: Track2Spec) -> None:
-        async with gate:
-            run.results.append(await _mine_one(graph, ctx, run, item, images, counterparts))
-
-    if show_progress:
-        with Progress() as progress:
+    with contextlib.ExitStack() as stack:
+        advance: Callable[[], None] = lambda: None  # noqa: E731
+        if show_progress:
+            progress = stack.enter_context(Progress())
             task = progress.add_task("mining", total=len(todo))
-            for fut in asyncio.as_completed([one(i) for i in todo]):
-                await fut
-                progress.advance(task)
-    else:
-        await asyncio.gather(*(one(i) for i in todo))
+            advance = functools.partial(progress.advance, task)
+
+        def keep(item: Track2Spec, row: dict[str, Any]) -> None:
+            run.results.append(row)
+            advance()
+
+        await run_batch(chosen, lambda item: _mine_one(graph, ctx, run, item, images, counterparts),
+                        key=lambda i: i.id, concurrency=concurrency, skip=done,
+                        on_done=keep, on_failed=lambda item, exc: keep(item, _failed_row(item, exc)))
     return await finish_mining(run, vlm=vlm, max_modes=max_modes, n_sampled=len(chosen))
 
 

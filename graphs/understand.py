@@ -26,7 +26,10 @@ from langgraph.types import Command, Send
 from portraitcraft.agents.assessor import Question
 from portraitcraft.agents.assessor_vote import VoteError, vote_qa, vote_track1
 from portraitcraft.agents.views import View
+from portraitcraft.batch import run_batch
 from portraitcraft.config import AssessorConfig
+from portraitcraft.errors import PortraitcraftError
+from portraitcraft.graphs.threads import open_checkpointer, thread_status
 from portraitcraft.graphs.understand_state import (
     ItemOutcome,
     UnderstandContext,
@@ -55,8 +58,8 @@ async def prepare(state: UnderstandState, runtime: Runtime[UnderstandContext]) -
     if runtime.context.measure is not None:
         try:
             hints = await asyncio.to_thread(runtime.context.measure, item["image"])
-        except Exception as exc:  # a vision failure is this item's problem, never the run's
-            return Command(goto=END, update={"status": "failed",
+        except PortraitcraftError as exc:  # the one failure policy: an expected failure is this item's; a bug
+            return Command(goto=END, update={"status": "failed",  # (anything else) stops the run
                                              "error": f"geometry hints: {type(exc).__name__}: {exc}"})
         hints = dict(hints) if hints else None
     views = [v.to_dict() for v in runtime.context.views]
@@ -159,11 +162,7 @@ async def run_items(
     Returns:
         One ItemOutcome per item, in input order; votes recomputed with the context's settings.
     """
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     folder = Path(checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    semaphore = asyncio.Semaphore(max(1, concurrency))
 
     async def call(callback: Callable[..., Any] | None, *args: Any) -> None:
         if callback is not None:
@@ -171,37 +170,38 @@ async def run_items(
             if asyncio.iscoroutine(result):
                 await result
 
-    async with AsyncSqliteSaver.from_conn_string(str(folder / CHECKPOINT_FILE)) as saver:
+    async with open_checkpointer(folder / CHECKPOINT_FILE) as saver:
         graph = build_graph().compile(checkpointer=saver)
 
         async def one(item: UnderstandItem) -> ItemOutcome:
             cfg: dict[str, Any] = {"configurable": {"thread_id": thread_id(item, run_fingerprint)},
                                    "max_concurrency": max(1, len(context.views)),
                                    "recursion_limit": RECURSION_LIMIT}
-            async with semaphore:
-                snapshot = await graph.aget_state(cfg)
-                values = dict(snapshot.values or {})
-                if values.get("status") == "finished" and not snapshot.next and not snapshot.tasks:
-                    outcome = ItemOutcome(item, _revoted(values, context), reused=True)
-                    for _ in values.get("results") or []:
-                        await call(on_view, item["id"])
-                    await call(on_item, outcome)
-                    return outcome
-                resume = bool(values) and bool(snapshot.next or snapshot.tasks) and values.get("status") is None
-                if resume:
-                    for _ in values.get("results") or []:
-                        await call(on_view, item["id"])
-                payload = None if resume else {"item": item, "results": None, "vote": None, "status": None,
-                                               "error": None}
-                async for update in graph.astream(payload, cfg, context=context, stream_mode="updates"):
-                    if "assess_view" in update:
-                        await call(on_view, item["id"])
-                final = dict((await graph.aget_state(cfg)).values)
-            outcome = ItemOutcome(item, final, reused=False)
-            await call(on_item, outcome)
-            return outcome
+            status, values = await thread_status(graph, cfg)
+            if status == "finished" and values.get("status") == "finished":  # a failed item is asked again
+                for _ in values.get("results") or []:
+                    await call(on_view, item["id"])
+                return ItemOutcome(item, _revoted(values, context), reused=True)
+            resume = status == "interrupted" and values.get("status") is None
+            if resume:
+                for _ in values.get("results") or []:
+                    await call(on_view, item["id"])
+            payload = None if resume else {"item": item, "results": None, "vote": None, "status": None,
+                                           "error": None}
+            async for update in graph.astream(payload, cfg, context=context, stream_mode="updates"):
+                if "assess_view" in update:
+                    await call(on_view, item["id"])
+            return ItemOutcome(item, dict((await graph.aget_state(cfg)).values), reused=False)
 
-        return list(await asyncio.gather(*(one(item) for item in items)))
+        async def failed(item: UnderstandItem, exc: PortraitcraftError) -> None:
+            failures[item["id"]] = ItemOutcome(item, {"item": item, "status": "failed",
+                                                      "error": f"{type(exc).__name__}: {exc}"}, reused=False)
+            await call(on_item, failures[item["id"]])
+
+        failures: dict[str, ItemOutcome] = {}
+        batch = await run_batch(items, one, key=lambda i: i["id"], concurrency=concurrency,
+                                on_done=lambda _item, outcome: call(on_item, outcome), on_failed=failed)
+    return [batch.results.get(item["id"]) or failures[item["id"]] for item in items]
 
 
 def _revoted(values: dict[str, Any], context: UnderstandContext) -> dict[str, Any]:
