@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -113,27 +113,6 @@ def failed_row(item_id: str, error: PortraitcraftError, **fields: Any) -> dict[s
     return {"id": item_id, "status": "failed", **fields, "error": str(error), "error_type": type(error).__name__}
 
 
-def run_item(item_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The per-item failure policy, in one place: run `work` for one item and return its results row.
-
-    An expected failure (a `PortraitcraftError`) becomes a failed row and the run goes on. Anything else
-    is a bug: it propagates and stops the run, and because finished rows are already in results.jsonl a
-    re-run resumes from there. Never a silent "failed" row for a bug.
-    """
-    try:
-        return {"id": item_id, "status": "finished", **work()}
-    except PortraitcraftError as exc:
-        return failed_row(item_id, exc)
-
-
-async def arun_item(item_id: str, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    """`run_item` for async work (graph nodes, judge calls)."""
-    try:
-        return {"id": item_id, "status": "finished", **(await work())}
-    except PortraitcraftError as exc:
-        return failed_row(item_id, exc)
-
-
 class RunFolder:
     """A run's folder: manifest.json, results.jsonl, and per-item files under safe names.
 
@@ -220,12 +199,10 @@ __all__ = [
     "ID_MARKER",
     "ResultsLog",
     "RunFolder",
-    "arun_item",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "failed_row",
     "package_versions",
-    "run_item",
     "save_image_atomic",
 ]
