@@ -127,10 +127,11 @@ async def simulate(items: int, concurrency: int, gpu_ms: float, vlm_ms: float, e
         makespan, cpu = time.perf_counter() - start, time.process_time() - cpu
         stats = drawer.stats()
         await drawer.aclose()
+        checkpoint_bytes = sum(f.stat().st_size for f in run.root.glob("checkpoints.sqlite*"))
     assert summary["n_done"] == items and summary["pass_rate"] == 1.0, summary
     return {"makespan_s": makespan, "cpu_s": cpu, "busy_s": stats.busy_seconds, "utilisation": stats.utilisation,
             "worker_utilisation": stats.worker_utilisation, "jobs": stats.jobs, "vlm_calls": vlm.calls,
-            "mean_rounds": summary["mean_rounds"]}
+            "mean_rounds": summary["mean_rounds"], "checkpoint_bytes": checkpoint_bytes}
 
 
 def ray_runs(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +160,27 @@ def ray_runs(args: argparse.Namespace) -> dict[str, Any]:
             "executor": "ray", "runs": runs}
 
 
+def scale_runs(args: argparse.Namespace) -> int:
+    """Orchestration cost per item at several batch sizes (zero-latency jobs and VLM calls): the graph, the
+    checkpointer, the batch driver and the PNG I/O. Flat = the driver's per-item cost does not grow with N."""
+    concurrency = args.concurrency or 32
+    rows = []
+    for n in (int(x) for x in args.scale.split(",")):
+        r = asyncio.run(simulate(n, concurrency, 0.0, 0.0, args.executor))
+        rows.append({"items": n, "orchestration_cpu_ms_per_item": round(1000 * r["cpu_s"] / n, 3),
+                     "wall_ms_per_item": round(1000 * r["makespan_s"] / n, 3),
+                     "checkpoint_bytes_per_item": round(r["checkpoint_bytes"] / n), "mean_rounds": r["mean_rounds"]})
+    first, last = rows[0]["orchestration_cpu_ms_per_item"], rows[-1]["orchestration_cpu_ms_per_item"]
+    out = {"concurrency": concurrency, "executor": args.executor, "orchestration": rows,
+           "orchestration_cpu_ms_per_item": {str(r["items"]): r["orchestration_cpu_ms_per_item"] for r in rows},
+           "checkpoint_bytes_per_item": {str(r["items"]): r["checkpoint_bytes_per_item"] for r in rows},
+           "growth_largest_vs_smallest": round(last / first, 3) if first else None}
+    print(json.dumps(out, indent=2) if args.json else "\n".join(
+        f"{r['items']} items: {r['orchestration_cpu_ms_per_item']} ms CPU/item, "
+        f"{r['checkpoint_bytes_per_item']} checkpoint bytes/item" for r in rows))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=None, help="default 200 (ray: 128)")
@@ -168,8 +190,13 @@ def main() -> int:
     ap.add_argument("--sequential-items", type=int, default=20, help="items for the one-at-a-time baseline")
     ap.add_argument("--executor", default="lane", help="lane | ray")
     ap.add_argument("--actors", default="1,2,4", help="--executor ray: actor counts to compare, e.g. 1,2,4")
+    ap.add_argument("--scale", default=None,
+                    help="item counts for the orchestration-only figures, e.g. 200,10000 (zero-latency runs: "
+                         "orchestration CPU and checkpoint bytes per item at each size; skips the timed runs)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.scale:
+        return scale_runs(args)
     # Ray: jobs of realistic length (a round trip costs ~1 ms) and enough items in flight to feed 4 actors
     defaults = {"items": 128, "concurrency": 32, "gpu_ms": 200.0, "vlm_ms": 300.0} if args.executor == "ray" else \
         {"items": 200, "concurrency": 32, "gpu_ms": 40.0, "vlm_ms": 60.0}

@@ -202,7 +202,7 @@ def fidelity(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Region-aware drift: background PSNR, global SSIM, person CIEDE2000 and person LPIPS (when available)."""
-    from portraitcraft.eval.fidelity import edit_drift
+    from portraitcraft.tools.fidelity import edit_drift
 
     report = edit_drift(a, b, mask, resize=resize).to_dict()
     if as_json:

@@ -17,7 +17,8 @@ from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
-from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
+from portraitcraft.ids import safe_id
+from portraitcraft.schemas import CompositionTargets, Track2Spec
 from portraitcraft.tools.images import hflip, load_image
 
 

@@ -37,8 +37,8 @@ from portraitcraft.graphs.understand_state import (
     UnderstandState,
     ViewTask,
 )
+from portraitcraft.ids import safe_id
 from portraitcraft.prompts.loader import load_prompt
-from portraitcraft.schemas import safe_id
 
 CHECKPOINT_FILE = "understand_checkpoints.sqlite"
 RECURSION_LIMIT = 50  # prepare, the views and the vote: a handful of steps per thread

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,6 +77,12 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
+    """Write JSON lines (one compact row per line, UTF-8, non-ASCII kept) atomically: the one JSONL writer of
+    whole files (an append log is `portraitcraft.runs.ResultsLog`)."""
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+
 def image_format(path: str | Path) -> str:
     """The Pillow format a file name asks for: JPEG for .jpg/.jpeg, WEBP for .webp, PNG otherwise."""
     return IMAGE_FORMATS.get(Path(path).suffix.lower(), "PNG")
@@ -109,6 +115,7 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_jsonl",
     "atomic_write_text",
     "image_format",
     "save_image_atomic",

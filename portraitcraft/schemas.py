@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from portraitcraft.ids import MAX_ID_CHARS, default_item_id, item_key, safe_id  # noqa: F401  (re-exported)
+from portraitcraft.ids import default_item_id, item_key
 
 ATTRIBUTES: tuple[str, ...] = (
     "Color Harmony",

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from portraitcraft.cli import app
 from portraitcraft.errors import InputError
 from portraitcraft.eval import fidelity
-from portraitcraft.eval.colour_difference import ciede2000, srgb_to_lab
-from portraitcraft.eval.fidelity import edit_drift, psnr, ssim
+from portraitcraft.tools.colour_difference import ciede2000, srgb_to_lab
+from portraitcraft.tools.fidelity import edit_drift, psnr, ssim
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # colour-science warns that matplotlib is missing

@@ -27,8 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from portraitcraft.atomic import atomic_write_json
+from portraitcraft.atomic import atomic_write_json, atomic_write_jsonl
 from portraitcraft.config import PortraitcraftConfig, TrainConfig
+from portraitcraft.runs import ResultsLog
 from portraitcraft.train import TrainError
 from portraitcraft.train.cache import Prepared, SampleEncoder, TensorCache
 from portraitcraft.train.data import Buckets, ItemSet
@@ -111,16 +112,8 @@ def _checkpoints(out: Path) -> list[tuple[int, Path]]:
 
 
 def _read_rows(path: Path, below: int) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line from a kill
-                continue
-            if row.get("step", below) < below:
-                rows.append(row)
-    return rows
+    """The metrics rows of the steps before `below` (the log's torn last line from a kill is dropped)."""
+    return [row for row in ResultsLog(path) if row.get("step", below) < below]
 
 
 def _tensorboard(out: Path) -> Any:
@@ -241,9 +234,10 @@ def run_training(
     rows = _read_rows(metrics_path, start) if start else []
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (out / "problems.jsonl").write_text(
-            "".join(json.dumps({"row": p.row, "item": p.item, "problem": p.problem}) + "\n" for p in items.problems))
+        atomic_write_jsonl(metrics_path, rows)
+        atomic_write_jsonl(out / "problems.jsonl",
+                           ({"row": p.row, "item": p.item, "problem": p.problem} for p in items.problems))
+    metrics_log = ResultsLog(metrics_path) if main else None
     writer = _tensorboard(out) if main else None
     objective = sft_loss if kind == "sft" else dpo_loss
 
@@ -278,8 +272,7 @@ def run_training(
             rows.append(row)
             if main:
                 if step % tc.log_every == 0 or step == total - 1:
-                    with metrics_path.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                    metrics_log.append(row)  # type: ignore[union-attr]
                 if writer is not None:
                     for k, v in means.items():
                         writer.add_scalar(f"{kind}/{k}", v, step)
@@ -331,7 +324,7 @@ def _save_checkpoint(out: Path, step: int, model: FlowModel, optimizer: Any, sch
     save_file(model.lora_state(), tmp / "adapter.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(schedule.state_dict(), tmp / "schedule.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}) + "\n")
+    atomic_write_json(tmp / "state.json", {"step": step, "fingerprint": fingerprint})
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for _, old in _checkpoints(out)[:-keep]:
