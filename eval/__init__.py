@@ -2,5 +2,5 @@
 
 - track1.py: SRCC, PLCC, level and QA accuracy, composite (`composite_score`).
 - track2.py: the judge over a set of images; AutoScore and FinalScore (`auto_score`, `final_score`).
-- calibration.py: judge vs human agreement. fidelity.py: edit drift by region (NTIRE metrics).
+- calibration.py: judge vs human agreement. (Edit drift by region, `eval fidelity`: portraitcraft.tools.fidelity.)
 """

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from portraitcraft.cli import app
 from portraitcraft.errors import InputError
-from portraitcraft.eval import fidelity
+from portraitcraft.tools import fidelity
 from portraitcraft.tools.colour_difference import ciede2000, srgb_to_lab
 from portraitcraft.tools.fidelity import edit_drift, psnr, ssim
 
