@@ -91,7 +91,7 @@ class GenerateState(TypedDict, total=False):
     started: float
 
 
-class Drawer(Protocol):
+class DrawerLike(Protocol):
     """tools.gpu_jobs.Drawer: every GPU call of the graph goes through it (serialisable jobs on the lane)."""
 
     async def generate(self, prompt: str, width: int, height: int, seed: int, *, item_id: str | None = None,
@@ -122,7 +122,7 @@ class GenerateContext:
     planner: PlannerLike
     critic: Critic
     editor: Editor
-    drawer: Drawer
+    drawer: DrawerLike
     targets_of: Callable[[Track2Spec, Any], CompositionTargets]
     reframe: Callable[..., Any] | None = None
     init_images: Path | None = None
@@ -144,4 +144,4 @@ def initial_state(spec: Track2Spec) -> GenerateState:
                          cost={}, verdict=None, status="running", error=None, final_round=None, started=time.time())
 
 
-__all__ = ["Drawer", "GenerateContext", "GenerateState", "Round", "Strategy", "initial_state", "merge_rounds"]
+__all__ = ["DrawerLike", "GenerateContext", "GenerateState", "Round", "Strategy", "initial_state", "merge_rounds"]
