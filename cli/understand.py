@@ -11,7 +11,6 @@ The graph, the assessor and the VLM client are imported inside the commands (fas
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
+from portraitcraft.atomic import atomic_write_jsonl
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
@@ -51,55 +51,6 @@ app = typer.Typer(cls=_RunByDefault, no_args_is_help=True)
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
-    """Image path -> geometry hints from portraitcraft.tools.vision (viewer's frame), or None when hints are off."""
-    if not cfg.assessor.geometry_hints:
-        return None
-    try:
-        from portraitcraft.tools.vision import analyze
-    except ImportError as exc:  # the vision extra is not installed on this box
-        raise InputError(f"assessor.geometry_hints needs portraitcraft.tools.vision, which cannot be imported here "
-                         f"({exc})") from None
-
-    def measure(path: str) -> dict[str, Any]:
-        analysis = analyze(path, cfg.vision)
-        if analysis.subject is None:
-            return {"people": len(analysis.persons)}
-        data = analysis.subject.model_dump(mode="json")
-        return {k: data.get(k) for k in ("horizontal", "vertical", "crop_level", "facing", "gaze", "people")}
-
-    return measure
-
-
-def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[UnderstandContext, VLMClient, str]:
-    """The run context (assessor, views, vote settings, calibration, geometry), its client and fingerprint."""
-    from portraitcraft.agents.assessor import Assessor
-    from portraitcraft.agents.assessor_calibration import Calibration
-    from portraitcraft.agents.assessor_vote import VoteSettings
-    from portraitcraft.agents.views import build_views
-    from portraitcraft.graphs.understand import fingerprint
-    from portraitcraft.graphs.understand_state import UnderstandContext
-    from portraitcraft.tools.vlm import VLMClient
-
-    acfg = cfg.assessor
-    views = build_views(flip=acfg.flip, max_pixels=acfg.max_pixels, templates=acfg.templates,
-                        option_orders=acfg.option_orders if acfg.permute_options else 1)
-    # the views shrink images themselves; the client must not shrink them further than the largest budget
-    client_cfg = acfg.model_copy(update={"max_image_pixels": max(acfg.max_pixels)})
-    client = VLMClient(client_cfg, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-    calib_path = calibration or (Path(acfg.calibration) if acfg.calibration else None)
-    try:
-        context = UnderstandContext(
-            assessor=Assessor(acfg, client), views=views, settings=VoteSettings.from_config(acfg),
-            calibration=Calibration.load(calib_path) if calib_path else None,
-            measure=_geometry_measure(cfg),
-        )
-    except BaseException:
-        asyncio.run(client.aclose())
-        raise
-    return context, client, fingerprint(acfg, views)
-
-
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=False)
@@ -107,7 +58,7 @@ def _progress() -> Progress:
 
 async def _run_graph(items: Sequence[UnderstandItem], context: UnderstandContext, client: VLMClient, *,
                      run_dir: Path, run_fingerprint: str, concurrency: int, progress: bool) -> list[ItemOutcome]:
-    from portraitcraft.graphs.understand import run_items
+    from portraitcraft.graphs.understand_run import run_understand
 
     bar = _progress() if progress else None
     try:
@@ -115,29 +66,14 @@ async def _run_graph(items: Sequence[UnderstandItem], context: UnderstandContext
             bar.start()
             views = bar.add_task("views", total=len(items) * len(context.views))
             done = bar.add_task("images", total=len(items))
-        return await run_items(
-            items, context, checkpoint_dir=run_dir, run_fingerprint=run_fingerprint, concurrency=concurrency,
+        return await run_understand(
+            items, context, client, run_dir=run_dir, run_fingerprint=run_fingerprint, concurrency=concurrency,
             on_view=(lambda _id: bar.advance(views)) if bar is not None else None,
             on_item=(lambda _o: bar.advance(done)) if bar is not None else None,
         )
     finally:
         if bar is not None:
             bar.stop()
-        await client.aclose()
-
-
-def _row(outcome: ItemOutcome, run_fingerprint: str) -> dict[str, Any]:
-    """One line of the votes file: the item, every view's answers, the vote."""
-    state = outcome.state
-    return {"id": outcome.item["id"], "image_path": outcome.item["image_path"], "status": outcome.status,
-            "error": state.get("error"), "fingerprint": run_fingerprint, "reused": outcome.reused,
-            "hints": state.get("hints"), "views": state.get("results") or [], "vote": state.get("vote")}
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    from portraitcraft.atomic import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
 
 def _print_failures(outcomes: Sequence[ItemOutcome], limit: int = 20) -> list[str]:
@@ -178,7 +114,14 @@ def run(
     """Answer every test item over the configured views, vote, and write the official submission zip."""
     from portraitcraft.atomic import atomic_write_json
     from portraitcraft.data import detect_kind, load, read_records
-    from portraitcraft.schemas import ATTRIBUTES, Track1Prediction
+    from portraitcraft.graphs.understand_run import (
+        build_understand,
+        no_answer,
+        predictions,
+        validation_records,
+        vote_row,
+        voted,
+    )
     from portraitcraft.submission import write_track1_submission
 
     cfg = config_from_cli(config, sets)
@@ -196,35 +139,28 @@ def run(
     ]
     run_dir = run_dir or out.parent / f"{out.stem}_run"
     votes = votes or out.with_name(f"{out.stem}.votes.jsonl")
-    context, client, run_fp = _build(cfg, calibration)
+    context, client, run_fp = build_understand(cfg, calibration)
     outcomes = asyncio.run(_run_graph(items, context, client, run_dir=run_dir, run_fingerprint=run_fp,
                                       concurrency=cfg.run.concurrency, progress=progress))
-    _write_jsonl(votes, [_row(o, run_fp) for o in outcomes])
+    atomic_write_jsonl(votes, [vote_row(o, run_fp) for o in outcomes])
     failed = _print_failures(outcomes)
     if failed and not allow_missing:
         raise InputError(f"{len(failed)} of {len(items)} item(s) failed (listed above; every view's answers are in "
                          f"{votes}). Run again to retry them (finished items are not asked again), or pass "
                          "--allow-missing to write the submission with the fallback for them.")
-    finished = [o for o in outcomes if o.status == "finished" and o.state.get("vote")]
-    no_answer = sum(o.state["vote"]["answer"] is None for o in finished) if not validation else 0
+    finished = voted(outcomes)
     if validation:
-        records = [{"image_path": o.item["image_path"],
-                    "criteria": {a: {"level": o.state["vote"]["levels"][a]} for a in ATTRIBUTES},
-                    "total_score": round(o.state["vote"]["total_score"])} for o in finished]
-        atomic_write_json(out, records)
+        atomic_write_json(out, validation_records(outcomes))
         n_fallback = 0
     else:
-        preds = [Track1Prediction(image_path=o.item["image_path"], total_score=o.state["vote"]["total_score"],
-                                  levels={a: o.state["vote"]["levels"][a] for a in ATTRIBUTES},
-                                  answer=o.state["vote"]["answer"] or "A", scores=o.state["vote"]["attribute_means"])
-                 for o in finished]
-        n_fallback = write_track1_submission(template, preds, out, allow_missing=allow_missing).n_fallback
+        n_fallback = write_track1_submission(template, predictions(outcomes), out,
+                                             allow_missing=allow_missing).n_fallback
     stats = client.stats
     summary = {
         ("predictions" if validation else "submission"): str(out), "votes": str(votes), "run_dir": str(run_dir),
         "fingerprint": run_fp, "n_items": len(items), "n_finished": len(finished), "n_failed": len(failed),
         "n_fallback": n_fallback,
-        "n_reused": sum(o.reused for o in outcomes), "n_answer_fallback": no_answer,
+        "n_reused": sum(o.reused for o in outcomes), "n_answer_fallback": 0 if validation else no_answer(outcomes),
         "views": [v.name for v in context.views], "samples_per_view": context.assessor.samples,
         "requests": stats.requests, "cache_hits": stats.cache_hits, "n_fallbacks": stats.n_fallbacks,
         "reasks": stats.reasks, "answer_failures": stats.answer_failures,
@@ -320,7 +256,7 @@ def export_sft(
         atomic_write_json(out / "dataset_info.json", dataset_info(path.name))
     else:
         path = out / "train.jsonl"
-        _write_jsonl(path, records)
+        atomic_write_jsonl(path, records)
     summary = {"path": str(path), "format": fmt, "n_records": len(records), "n_skipped": len(problems),
                "output": cfg.assessor.output, "template": cfg.assessor.templates[0]}
     if as_json:
@@ -376,8 +312,10 @@ def qa(
          "question": q.question, "options": dict(q.options), "format": q.format}
         for q in parsed
     ]
+    from portraitcraft.graphs.understand_run import build_understand
+
     run_dir = run_dir or questions.parent / f"{questions.stem}_run"
-    context, client, run_fp = _build(cfg, None)
+    context, client, run_fp = build_understand(cfg, None)
     outcomes = asyncio.run(_run_graph(items, context, client, run_dir=run_dir, run_fingerprint=run_fp,
                                       concurrency=cfg.run.concurrency, progress=progress))
     rows = []
@@ -392,7 +330,7 @@ def qa(
     _print_failures(outcomes)
     table_data = accuracy_by_format(rows)
     if out is not None:
-        _write_jsonl(out, rows)
+        atomic_write_jsonl(out, rows)
     if as_json:
         print_json({"accuracy": table_data, "n_problems": len(problems), "results": str(out) if out else None})
         return

@@ -2,8 +2,9 @@
 
 Determinism and resuming: the micro-batch stream is a concatenation of per-epoch orders drawn from
 (seed, epoch), and micro-batch m draws its noise and noise levels from a generator seeded by (seed, m). A
-checkpoint therefore only needs the adapter, the optimiser and LR-schedule states and the step count:
-resuming replays exactly the batches and noise an uninterrupted run would have used.
+checkpoint (accelerate's `save_state`, with hooks that keep the LoRA weights only, never the base model) therefore
+holds the adapter, the optimiser and LR-schedule states, the RNG states and the step count: resuming
+(`load_state`) replays exactly the batches and noise an uninterrupted run would have used.
 
 Run folder: `metrics.jsonl` (one row per optimiser step: `step` = updates applied before the row's batch, so
 step 0 is the untouched model; `loss`; for DPO `reward_accuracy`, `reward_margin`), `problems.jsonl`
@@ -124,6 +125,34 @@ def _tensorboard(out: Path) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
+@dataclass
+class _Session:
+    """One training run's live parts, built step by step by `run_training`."""
+
+    kind: Kind
+    cfg: PortraitcraftConfig
+    out: Path
+    console: Any
+    accelerator: Any
+    model: FlowModel
+    params: list[Any]
+    model_id: str
+    pose: bool
+    cache: TensorCache | None = None
+    cache_root: Path | None = None
+    buckets: Buckets | None = None
+    encoder: SampleEncoder | None = None
+    preps: list[Prepared] = field(default_factory=list)
+    prepare_seconds: float = 0.0
+    optimizer: Any = None
+    schedule: Any = None
+    fingerprint: str = ""
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+
 def run_training(
     kind: Kind,
     items: ItemSet,
@@ -137,6 +166,10 @@ def run_training(
     on_model: Callable[[FlowModel], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA with the `kind` objective on `items` into the run folder `out`.
+
+    Steps: `_load_model` (accelerate, the base model, the LoRA, the pose ControlNet), `_prepare_items`
+    (encode or read the latent/text cache), `_optimise` (optimiser, schedule, accelerate's prepare and
+    checkpoint hooks), `_resume` (accelerate's `load_state` of the newest checkpoint), `_train_loop`, `_finish`.
 
     Args:
         kind ("sft" | "dpo"): the objective (portraitcraft.train.objectives).
@@ -160,92 +193,139 @@ def run_training(
         >>> res = run_training("dpo", read_pairs("pairs.parquet"), load_config("configs/train-offline.toml"),
         ...                    "runs/dpo", max_steps=30)  # doctest: +SKIP
     """
-    from accelerate import Accelerator
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from portraitcraft.train.objectives import dpo_loss, sft_loss
 
     started = time.perf_counter()
+    s = _load_model(kind, cfg, Path(out), console or Console(stderr=True), on_model)
+    _prepare_items(s, items)
+    plan = BatchPlan(s.preps, cfg.train.batch_size, cfg.train.seed)
+    world, accum = s.accelerator.num_processes, cfg.train.grad_accum
+    total = max_steps or cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * plan.per_epoch / (accum * world)))
+    _optimise(s)
+    start = _resume(s, resume)
+    rows = _start_logs(s, items, start)
+    loop_started = time.perf_counter()
+    _train_loop(s, plan, rows, start, total)
+    return _finish(s, items, rows, start, total, validate, started, time.perf_counter() - loop_started)
+
+
+def _load_model(kind: Kind, cfg: PortraitcraftConfig, out: Path, console: Any,
+                on_model: Callable[[FlowModel], None] | None) -> _Session:
+    from accelerate import Accelerator
+
     tc = cfg.train
-    out = Path(out)
-    console = console or Console(stderr=True)
     accelerator = Accelerator(mixed_precision="bf16" if tc.precision == "bf16" else "no", cpu=tc.cpu)
-    main = accelerator.is_main_process
     model_id = tc.model or cfg.generator.model
     controlnet = tc.controlnet or cfg.generator.controlnet
     if kind == "dpo" and tc.pose and not controlnet:
         raise TrainError("[train] pose = true needs a pose ControlNet: set [train] controlnet or [generator] "
                          "controlnet")
-    model = FlowModel.load(model_id, device=accelerator.device,
-                           dtype="bfloat16" if tc.precision == "bf16" else "float32")
+    dtype = "bfloat16" if tc.precision == "bf16" else "float32"
+    model = FlowModel.load(model_id, device=accelerator.device, dtype=dtype)
     params = model.add_lora(rank=tc.lora_rank, alpha=tc.lora_alpha, targets=tc.lora_targets, seed=tc.seed)
     pose = kind == "dpo" and tc.pose
     if pose:
-        model.attach_controlnet(controlnet, "bfloat16" if tc.precision == "bf16" else "float32")
+        model.attach_controlnet(controlnet, dtype)
     if tc.gradient_checkpointing:
         model.transformer.enable_gradient_checkpointing()
     if on_model:
         on_model(model)
+    return _Session(kind=kind, cfg=cfg, out=out, console=console, accelerator=accelerator, model=model,
+                    params=params, model_id=model_id, pose=pose)
 
+
+def _prepare_items(s: _Session, items: ItemSet) -> None:
     from portraitcraft.paths import cache_root as root_of_caches
 
-    cache_root = (Path(tc.cache_dir).expanduser() if tc.cache_dir else root_of_caches(cfg.run.cache_dir) / "train"
-                  ) if tc.cache else None
-    cache = TensorCache(cache_root)
-    buckets = Buckets.from_planner(cfg.planner, long_side=tc.resolution, multiple=model.multiple)
-    encoder = SampleEncoder(model, cache, buckets, tc.max_sequence_length, pose=pose)
+    tc = s.cfg.train
+    s.cache_root = (Path(tc.cache_dir).expanduser() if tc.cache_dir else
+                    root_of_caches(s.cfg.run.cache_dir) / "train") if tc.cache else None
+    s.cache = TensorCache(s.cache_root)
+    s.buckets = Buckets.from_planner(s.cfg.planner, long_side=tc.resolution, multiple=s.model.multiple)
+    s.encoder = SampleEncoder(s.model, s.cache, s.buckets, tc.max_sequence_length, pose=s.pose)
     prepare_started = time.perf_counter()
-    with console.status(f"preparing {len(items.items)} {kind} items"):
-        preps = encoder.prepare(items)
-    prepare_seconds = time.perf_counter() - prepare_started
+    with s.console.status(f"preparing {len(items.items)} {s.kind} items"):
+        s.preps = s.encoder.prepare(items)
+    s.prepare_seconds = time.perf_counter() - prepare_started
     for problem in items.problems:
-        console.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
-    if not preps:
+        s.console.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
+    if not s.preps:
         raise TrainError(f"no usable training rows: {items.total} read, {items.skipped} skipped")
-    plan = BatchPlan(preps, tc.batch_size, tc.seed)
-    world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum
-    total = max_steps or tc.max_steps or max(1, math.ceil(tc.epochs * plan.per_epoch / (accum * world)))
+    s.fingerprint = _fingerprint(s.kind, s.model_id, s.preps, tc)
 
-    optimizer = torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay)
+
+def _optimise(s: _Session) -> None:
+    """The optimiser and LR schedule, prepared by accelerate; checkpoints hold the LoRA weights only."""
+    tc = s.cfg.train
+    optimizer = torch.optim.AdamW(s.params, lr=tc.learning_rate, weight_decay=tc.weight_decay)
     warmup = tc.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    denoiser, optimizer = accelerator.prepare(model.transformer, optimizer)
-    model.denoiser = denoiser
+    s.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                   lambda k: min(1.0, (k + 1) / warmup) if warmup else 1.0)
+    denoiser, s.optimizer = s.accelerator.prepare(s.model.transformer, optimizer)
+    s.model.denoiser = denoiser
+    s.accelerator.register_for_checkpointing(s.schedule)
 
-    fingerprint = _fingerprint(kind, model_id, preps, tc)
-    start = 0
-    metrics_path = out / "metrics.jsonl"
-    checkpoints = _checkpoints(out)
+    def save_lora_only(models: list[Any], weights: list[Any], output_dir: str) -> None:
+        from safetensors.torch import save_file
+
+        weights.clear()  # not the full transformer: the adapter is all that trains
+        if s.main:
+            save_file(s.model.lora_state(), Path(output_dir) / "adapter.safetensors")
+
+    def load_lora_only(models: list[Any], input_dir: str) -> None:
+        from safetensors.torch import load_file
+
+        models.clear()
+        s.model.load_lora_state(load_file(Path(input_dir) / "adapter.safetensors"))
+
+    s.accelerator.register_save_state_pre_hook(save_lora_only)
+    s.accelerator.register_load_state_pre_hook(load_lora_only)
+
+
+def _resume(s: _Session, resume: bool) -> int:
+    """The step to start from: the newest checkpoint's (restored with accelerate's `load_state`), else 0."""
+    checkpoints = _checkpoints(s.out)
     if checkpoints and resume:
         start, ckpt = checkpoints[-1]
         state = json.loads((ckpt / "state.json").read_text())
-        if state.get("fingerprint") != fingerprint:
-            raise TrainError(f"{ckpt} was made with other data or settings ({kind}, {model_id}); use a new --out "
-                             "or --no-resume")
-        from safetensors.torch import load_file
+        if state.get("fingerprint") != s.fingerprint:
+            raise TrainError(f"{ckpt} was made with other data or settings ({s.kind}, {s.model_id}); use a new "
+                             "--out or --no-resume")
+        s.accelerator.load_state(str(ckpt))
+        s.console.print(f"resuming from {ckpt} (step {start})")
+        return start
+    if s.main and not resume:
+        shutil.rmtree(s.out / "checkpoints", ignore_errors=True)
+    return 0
 
-        model.load_lora_state(load_file(ckpt / "adapter.safetensors"))
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-        schedule.load_state_dict(torch.load(ckpt / "schedule.pt", weights_only=True))
-        console.print(f"resuming from {ckpt} (step {start})")
-    elif main and not resume:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    rows = _read_rows(metrics_path, start) if start else []
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_jsonl(metrics_path, rows)
-        atomic_write_jsonl(out / "problems.jsonl",
+
+def _start_logs(s: _Session, items: ItemSet, start: int) -> list[dict[str, Any]]:
+    """The metric rows kept from before `start` (the log is rewritten with them), and the skipped rows."""
+    rows = _read_rows(s.out / "metrics.jsonl", start) if start else []
+    if s.main:
+        s.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_jsonl(s.out / "metrics.jsonl", rows)
+        atomic_write_jsonl(s.out / "problems.jsonl",
                            ({"row": p.row, "item": p.item, "problem": p.problem} for p in items.problems))
-    metrics_log = ResultsLog(metrics_path) if main else None
-    writer = _tensorboard(out) if main else None
-    objective = sft_loss if kind == "sft" else dpo_loss
+    return rows
 
-    progress = Progress(TextColumn(f"{kind}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeRemainingColumn(), console=console, disable=not main)
-    loop_started = time.perf_counter()
+
+def _train_loop(s: _Session, plan: BatchPlan, rows: list[dict[str, Any]], start: int, total: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from portraitcraft.train.objectives import dpo_loss, sft_loss
+
+    tc, accelerator, model, encoder = s.cfg.train, s.accelerator, s.model, s.encoder
+    assert encoder is not None
+    world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum
+    objective = sft_loss if s.kind == "sft" else dpo_loss
+    metrics_log = ResultsLog(s.out / "metrics.jsonl") if s.main else None
+    writer = _tensorboard(s.out) if s.main else None
+    progress = Progress(TextColumn(f"{s.kind}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=s.console,
+                        disable=not s.main)
     with progress:
-        task = progress.add_task(kind, total=total, completed=start, info="")
+        task = progress.add_task(s.kind, total=total, completed=start, info="")
         for step in range(start, total):
             model.transformer.train()
             collected: list[dict[str, float]] = []
@@ -253,82 +333,84 @@ def run_training(
                 m = (step * accum + j) * world + rank
                 batch = encoder.batch(plan.micro(m))
                 generator = torch.Generator().manual_seed(mixed_seed(tc.seed, m))
-                sync = accelerator.no_sync(denoiser) if j < accum - 1 else contextlib.nullcontext()
+                sync = accelerator.no_sync(model.denoiser) if j < accum - 1 else contextlib.nullcontext()
                 with sync, accelerator.autocast():
                     loss, metrics = objective(model, batch, tc, generator)
                     accelerator.backward(loss / accum)
                 collected.append(metrics)
             if tc.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, tc.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+                accelerator.clip_grad_norm_(s.params, tc.max_grad_norm)
+            s.optimizer.step()
+            s.schedule.step()
+            s.optimizer.zero_grad(set_to_none=True)
             means = {k: float(np.mean([c[k] for c in collected])) for k in collected[0]}
             if world > 1:
                 keys = sorted(means)
                 reduced = accelerator.reduce(torch.tensor([means[k] for k in keys], device=accelerator.device), "mean")
                 means = dict(zip(keys, reduced.tolist(), strict=True))
-            row = {"step": step, **means, "lr": schedule.get_last_lr()[0]}
+            row = {"step": step, **means, "lr": s.schedule.get_last_lr()[0]}
             rows.append(row)
-            if main:
-                if step % tc.log_every == 0 or step == total - 1:
-                    metrics_log.append(row)  # type: ignore[union-attr]
-                if writer is not None:
-                    for k, v in means.items():
-                        writer.add_scalar(f"{kind}/{k}", v, step)
+            if metrics_log is not None and (step % tc.log_every == 0 or step == total - 1):
+                metrics_log.append(row)
+            if writer is not None:
+                for k, v in means.items():
+                    writer.add_scalar(f"{s.kind}/{k}", v, step)
             info = " ".join(f"{k}={v:.4g}" for k, v in means.items() if k in ("loss", "reward_accuracy"))
             progress.update(task, advance=1, info=info)
             done = step + 1
             if done % tc.checkpoint_every == 0 or done == total:
-                accelerator.wait_for_everyone()
-                if main:
-                    _save_checkpoint(out, done, model, optimizer, schedule, fingerprint, tc.keep_checkpoints)
-    loop_seconds = time.perf_counter() - loop_started
+                _save_checkpoint(s, done)
     if writer is not None:
         writer.close()
-    lora = out / LORA_FILE
-    if main:
-        model.save_lora(lora)
+
+
+def _finish(s: _Session, items: ItemSet, rows: list[dict[str, Any]], start: int, total: int, validate: bool,
+            started: float, loop_seconds: float) -> TrainResult:
+    """The LoRA file, the validation drawings and summary.json."""
+    lora = s.out / LORA_FILE
+    if s.main:
+        s.model.save_lora(lora)
+    assert s.cache is not None
     result = TrainResult(
-        out=out, kind=kind, steps=total, start_step=start, lora=lora, rows=rows, used=len(preps),
-        skipped=items.skipped, problems=[str(p) for p in items.problems], forwards=dict(model.forwards),
-        cache_hits=cache.hits, seconds=time.perf_counter() - started, prepare_seconds=prepare_seconds,
-        loop_seconds=loop_seconds, main_process=main, model=model, encoder=encoder, prepared=preps,
-        train_config=tc,
+        out=s.out, kind=s.kind, steps=total, start_step=start, lora=lora, rows=rows, used=len(s.preps),
+        skipped=items.skipped, problems=[str(p) for p in items.problems], forwards=dict(s.model.forwards),
+        cache_hits=s.cache.hits, seconds=time.perf_counter() - started, prepare_seconds=s.prepare_seconds,
+        loop_seconds=loop_seconds, main_process=s.main, model=s.model, encoder=s.encoder, prepared=s.preps,
+        train_config=s.cfg.train,
     )
-    if validate and main:
+    if validate and s.main:
         from portraitcraft.train.validate import draw_validation
 
-        result.validation = draw_validation(model, cfg, out / "validation", buckets)
-    if main:
-        atomic_write_json(out / "summary.json", {
-            "kind": kind, "model": model_id, "steps": total, "resumed_from": start, "used": result.used,
+        result.validation = draw_validation(s.model, s.cfg, s.out / "validation", s.buckets)
+    if s.main:
+        atomic_write_json(s.out / "summary.json", {
+            "kind": s.kind, "model": s.model_id, "steps": total, "resumed_from": start, "used": result.used,
             "skipped": result.skipped, "problems": result.problems, "lora": str(lora),
-            "encoder_forwards": result.forwards, "cache": str(cache_root) if cache_root else None,
-            "cache_hits": cache.hits, "seconds": round(result.seconds, 3),
-            "prepare_seconds": round(prepare_seconds, 3), "loop_seconds": round(loop_seconds, 3),
+            "encoder_forwards": result.forwards, "cache": str(s.cache_root) if s.cache_root else None,
+            "cache_hits": s.cache.hits, "seconds": round(result.seconds, 3),
+            "prepare_seconds": round(s.prepare_seconds, 3), "loop_seconds": round(loop_seconds, 3),
             "last": rows[-1] if rows else None, "validation": [str(p) for p in result.validation],
         })
     return result
 
 
-def _save_checkpoint(out: Path, step: int, model: FlowModel, optimizer: Any, schedule: Any, fingerprint: str,
-                     keep: int) -> None:
-    """Write checkpoints/step_<step>/ (adapter, optimiser, schedule, state.json last) and prune old ones."""
-    from safetensors.torch import save_file
-
-    final = out / "checkpoints" / f"step_{step}"
+def _save_checkpoint(s: _Session, step: int) -> None:
+    """checkpoints/step_<step>/ through accelerate's `save_state` (the LoRA weights, the optimiser, the LR
+    schedule, the RNG states; state.json last), written beside and renamed into place; old ones pruned."""
+    s.accelerator.wait_for_everyone()
+    final = s.out / "checkpoints" / f"step_{step}"
     tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model.lora_state(), tmp / "adapter.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(schedule.state_dict(), tmp / "schedule.pt")
-    atomic_write_json(tmp / "state.json", {"step": step, "fingerprint": fingerprint})
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for _, old in _checkpoints(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if s.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    s.accelerator.wait_for_everyone()
+    s.accelerator.save_state(str(tmp))
+    if s.main:
+        atomic_write_json(tmp / "state.json", {"step": step, "fingerprint": s.fingerprint})
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for _, old in _checkpoints(s.out)[:-s.cfg.train.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @torch.no_grad()
