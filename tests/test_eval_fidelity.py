@@ -21,6 +21,7 @@ from portraitcraft.errors import InputError
 from portraitcraft.tools import fidelity
 from portraitcraft.tools.colour_difference import ciede2000, srgb_to_lab
 from portraitcraft.tools.fidelity import edit_drift, psnr, ssim
+from portraitcraft.tools.vision import models
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # colour-science warns that matplotlib is missing
@@ -114,23 +115,23 @@ def test_empty_mask_size_mismatch_and_resize() -> None:
 
 def test_lpips_is_reported_unavailable_not_faked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "lpips", None)  # an import of lpips now fails
-    fidelity._lpips_model.cache_clear()
+    models.clear()
     try:
         a = np.full((40, 40, 3), 100, dtype=np.uint8)
         rep = edit_drift(a, a, np.ones((40, 40), dtype=bool))
     finally:
-        fidelity._lpips_model.cache_clear()
+        models.clear()
     assert rep.lpips_person is None and rep.lpips_status.startswith("unavailable: the lpips package")
 
 
 def test_lpips_without_backbone_weights_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "lpips", types.ModuleType("lpips"))  # importable, never loaded
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    fidelity._lpips_model.cache_clear()
+    models.clear()
     try:
         value, status = fidelity.lpips_region(np.zeros((40, 40, 3)), np.zeros((40, 40, 3)), np.ones((40, 40), bool))
     finally:
-        fidelity._lpips_model.cache_clear()
+        models.clear()
     assert value is None
     assert status.startswith("unavailable: the AlexNet backbone weights") and str(tmp_path) in status
 

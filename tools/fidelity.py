@@ -11,7 +11,6 @@ The challenge combines them with unpublished weights; we report the raw metrics 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from scipy import ndimage
 from portraitcraft.errors import InputError
 from portraitcraft.tools.colour_difference import ciede2000, srgb_to_lab
 from portraitcraft.tools.images import load_image
+from portraitcraft.tools.vision.models import use
 
 ImageLike = str | Path | Image.Image | np.ndarray
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
@@ -166,8 +166,11 @@ def delta_e(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> f
     return float(ciede2000(srgb_to_lab(pa), srgb_to_lab(pb)).mean())
 
 
-@functools.lru_cache(maxsize=1)
-def _lpips_model() -> tuple[Any, str]:
+LPIPS_KEY = ("lpips", "alex")
+"""Its key in the one per-process model cache (portraitcraft.tools.vision.models)."""
+
+
+def _load_lpips() -> tuple[Any, str]:
     """The LPIPS(alex) model and "ok", or (None, "unavailable: <why>"); never downloads anything."""
     try:
         import lpips
@@ -186,9 +189,13 @@ def _lpips_model() -> tuple[Any, str]:
 
 def lpips_region(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> tuple[float | None, str]:
     """LPIPS on the bounding box of `region`; pixels outside the region are taken from `a` on both sides."""
-    model, status = _lpips_model()
-    if model is None:
-        return None, status
+    with use(LPIPS_KEY, _load_lpips) as (model, status):
+        if model is None:
+            return None, status
+        return _lpips_on_box(model, a, b, region)
+
+
+def _lpips_on_box(model: Any, a: np.ndarray, b: np.ndarray, region: np.ndarray) -> tuple[float | None, str]:
     rows, cols = np.nonzero(region)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     if min(bottom - top, right - left) < LPIPS_MIN_SIDE:
