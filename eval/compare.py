@@ -187,8 +187,8 @@ def rule_rates(run: RunData) -> dict[str, dict[str, Any]]:
 def _entry(a: str, b: str, metric: str, n: int, delta: float | None, ci: tuple[float, float] | None,
            p: float | None, wins: Any = None) -> dict[str, Any]:
     return {"a": a, "b": b, "metric": metric, "n": n, "delta": _round(delta), "ci95": _ci(ci),
-            "p_value": _round(p), "wins": getattr(wins, "wins", None), "ties": getattr(wins, "ties", None),
-            "losses": getattr(wins, "losses", None)}
+            "p_value": None if p is None else float(p), "wins": getattr(wins, "wins", None),
+            "ties": getattr(wins, "ties", None), "losses": getattr(wins, "losses", None)}
 
 
 def compare_pair(a: RunData, b: RunData, keys: Sequence[str], checks: dict[tuple[str, str], TargetCheck], *,
