@@ -27,7 +27,7 @@ def _scores(values: list[str] | None) -> dict[str, str]:
 
 
 def compare(
-    runs: list[Path] = typer.Argument(..., metavar="RUN_A RUN_B [RUN_C ...]",
+    runs: list[Path] = typer.Argument(..., metavar="RUN",
                                       help="generate run folders; the first is the baseline."),
     names: str | None = typer.Option(None, "--names", help="Comma-separated labels, one per run "
                                      "(default: the folder names)."),
@@ -96,17 +96,17 @@ def _fmt(value: Any) -> str:
 
 def tables(data: dict[str, Any]) -> list[Table]:
     """The summary, the comparisons and the unpaired items as rich tables (the non-JSON output)."""
-    summary = Table("run", "items", "done", "failed", "pass rate [95% CI]", "mean rounds", "met targets",
-                    "judge", "per final image", "per passed image", title="runs")
+    summary = Table("run", "items (done/failed)", "pass rate [95% CI]", "mean rounds", "met targets", "judge",
+                    "per final image", "per passed image", title="runs")
     for s in data["runs"]:
         judge = s["judge"]
         summary.add_row(
-            s["name"], str(s["n_items"]), str(s["n_done"]), str(s["n_failed"]),
+            s["name"], f"{s['n_items']} ({s['n_done']}/{s['n_failed']})",
             f"{_fmt(s['pass_rate'])} {_fmt(s['pass_rate_ci95'])}", _fmt(s["mean_rounds"]),
             _fmt(s["met_target_share"]),
             _fmt(judge.get("auto", judge.get("score"))) if judge else "-",
-            ", ".join(f"{k} {v:g}" for k, v in s["cost_per_final_image"].items() if v) or "0",
-            ", ".join(f"{k} {v:g}" for k, v in s["cost_per_passed_image"].items() if v) or
+            "\n".join(f"{k} {v:g}" for k, v in s["cost_per_final_image"].items() if v) or "0",
+            "\n".join(f"{k} {v:g}" for k, v in s["cost_per_passed_image"].items() if v) or
             ("no passed image" if not s["n_passed"] else "0"),
         )
     pairs = Table("A", "B", "metric", "n", "delta", "95% CI", "p", "W/T/L", title="B against the baseline A")

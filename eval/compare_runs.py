@@ -17,7 +17,6 @@ from portraitcraft import bounded
 from portraitcraft.data import MalformedLine, read_records
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.eval.score_tables import read_score_csv
-from portraitcraft.eval.track2 import auto_score
 from portraitcraft.ids import item_key
 
 COST_KEYS: tuple[str, ...] = ("generations", "edits", "reframes", "gpu_seconds", "vlm_calls", "vlm_seconds")
@@ -164,6 +163,8 @@ def attach_scores(run: RunData, path: str | Path) -> None:
     Raises:
         DataError: the file is missing or has no usable columns (names the file).
     """
+    from portraitcraft.eval.track2 import auto_score  # here: it pulls the judge's client stack
+
     table = read_score_csv(path, ("content", "composition", "auto"))
     content, composition, auto = table.column("content"), table.column("composition"), table.column("auto")
     run.problems += [f"scores {Path(path).name}: {p}" for p in table.problems]

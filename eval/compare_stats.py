@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 DEFAULT_BOOT = 10_000
 """Bootstrap resamples (`compare --boot`)."""
@@ -48,6 +47,8 @@ def mcnemar_exact(a_passed: Sequence[bool], b_passed: Sequence[bool]) -> float:
         >>> mcnemar_exact([False] * 3, [True] * 3)  # B passes 3 items A failed, loses none
         0.25
     """
+    from scipy.stats import binomtest  # here: scipy.stats takes seconds to import
+
     x, y = np.asarray(a_passed, dtype=bool), np.asarray(b_passed, dtype=bool)
     if x.shape != y.shape:
         raise ValueError(f"paired outcomes need equal lengths, got {x.size} and {y.size}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,11 +152,9 @@ class TargetRuler:
 
 
 def vision_available() -> str | None:
-    """None when the vision stack imports, else why not (the `vision` extra is missing)."""
-    try:
-        import mediapipe  # noqa: F401
-    except ImportError as exc:
-        return f"the vision models are not installed ({exc}); install portraitcraft[vision]"
+    """None when the vision models are installed, else why not (without importing them: that takes seconds)."""
+    if importlib.util.find_spec("mediapipe") is None:
+        return "the vision models are not installed (no mediapipe); install portraitcraft[vision]"
     return None
 
 
