@@ -57,7 +57,7 @@ def chart_points(result: Comparison) -> dict[str, Any]:
         raw.append((s, x))
     xs = [x for _, x in raw if x is not None]
     x_max = max(xs) * 1.15 if xs and max(xs) > 0 else 1.0
-    points = []
+    points: list[dict[str, Any]] = []
     for s, x in raw:
         y = s["pass_rate"] or 0.0
         lo, hi = s["pass_rate_ci95"] or (y, y)
@@ -65,6 +65,8 @@ def chart_points(result: Comparison) -> dict[str, Any]:
         points.append({"name": s["name"], "x": x, "px": round(px, 1), "py": round(c["top"] + plot_h * (1 - y), 1),
                        "plo": round(c["top"] + plot_h * (1 - lo), 1), "phi": round(c["top"] + plot_h * (1 - hi), 1),
                        "pass_rate": y, "none_passed": x is None})
+        same = sum(1 for q in points[:-1] if (q["px"], q["py"]) == (points[-1]["px"], points[-1]["py"]))
+        points[-1]["label_y"] = round(points[-1]["py"] - 6 + 13 * same, 1)  # coinciding runs: labels stacked
     ticks = [{"v": round(x_max * f / 1.15, 3), "px": round(c["left"] + plot_w * f / 1.15, 1)} for f in (0, 0.5, 1.0)]
     return {"points": points, "label": label, "ticks": ticks, **c, "plot_w": plot_w, "plot_h": plot_h,
             "y_ticks": [{"v": v, "py": round(c["top"] + plot_h * (1 - v), 1)} for v in (0.0, 0.5, 1.0)]}

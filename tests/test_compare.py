@@ -203,3 +203,13 @@ def test_a_malformed_results_line_is_a_problem_of_that_run(tmp_path: Path) -> No
     data = compare([a, b], boot=100).to_json()
     assert any("malformed JSON on line 4" in p for p in data["runs"][1]["problems"])
     assert data["runs"][1]["n_done"] == 3
+
+
+def test_every_run_is_compared_with_the_first(tmp_path: Path) -> None:
+    rows = [item_row(key(k), passed=k % 2 == 0) for k in range(6)]
+    runs = [write_run(tmp_path / name, rows) for name in ("base", "x", "y")]
+    data = compare(runs, boot=200).to_json()
+    pairs = {(c["a"], c["b"]) for c in data["comparisons"] if c["metric"] == "pass_rate"}
+    assert pairs == {("base", "x"), ("base", "y")}
+    same = next(c for c in data["comparisons"] if c["metric"] == "pass_rate")
+    assert (same["delta"], same["ci95"], same["p_value"], same["ties"]) == (0.0, [0.0, 0.0], 1.0, 6)
