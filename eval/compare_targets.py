@@ -46,8 +46,11 @@ class TargetCheck:
 
 
 def enforced_targets(targets: CompositionTargets) -> list[str]:
-    """The target keys the description sets (the ones the geometric critic checks), in rule order."""
-    return [key for key in TARGET_KEYS if getattr(targets, key, None) is not None]
+    """The target keys the geometric critic enforces, in rule order: the set ones, less those the targets'
+    own `enforced(key)` gate (evidence below `[vision] enforce_confidence`, an ambiguous frame) leaves out."""
+    gate = getattr(targets, "enforced", None)
+    return [key for key in TARGET_KEYS
+            if getattr(targets, key, None) is not None and (not callable(gate) or gate(key))]
 
 
 def _digest(path: Path) -> str:

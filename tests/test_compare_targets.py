@@ -60,9 +60,15 @@ def test_unreadable_final_image_is_an_error_not_a_crash(tmp_path: Path) -> None:
     assert "missing.png" in (TargetRuler().check(tmp_path / "missing.png", {"horizontal": "left"}).error or "")
 
 
-def test_enforced_targets_are_the_set_keys() -> None:
+def test_enforced_targets_are_the_set_keys_the_gate_keeps() -> None:
     targets = CompositionTargets(horizontal="left", people=2, phrases={"horizontal": "on the left"})
     assert enforced_targets(targets) == ["horizontal", "people"]
+
+    class Gated(CompositionTargets):  # targets whose evidence leaves `people` unenforced
+        def enforced(self, key: str) -> bool:
+            return getattr(self, key, None) is not None and key != "people"
+
+    assert enforced_targets(Gated(horizontal="left", people=2)) == ["horizontal"]
 
 
 def test_compare_measures_both_runs_with_one_ruler(photos: dict[str, Path], tmp_path: Path) -> None:
