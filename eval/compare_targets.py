@@ -91,8 +91,8 @@ class TargetRuler:
         """Measure one image against its targets (an unreadable image is a check with an `error`, not a raise)."""
         path = Path(image)
         try:
-            tg = targets if isinstance(targets, CompositionTargets) else \
-                CompositionTargets.model_validate(targets or {})
+            tg = targets if isinstance(targets, CompositionTargets) else CompositionTargets.model_validate(
+                {k: v for k, v in (targets or {}).items() if k in CompositionTargets.model_fields})  # newer rows
         except ValueError as exc:
             return TargetCheck(error=f"targets not readable: {exc}")
         if not enforced_targets(tg):

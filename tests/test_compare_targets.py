@@ -82,3 +82,8 @@ def test_compare_measures_both_runs_with_one_ruler(photos: dict[str, Path], tmp_
     assert data["runs"][1]["met_targets"]["by_rule"]["horizontal"] == {"met": 1, "enforced": 1, "share": 1.0}
     met = next(c for c in data["comparisons"] if c["metric"] == "met_target_share")
     assert (met["delta"], met["wins"], met["losses"]) == (1.0, 1, 0)
+
+
+def test_targets_recorded_with_unknown_keys_are_still_measured(photos: dict[str, Path]) -> None:
+    check = TargetRuler().check(photos["astronaut"], {"horizontal": "center", "some_newer_key": {"x": 1}})
+    assert check.error is None and check.met == {"horizontal": True}
