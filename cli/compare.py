@@ -63,7 +63,13 @@ def compare(
             ruler = TargetRuler(cfg.vision, cache_dir=cache_root(cfg.run.cache_dir) / "compare")
         else:
             err.print(f"[yellow]note:[/yellow] met-target share not measured: {missing}", highlight=False)
-    result = run_compare(runs, names=labels, scores=_scores(scores), boot=boot, seed=seed, ruler=ruler)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("measuring targets"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True, disable=ruler is None) as bar:
+        task = bar.add_task("measure", total=None)
+        result = run_compare(runs, names=labels, scores=_scores(scores), boot=boot, seed=seed, ruler=ruler,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     data = result.to_json()
     if out is not None and result.runs:
         from portraitcraft.atomic import atomic_write_json
