@@ -186,9 +186,8 @@ def render() -> str:
         model = section_model(section)
         field = PortraitcraftConfig.model_fields[section]
         out += [f"## `[{section}]` {{#{section}}}", ""]
-        intro = field.description or _doc(model)
-        if intro:
-            out += [intro, ""]
+        for intro in dict.fromkeys(filter(None, [field.description, _doc(model)])):
+            out += [intro[0].upper() + intro[1:] + ("" if intro.endswith(".") else "."), ""]
         out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
         for key in iter_keys(model, [section]):
             env = f"<br><small>{_code(key.env)}</small>" if key.env else ""
