@@ -14,6 +14,14 @@ from pathlib import Path
 PACKAGE = "portraitcraft"
 
 
+def checkout(fallback: Path) -> Path:
+    """The source checkout the installed `portraitcraft` comes from (editable install), else `fallback`."""
+    import portraitcraft
+
+    here = Path(portraitcraft.__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").is_file() else fallback
+
+
 def package_dirs(repo: Path) -> dict[str, Path]:
     """`portraitcraft.x` -> its folder in the checkout, from pyproject.toml's `[tool.setuptools] package-dir`."""
     pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))

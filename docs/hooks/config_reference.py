@@ -19,7 +19,10 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from portraitcraft.cli.config import ENDPOINT_SECTIONS
 from portraitcraft.config import ENV_PREFIX, PortraitcraftConfig
+
+API_KEYS = "_api_keys"  # what `config show --json` adds after the sections (never a key itself)
 
 
 @dataclass(frozen=True)
@@ -196,4 +199,18 @@ def render() -> str:
                 f"{_code(key.default)} | {_cell(key.description)} |"
             )
         out.append("")
+    out += [
+        f"## `{API_KEYS}` (printed by `config show --json`) {{#{API_KEYS}}}",
+        "",
+        "Not configuration: after the sections, `portraitcraft config show --json` prints, for each endpoint "
+        "section, whether the environment variable its `api_key_env` names is set. The key itself is never "
+        "printed, written to a file or logged.",
+        "",
+        "| key | value |",
+        "| --- | --- |",
+    ]
+    for section in ENDPOINT_SECTIONS:
+        out.append(f'| <span id="{API_KEYS}.{section}"></span>{_code(f"{API_KEYS}.{section}")} | '
+                   f'`"set"` or `"not set"`: the variable named by [`{section}.api_key_env`](#{section}.api_key_env) |')
+    out.append("")
     return "\n".join(out)

@@ -78,7 +78,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     config.nav = guides_nav(config.nav or [], Path(config.docs_dir))
     # mkdocstrings reads the installed names from a mirror of the package tree (api_sources.py)
     _api_tree = tempfile.TemporaryDirectory(prefix="portraitcraft-api-")
-    repo = Path(config.config_file_path).parent
+    repo = api_sources.checkout(fallback=Path(config.config_file_path).parent)
     search_path = api_sources.build_tree(repo, Path(_api_tree.name))
     handler = config.plugins["mkdocstrings"].config.handlers.setdefault("python", {})
     handler["paths"] = [str(search_path)]
