@@ -69,7 +69,7 @@ def test_config_reference_lists_every_key_config_show_prints(capsys: pytest.Capt
     for key in printed:
         assert f'<span id="{key}"></span>' in page, key
     row = next(line for line in page.splitlines() if 'id="loop.max_rounds"' in line)
-    assert "PORTRAITCRAFT_LOOP__MAX_ROUNDS" in row and "<code>3</code>" in row and "corrections per item" in row
+    assert "PORTRAITCRAFT_LOOP__MAX_ROUNDS" in row and "default <code>3</code>" in row and "corrections per item" in row
     assert "<code>int (>= 0, &lt;= 50)</code>" in row  # the type with its bounds
 
 

@@ -191,12 +191,13 @@ def render() -> str:
         out += [f"## `[{section}]` {{#{section}}}", ""]
         for intro in dict.fromkeys(filter(None, [field.description, _doc(model)])):
             out += [intro[0].upper() + intro[1:] + ("" if intro.endswith(".") else "."), ""]
-        out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+        out += ["| key | type and default | description and environment variable |", "| --- | --- | --- |"]
         for key in iter_keys(model, [section]):
             env = f"<br><small>{_code(key.env)}</small>" if key.env else ""
+            short = key.dotted.split(".", 1)[1]
             out.append(
-                f'| <span id="{key.anchor}"></span>{_code(key.dotted)}{env} | {_code(key.type)} | '
-                f"{_code(key.default)} | {_cell(key.description)} |"
+                f'| <span id="{key.anchor}"></span><code class="key">{short}</code> | {_code(key.type)}<br>'
+                f"default {_code(key.default)} | {_cell(key.description)}{env} |"
             )
         out.append("")
     out += [
