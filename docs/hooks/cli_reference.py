@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from markdown_cells import cell, code
 from typer._click.core import Context
 
 from portraitcraft.cli import root
@@ -87,12 +88,6 @@ def walk(command: Any | None = None, ctx: Context | None = None, path: tuple[str
         yield from walk(sub, Context(sub, info_name=name, parent=ctx), (*path, name))
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    return "<code>" + text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "&#124;") + "</code>"
 
 
 def _help_markdown(text: str) -> str:
@@ -131,7 +126,7 @@ def render(*, exit_codes_guide: str | None = None) -> str:
     ]
     for cmd in commands[1:]:
         first = _help_markdown(cmd.help).split("\n\n")[0]
-        out.append(f"| [`{cmd.name}`](#{cmd.anchor}) | {_cell(first)} |")
+        out.append(f"| [`{cmd.name}`](#{cmd.anchor}) | {cell(first)} |")
     out.append("")
     for cmd in commands:
         level = "#" * min(2 + len(cmd.path), 4) if cmd.path else "##"
@@ -145,7 +140,7 @@ def render(*, exit_codes_guide: str | None = None) -> str:
             rows = [p for p in cmd.params if p.kind == kind]
             if rows:
                 out += [f"**{title}**", "", f"| {kind} | description | default / bounds |", "| --- | --- | --- |"]
-                out += [f"| {_code(p.name)} | {_cell(p.help)} | {_cell(p.extras)} |" for p in rows]
+                out += [f"| {code(p.name)} | {cell(p.help)} | {cell(p.extras)} |" for p in rows]
                 out.append("")
         if cmd.path and not cmd.subcommands:
             codes = cmd.exit_codes

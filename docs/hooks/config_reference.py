@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 import annotated_types
+from markdown_cells import cell, code
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -154,13 +155,6 @@ def all_keys() -> list[ConfigKey]:
     return [key for section in sections() for key in iter_keys(section_model(section), [section])]
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    """Inline code in a table cell (a `|` inside would end the cell; `<code>` with an escaped bar does not)."""
-    return "<code>" + text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "&#124;") + "</code>"
 
 
 def _doc(model: type[BaseModel]) -> str:
@@ -193,11 +187,11 @@ def render() -> str:
             out += [intro[0].upper() + intro[1:] + ("" if intro.endswith(".") else "."), ""]
         out += ["| key | type and default | description and environment variable |", "| --- | --- | --- |"]
         for key in iter_keys(model, [section]):
-            env = f"<br><small>{_code(key.env)}</small>" if key.env else ""
+            env = f"<br><small>{code(key.env)}</small>" if key.env else ""
             short = key.dotted.split(".", 1)[1]
             out.append(
-                f'| <span id="{key.anchor}"></span><code class="key">{short}</code> | {_code(key.type)}<br>'
-                f"default {_code(key.default)} | {_cell(key.description)}{env} |"
+                f'| <span id="{key.anchor}"></span><code class="key">{short}</code> | {code(key.type)}<br>'
+                f"default {code(key.default)} | {cell(key.description)}{env} |"
             )
         out.append("")
     out += [
@@ -211,7 +205,7 @@ def render() -> str:
         "| --- | --- |",
     ]
     for section in ENDPOINT_SECTIONS:
-        out.append(f'| <span id="{API_KEYS}.{section}"></span>{_code(f"{API_KEYS}.{section}")} | '
+        out.append(f'| <span id="{API_KEYS}.{section}"></span>{code(f"{API_KEYS}.{section}")} | '
                    f'`"set"` or `"not set"`: the variable named by [`{section}.api_key_env`](#{section}.api_key_env) |')
     out.append("")
     return "\n".join(out)

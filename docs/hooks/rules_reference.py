@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from markdown_cells import code
+
 from portraitcraft.prompts.rules import Rule, load_rules
 
 
@@ -17,13 +19,10 @@ def page_name(rule: Rule) -> str:
     return f"{rule.id}.md"
 
 
-def _code(text: str) -> str:
-    return "<code>" + text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "&#124;") + "</code>"
-
 
 def render_rule(rule: Rule) -> str:
     """A rule's page: its front matter as a table, then the body the VLM reads (headings one level down)."""
-    applies = ", ".join(_code(c) for c in rule.applies_when) or "always"
+    applies = ", ".join(code(c) for c in rule.applies_when) or "always"
     body = re.sub(r"^(#+) ", r"#\1 ", rule.body.strip(), flags=re.M)
     return "\n".join([
         f"# {rule.title}",
@@ -32,12 +31,12 @@ def render_rule(rule: Rule) -> str:
         "",
         "| field | value |",
         "| --- | --- |",
-        f"| id | {_code(rule.id)} |",
+        f"| id | {code(rule.id)} |",
         f"| category | {rule.category} |",
         f"| severity | {rule.severity} (1-5) |",
         f"| applies when | {applies} |",
-        f"| geometric cross-check | {_code(rule.geometry) if rule.geometry else 'none'} |",
-        f"| model-free check | {_code(rule.heuristic) if rule.heuristic else 'none'} |",
+        f"| geometric cross-check | {code(rule.geometry) if rule.geometry else 'none'} |",
+        f"| model-free check | {code(rule.heuristic) if rule.heuristic else 'none'} |",
         "",
         "**Question asked of the VLM** (yes = the failure is present):",
         "",
@@ -66,8 +65,8 @@ def render_index() -> str:
     ]
     for rule in rules():
         check = rule.geometry or rule.heuristic or ""
-        applies = ", ".join(_code(c) for c in rule.applies_when) or "always"
+        applies = ", ".join(code(c) for c in rule.applies_when) or "always"
         out.append(f"| [{rule.title}]({page_name(rule)}) | {rule.category} | {rule.severity} | {applies} | "
-                   f"{_code(check) if check else ''} |")
+                   f"{code(check) if check else ''} |")
     out.append("")
     return "\n".join(out)
