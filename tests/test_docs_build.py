@@ -32,6 +32,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(ROOT / "mkdocs.yml", work / "mkdocs.yml")
     (work / "docs" / "guides" / "zz-merged-later.md").write_text(
         "# A guide merged later\n\nSee [the CLI](../reference/cli.md#generate).\n", encoding="utf-8")
+    exit_codes = work / "docs" / "guides" / "exit-codes.md"  # another engineer's guide, once merged
+    if not exit_codes.exists():
+        exit_codes.write_text("# Exit codes\n\nWhat each code means.\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(work / "site")],
                           cwd=work, capture_output=True, text=True, timeout=600,
                           env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin", "HOME": str(work)})
@@ -50,6 +53,8 @@ def test_strict_build_includes_a_guide_added_without_a_nav_edit(site: Path) -> N
     home = (site / "index.html").read_text(encoding="utf-8")
     assert "A guide merged later" in home  # in the nav of every page
     assert 'href="guides/generate/"' in home
+    cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../../guides/exit-codes/"' in cli  # the CLI reference links the exit-codes guide once it exists
 
 
 def test_cli_page_has_every_command(site: Path) -> None:
