@@ -76,7 +76,9 @@ def guides_nav(nav: list[Any], docs_dir: Path) -> list[Any]:
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
     global _api_tree
     config.nav = guides_nav(config.nav or [], Path(config.docs_dir))
-    # mkdocstrings reads the installed names from a mirror of the package tree (api_sources.py)
+    # mkdocstrings reads the installed names from a mirror of the package tree (api_sources.py); `mkdocs serve`
+    # calls this on every rebuild, so the previous mirror goes first
+    on_shutdown()
     _api_tree = tempfile.TemporaryDirectory(prefix="portraitcraft-api-")
     repo = api_sources.checkout(fallback=Path(config.config_file_path).parent)
     search_path = api_sources.build_tree(repo, Path(_api_tree.name))
@@ -86,8 +88,10 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 
 def on_shutdown() -> None:
+    global _api_tree
     if _api_tree is not None:
         _api_tree.cleanup()
+        _api_tree = None
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
