@@ -378,8 +378,8 @@ class LoopConfig(_Section):
         True, description="let a mirror image fix a facing / gaze measured on the opposite side (it also mirrors "
         "text and the subject's own left/right)")
     strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
-        "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
-        "one-shot: one draft")
+        "loop", description="loop: critique-correct; best-of-n: max_rounds + 1 independent samples (the loop's "
+        "image budget) ranked by the critic; one-shot: one draft (`generate --strategy`)")
     group_size: Annotated[int, Field(ge=0, le=64)] = Field(
         0, description="`generate --group G`: G independent candidates per item scored with within-group rewards "
         "(NaSPO); 0 or 1 = off")
