@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("mine", "mine"),
     "inspect": ("inspect", "inspect"),
     "reframe": ("reframe", "reframe"),
+    "compare": ("compare", "compare"),
 }
 
 err_console = Console(stderr=True)

@@ -13,10 +13,12 @@ from typing import Any
 import jinja2
 
 from portraitcraft.atomic import atomic_write_text
+from portraitcraft.docs_links import docs_link
 from portraitcraft.errors import InputError
 from portraitcraft.runs import ResultsLog
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+DOCS_SECTION = ("guides/generate", "the-run-report")  # docs/guides/generate.md explains this page
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,6 +58,7 @@ def report_data(run_root: Path) -> dict[str, Any]:
     histogram = sorted(Counter(r.get("rounds", 0) for r in rows if r.get("status") == "done").items())
     return {
         "title": run_root.name, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "n_rows": len(rows),
+        "docs": docs_link(*DOCS_SECTION),
         "rows": rows, "summary": summary, "histogram": histogram, "disagreements": disagreements,
         "per_rule": [{"rule": k[0], "source": k[1], "detected": v[0], "checked": v[1]}
                      for k, v in sorted(per_rule.items(), key=lambda kv: (-kv[1][0], kv[0]))],

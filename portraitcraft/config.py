@@ -82,12 +82,26 @@ class EndpointConfig(RemoteEndpoint):
         "vllm", description="structured-output dialect: vllm (structured_outputs), openai (json_schema), plain "
         "(parse); the old key `kind` is accepted"
     )
-    max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
-    max_tokens: Annotated[int, Field(ge=1)] = 1024
-    max_image_pixels: Annotated[int, Field(ge=64 * 64)] = 1024 * 1024
-    seed: int | None = 0
-    cache: bool = True
+    max_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+        8, description="requests in flight to this endpoint at once (the client's semaphore)"
+    )
+    temperature: Annotated[float, Field(ge=0, le=2)] = Field(
+        0.0, description="sampling temperature of each request (0 = greedy)"
+    )
+    max_tokens: Annotated[int, Field(ge=1)] = Field(1024, description="the most tokens one reply may have")
+    max_image_pixels: Annotated[int, Field(ge=64 * 64)] = Field(
+        1024 * 1024, description="images are downscaled to at most this many pixels before they are sent"
+    )
+    seed: int | None = Field(
+        0,
+        description="sampling seed sent with each request (None = unseeded; sampled replies are cached only when "
+                    "seeded)"
+    )
+    cache: bool = Field(
+        True,
+        description="cache replies on disk under <cache root>/vlm, keyed by model, messages, images and "
+                    "parameters (a re-run costs no call)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -112,7 +126,7 @@ class LoraConfig(_Section):
     """One LoRA adapter: `path` is a safetensors file, a local folder or a hub repo id."""
 
     path: str = Field(description="a safetensors file, a local folder or a hub repo id")
-    weight: float = 1.0
+    weight: float = Field(1.0, description="the adapter's scale (1.0 = as trained)")
     name: str = Field("", description="adapter name; empty = derived from the path")
     weight_name: str | None = Field(None, description="the file inside a folder / repo holding the weights")
 
@@ -125,27 +139,52 @@ class DiffusionConfig(RemoteEndpoint):
     call; a call's `GenParams` overrides them.
     """
 
-    backend: DiffusionBackend = "zimage-turbo"
+    backend: DiffusionBackend = Field(
+        "zimage-turbo",
+        description="pipeline family: zimage, zimage-turbo, qwen-image, qwen-image-edit(-plus), img2img (SDEdit "
+                    "with the generator's weights), remote (an OpenAI-compatible image API)"
+    )
     model: str = Field("Tongyi-MAI/Z-Image-Turbo", description="hub model id or a local folder")
-    revision: str | None = None
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    device: str = "cuda"
-    offload: Literal["none", "model", "sequential"] = "none"
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) of `model`")
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="torch dtype the pipeline is loaded in"
+    )
+    device: str = Field("cuda", description='torch device, e.g. "cuda", "cuda:1" or "cpu"')
+    offload: Literal["none", "model", "sequential"] = Field(
+        "none",
+        description="CPU offload: none, model (whole sub-models moved in turn) or sequential (layer by layer: "
+                    "least memory, slowest)"
+    )
     attention_backend: str | None = Field(None, description='e.g. "native" or "flash" (needs flash-attn)')
-    local_files_only: bool = False
-    steps: Annotated[int, Field(ge=1, le=500)] = 9
-    guidance_scale: Annotated[float, Field(ge=0)] = 0.0
-    true_cfg_scale: Annotated[float, Field(ge=0)] = 4.0
-    negative_prompt: str = " "
-    strength: Annotated[float, Field(gt=0, le=1)] = 0.6
-    max_sequence_length: Annotated[int, Field(ge=16)] = 512
-    loras: list[LoraConfig] = Field(default_factory=list)
+    local_files_only: bool = Field(
+        False, description="load weights only from the local Hugging Face cache (no download)"
+    )
+    steps: Annotated[int, Field(ge=1, le=500)] = Field(9, description="denoising steps per call")
+    guidance_scale: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="classifier-free guidance scale (Z-Image-Turbo: 0)"
+    )
+    true_cfg_scale: Annotated[float, Field(ge=0)] = Field(
+        4.0, description="true CFG scale of Qwen-Image / Qwen-Image-Edit (with `negative_prompt`)"
+    )
+    negative_prompt: str = Field(" ", description='negative prompt for true CFG (Qwen-Image needs one, even " ")')
+    strength: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.6, description="img2img / SDEdit strength: how much of the input image is re-noised (0-1)"
+    )
+    max_sequence_length: Annotated[int, Field(ge=16)] = Field(
+        512,
+        description="text-encoder tokens of the prompt (the planner's budget; capped at what the pipeline "
+                    "accepts: 1024 Qwen-Image, 992 Z-Image)"
+    )
+    loras: list[LoraConfig] = Field(
+        default_factory=list,
+        description='LoRA adapters loaded into the pipeline, e.g. [{ path = "runs/dpo/lora.safetensors" }]'
+    )
     fuse_loras: bool = Field(False, description="fuse the active LoRAs into the weights (faster calls)")
     controlnet: str | None = Field(None, description="pose ControlNet checkpoint (Z-Image Fun-Controlnet-Union)")
     controlnet_config: str | None = Field(
         None, description="config folder / repo id for a single-file ControlNet checkpoint (needed offline)"
     )
-    controlnet_scale: float = 0.75
+    controlnet_scale: float = Field(0.75, description="conditioning scale of the pose ControlNet")
     edit_max_area: Annotated[int, Field(ge=64 * 64)] = Field(
         1024 * 1024, description="pixel area edit pipelines resize their input to (Qwen-Image-Edit: ~1 MP)"
     )
@@ -172,7 +211,9 @@ class GeneratorConfig(DiffusionConfig):
     """The text-to-image backend (the GPU model pool settings live in `[gpu]`)."""
 
     refiner: DiffusionConfig | None = Field(None, description="optional cascaded SDEdit refiner")
-    refiner_strength: Annotated[float, Field(gt=0, le=1)] = 0.3
+    refiner_strength: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.3, description="SDEdit strength of the refiner pass over each draft"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -187,15 +228,19 @@ class GeneratorConfig(DiffusionConfig):
 
 
 class EditorConfig(DiffusionConfig):
-    backend: DiffusionBackend = "qwen-image-edit-plus"
-    model: str = "Qwen/Qwen-Image-Edit-2509"
-    steps: Annotated[int, Field(ge=1, le=500)] = 40
+    backend: DiffusionBackend = Field(
+        "qwen-image-edit-plus", description="pipeline family of the editor (see generator.backend)"
+    )
+    model: str = Field("Qwen/Qwen-Image-Edit-2509", description="hub model id or a local folder of the editing model")
+    steps: Annotated[int, Field(ge=1, le=500)] = Field(40, description="denoising steps per edit")
 
 
 class CriticConfig(EndpointConfig):
     rules: list[str] = Field(default_factory=list, description="rule names to run; empty = every shipped rule")
     rules_dir: str | None = Field(None, description="a folder of extra rule prompts (*.md)")
-    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="a finding counts as detected at this confidence or above"
+    )
     enabled: bool = Field(True, description="ask the VLM; false = geometry + heuristics only (the offline profile)")
     mode: Literal["json", "logprob"] = Field(
         "json", description="json: a verdict + evidence + instruction per rule; logprob: a yes/no answer whose "
@@ -215,8 +260,12 @@ class JudgeConfig(EndpointConfig):
         "auto", description="scoring method; auto probes the endpoint once per run (logprob if it returns "
         "logprobs, else sampled) and scores every image that one way"
     )
-    samples: Annotated[int, Field(ge=1, le=64)] = 5
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    samples: Annotated[int, Field(ge=1, le=64)] = Field(
+        5, description="sampled answers per image in sampled mode (their mean is the score)"
+    )
+    temperature: Annotated[float, Field(ge=0, le=2)] = Field(
+        0.7, description="sampling temperature of the judge's answers"
+    )
     rubric: str = Field("default", description="rubric name under prompts/judge/")
     item_deadline: Annotated[float, Field(gt=0, le=86400)] = Field(
         300.0, description="total seconds one image may take (every request, retry and wait) before it fails"
@@ -224,10 +273,17 @@ class JudgeConfig(EndpointConfig):
 
 
 class AssessorConfig(EndpointConfig):
-    samples: Annotated[int, Field(ge=1, le=64)] = 3
-    flip: bool = True
-    max_pixels: list[int] = Field(default_factory=lambda: [448 * 448, 1024 * 1024])
-    permute_options: bool = True
+    samples: Annotated[int, Field(ge=1, le=64)] = Field(
+        3, description="K: answers sampled per view in one request (n=K)"
+    )
+    flip: bool = Field(True, description="add the horizontally mirrored view of each image (directional words swapped)")
+    max_pixels: list[int] = Field(
+        default_factory=lambda: [448 * 448, 1024 * 1024],
+        description="one view per pixel budget (images resized to at most this many pixels)"
+    )
+    permute_options: bool = Field(
+        True, description="rotate the VQA options' order over the views (the answer is mapped back)"
+    )
     linear_prior: float = Field(0.0, ge=0, le=1, description="weight of overall = 0.86*sum - 8.92")
     # Track 1 understanding (agents/assessor.py, agents/assessor_vote.py, graphs/understand.py)
     temperature: Annotated[float, Field(ge=0, le=2)] = Field(
@@ -257,21 +313,25 @@ class AssessorConfig(EndpointConfig):
 
 class MinerConfig(EndpointConfig):
     enabled: bool = Field(False, description="ask this endpoint for discrepancies; off = geometry-only mining")
-    sample_size: Annotated[int, Field(ge=1)] = 200
-    max_modes: Annotated[int, Field(ge=1, le=64)] = 12
+    sample_size: Annotated[int, Field(ge=1)] = Field(
+        200, description="train items mined when `mine --sample` is not given"
+    )
+    max_modes: Annotated[int, Field(ge=1, le=64)] = Field(12, description="the most failure modes (rule files) written")
 
 
 class PlannerConfig(_Section):
     """The planner: canvas policy, canvas size and prompt layout (agents/planner/)."""
 
-    long_side: Annotated[int, Field(ge=64, le=4096)] = 1024
-    multiple: Annotated[int, Field(ge=1, le=256)] = 16
+    long_side: Annotated[int, Field(ge=64, le=4096)] = Field(1024, description="the canvas's longer side in pixels")
+    multiple: Annotated[int, Field(ge=1, le=256)] = Field(
+        16, description="canvas width and height are rounded to a multiple of this"
+    )
     aspect_ratios: Annotated[list[Annotated[float, Field(gt=0.1, lt=10)]], Field(min_length=1)] = Field(
         default_factory=lambda: [9 / 16, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 16 / 9],
         description="canvas classes as width / height (1.0 is always added); a fitted policy keeps its own",
     )
     policy: str | None = Field(None, description="a fitted policy JSON (portraitcraft plan fit); unset = rule")
-    spatial_first: bool = True
+    spatial_first: bool = Field(True, description="move spatial and target statements to the front of the prompt")
     trigger_word: str = Field("", description="LoRA trigger word put first in the prompt, e.g. AES_COMP")
     max_prompt_tokens: Annotated[int, Field(ge=16)] | None = Field(
         None, description="the prompt's token budget; unset = the generator's max_sequence_length, capped by what "
@@ -295,9 +355,17 @@ class PlannerConfig(_Section):
 
 
 class LoopConfig(_Section):
-    max_rounds: Annotated[int, Field(ge=0, le=50)] = 3
-    max_generations: Annotated[int, Field(ge=1, le=200)] = 8
-    drift_guard: bool = True
+    max_rounds: Annotated[int, Field(ge=0, le=50)] = Field(
+        3, description="corrections per item before the loop stops (`generate --max-rounds`)"
+    )
+    max_generations: Annotated[int, Field(ge=1, le=200)] = Field(
+        8, description="images drawn per item (drafts + regenerations); past it, a regenerate becomes an edit"
+    )
+    drift_guard: bool = Field(
+        True,
+        description="revert an edit that made the image worse (more findings, or background / person drift past "
+                    "the drift_* thresholds) and regenerate"
+    )
     select_by_judge: bool = Field(
         True, description="with a VLM critic, the [judge] ranks the rounds of an item that never passed")
     max_edits: Annotated[int, Field(ge=0, le=50)] = Field(
@@ -310,8 +378,8 @@ class LoopConfig(_Section):
         True, description="let a mirror image fix a facing / gaze measured on the opposite side (it also mirrors "
         "text and the subject's own left/right)")
     strategy: Literal["loop", "best-of-n", "one-shot"] = Field(
-        "loop", description="loop: critique-correct; best-of-n: max_generations samples ranked by the critic; "
-        "one-shot: one draft")
+        "loop", description="loop: critique-correct; best-of-n: max_rounds + 1 independent samples (the loop's "
+        "image budget) ranked by the critic; one-shot: one draft (`generate --strategy`)")
     group_size: Annotated[int, Field(ge=0, le=64)] = Field(
         0, description="`generate --group G`: G independent candidates per item scored with within-group rewards "
         "(NaSPO); 0 or 1 = off")
@@ -364,15 +432,25 @@ class RayConfig(_Section):
 
 
 class RunConfig(_Section):
-    out_dir: str = "runs"
-    name: str = ""
-    seed: int = 0
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
+    out_dir: str = Field(
+        "runs", description="parent folder of run folders when --out is not given (<out_dir>/<name or timestamp>)"
+    )
+    name: str = Field("", description="run folder name under out_dir; empty = a timestamp")
+    seed: int = Field(
+        0, description="the run seed (drafts; per-item seeds derive from it with planner.seed_mode = per_item)"
+    )
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+        4, description="items in flight at once (generate, understand)"
+    )
     cache_dir: str | None = Field(
         None, description="the cache root (VLM replies, tiny models); unset = $PORTRAITCRAFT_CACHE_DIR, else the "
         "platform cache folder (~/.cache/portraitcraft on Linux); see portraitcraft/paths.py"
     )
-    hf_home: str | None = None
+    hf_home: str | None = Field(
+        None,
+        description="not read by the code at present: set the HF_HOME environment variable for the Hugging Face "
+                    "cache (kept so existing configs stay valid)"
+    )
     executor: Literal["lane", "ray"] = Field(
         "lane", description="who runs GPU jobs: the in-process GPU lane, or a pool of Ray actors ([ray])"
     )
@@ -432,30 +510,40 @@ class TrainConfig(_Section):
     model: str = Field("", description="model folder / hub id to train; empty = the [generator] model")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="mixed precision of the forward passes")
     cpu: bool = Field(False, description="train on the CPU even when a GPU is visible")
-    seed: int = 0
-    lora_rank: Annotated[int, Field(ge=1, le=1024)] = 32
-    lora_alpha: Annotated[float, Field(gt=0)] = 32.0
+    seed: int = Field(0, description="training seed (noise, timesteps, data order; a resumed run replays them)")
+    lora_rank: Annotated[int, Field(ge=1, le=1024)] = Field(32, description="LoRA rank")
+    lora_alpha: Annotated[float, Field(gt=0)] = Field(
+        32.0, description="LoRA alpha (the update is scaled by alpha / rank)"
+    )
     lora_targets: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
         description="transformer module names (or name suffixes) that get a LoRA; checked before training",
     )
-    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
+    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="AdamW weight decay")
+    warmup_steps: Annotated[int, Field(ge=0)] = Field(0, description="linear learning-rate warm-up steps")
     max_grad_norm: Annotated[float, Field(ge=0)] = Field(1.0, description="gradient clipping; 0 = none")
     batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
         1, description="items (SFT) or pairs (DPO) per micro-batch"
     )
     grad_accum: Annotated[int, Field(ge=1, le=4096)] = Field(1, description="micro-batches per optimiser step")
-    epochs: Annotated[int, Field(ge=1, le=100000)] = 1
+    epochs: Annotated[int, Field(ge=1, le=100000)] = Field(
+        1, description="passes over the data (max_steps stops earlier)"
+    )
     max_steps: Annotated[int, Field(ge=1)] | None = Field(None, description="stop after this many optimiser steps")
     resolution: Annotated[int, Field(ge=16, le=4096)] = Field(
         1024, description="long side of the aspect-ratio buckets ([planner] aspect_ratios)"
     )
-    max_sequence_length: Annotated[int, Field(ge=16, le=1024)] = 512
-    timestep_sampling: Literal["uniform", "logit_normal"] = "logit_normal"
-    logit_mean: float = 0.0
-    logit_std: Annotated[float, Field(gt=0)] = 1.0
+    max_sequence_length: Annotated[int, Field(ge=16, le=1024)] = Field(
+        512, description="text-encoder tokens of each training prompt"
+    )
+    timestep_sampling: Literal["uniform", "logit_normal"] = Field(
+        "logit_normal", description="how sigma is drawn: uniform or logit-normal (logit_mean, logit_std)"
+    )
+    logit_mean: float = Field(0.0, description="mean of the logit-normal sigma distribution")
+    logit_std: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="standard deviation of the logit-normal sigma distribution"
+    )
     timestep_shift: Annotated[float, Field(gt=0)] = Field(
         1.0, description="sigma -> shift*sigma / (1 + (shift-1)*sigma) after sampling; 1 = none"
     )
@@ -466,13 +554,19 @@ class TrainConfig(_Section):
     )
     pose: bool = Field(False, description="DPO: condition on each pair's pose through the frozen ControlNet")
     controlnet: str | None = Field(None, description="pose ControlNet folder; empty = [generator] controlnet")
-    controlnet_scale: Annotated[float, Field(ge=0)] = 0.75
-    gradient_checkpointing: bool = False
+    controlnet_scale: Annotated[float, Field(ge=0)] = Field(
+        0.75, description="conditioning scale of the frozen pose ControlNet (train.pose)"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, slower)"
+    )
     cache: bool = Field(True, description="cache VAE latents and text embeddings on disk (content-hash keys)")
     cache_dir: str = Field("", description="latent/text cache folder; empty = <cache root>/train (run.cache_dir)")
-    checkpoint_every: Annotated[int, Field(ge=1)] = 500
-    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
-    log_every: Annotated[int, Field(ge=1)] = 1
+    checkpoint_every: Annotated[int, Field(ge=1)] = Field(
+        500, description="optimiser steps between checkpoints (<out>/checkpoints/step_<k>/)"
+    )
+    keep_checkpoints: Annotated[int, Field(ge=1)] = Field(2, description="checkpoints kept (the oldest are deleted)")
+    log_every: Annotated[int, Field(ge=1)] = Field(1, description="optimiser steps between rows of metrics.jsonl")
     validate_prompts: list[str] = Field(
         default_factory=lambda: [
             "A woman stands on the left third of the frame, facing right, full body, soft evening light.",
@@ -480,9 +574,13 @@ class TrainConfig(_Section):
         ],
         description="prompts drawn with and without the LoRA by --validate",
     )
-    validate_steps: Annotated[int, Field(ge=1, le=500)] = 9
-    validate_seed: int = 0
-    validate_guidance: Annotated[float, Field(ge=0)] = 0.0
+    validate_steps: Annotated[int, Field(ge=1, le=500)] = Field(
+        9, description="denoising steps of the --validate images"
+    )
+    validate_seed: int = Field(0, description="seed of the --validate images (the same with and without the LoRA)")
+    validate_guidance: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="guidance scale of the --validate images (Z-Image)"
+    )
 
 
 class RewardConfig(_Section):
@@ -492,15 +590,17 @@ class RewardConfig(_Section):
     a scorer that is not available is skipped with a message and its weight dropped.
     """
 
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    host: str = Field("127.0.0.1", description="address the reward server listens on")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(8765, description="port the reward server listens on")
     weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {"geometry": 0.3, "rules": 0.3, "content": 0.2, "composition": 0.2},
         description="scorer name -> weight (geometry, rules, content, composition); renormalised to sum 1",
     )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(4, description="requests scored at once")
     max_images: Annotated[int, Field(ge=1, le=4096)] = Field(64, description="images in one request at most")
-    max_image_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    max_image_bytes: Annotated[int, Field(ge=1024)] = Field(
+        32 * 1024 * 1024, description="largest decoded image in a request, in bytes (larger: a 400 naming it)"
+    )
 
 
 class LimitsConfig(_Section):
@@ -547,21 +647,57 @@ class PortraitcraftConfig(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
     )
 
-    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    editor: EditorConfig = Field(default_factory=EditorConfig)
-    critic: CriticConfig = Field(default_factory=CriticConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    assessor: AssessorConfig = Field(default_factory=AssessorConfig)
-    miner: MinerConfig = Field(default_factory=MinerConfig)
-    planner: PlannerConfig = Field(default_factory=PlannerConfig)
-    loop: LoopConfig = Field(default_factory=LoopConfig)
-    run: RunConfig = Field(default_factory=RunConfig)
-    gpu: GpuConfig = Field(default_factory=GpuConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
-    vision: VisionConfig = Field(default_factory=VisionConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    generator: GeneratorConfig = Field(
+        default_factory=GeneratorConfig,
+        description="the text-to-image backend that draws the drafts (and its optional refiner)",
+    )
+    editor: EditorConfig = Field(
+        default_factory=EditorConfig,
+        description="the image-editing backend the loop's `edit` action uses",
+    )
+    critic: CriticConfig = Field(
+        default_factory=CriticConfig,
+        description="the VLM critic (an OpenAI-compatible endpoint), the geometric critic and the model-free checks",
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig,
+        description="the VLM judge of `eval track2` (Content, Composition) and of rounds that never passed",
+    )
+    assessor: AssessorConfig = Field(
+        default_factory=AssessorConfig,
+        description="the VLM that answers Track 1 (`portraitcraft understand`): views, samples, votes",
+    )
+    miner: MinerConfig = Field(
+        default_factory=MinerConfig,
+        description="the VLM that lists discrepancies between real and generated images (`portraitcraft mine`)",
+    )
+    planner: PlannerConfig = Field(
+        default_factory=PlannerConfig,
+        description="how a description becomes a canvas, composition targets and a prompt",
+    )
+    loop: LoopConfig = Field(
+        default_factory=LoopConfig,
+        description="the critique-correct loop of `generate`: rounds, budgets, drift guard, strategies, groups",
+    )
+    run: RunConfig = Field(
+        default_factory=RunConfig,
+        description="the run as a whole: output folder, seed, concurrency, cache root, GPU executor",
+    )
+    gpu: GpuConfig = Field(default_factory=GpuConfig, description="the GPU model pool shared by the local backends")
+    ray: RayConfig = Field(
+        default_factory=RayConfig,
+        description='the Ray executor (run.executor = "ray"): actors on several GPUs or machines',
+    )
+    vision: VisionConfig = Field(
+        default_factory=VisionConfig,
+        description="pose, person mask, face and gaze models and their thresholds; the reframing editor's limits",
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, description="LoRA training (`portraitcraft train sft|dpo`)")
+    reward: RewardConfig = Field(
+        default_factory=RewardConfig,
+        description="the reward server (`portraitcraft serve reward`)",
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="bounds on what the CLI reads")
 
     @classmethod
     def settings_customise_sources(
