@@ -90,3 +90,29 @@ def test_rounds_reducer_patches_and_appends_one_step_at_a_time() -> None:
                       {"round": 1, "image": "r1.png"}]
     with pytest.raises(ValueError, match="round 3 cannot follow 2 rounds"):
         merge_rounds(rounds, [{"round": 3}])
+
+
+def test_rounds_from_an_older_run_without_masks_are_measured_again(tmp_path: Path) -> None:
+    """A checkpoint written before masks were recorded (no `mask` key) still gets the drift guard's mask: the
+    image is measured again; a round measured with no person (`mask` None) is not."""
+    from types import SimpleNamespace
+
+    from generate_fixtures import figure_analysis_image, paint
+
+    from portraitcraft.graphs.generate_steps import mask_of
+
+    run = RunFolder(tmp_path / "old")
+    (run.root / "items" / "a").mkdir(parents=True)
+    paint(96, 96, 0.8).save(run.root / "items" / "a" / "round_0.png")
+    calls: list[Any] = []
+
+    def analyze(image: Any) -> Any:
+        calls.append(image)
+        return figure_analysis_image(image)
+
+    ctx = SimpleNamespace(run=run, critic=SimpleNamespace(analyze=analyze))
+    old = {"rounds": [{"round": 0, "image": "items/a/round_0.png", "passed": False}]}
+    mask = mask_of(old, ctx)("items/a/round_0.png")  # type: ignore[arg-type]
+    assert len(calls) == 1 and mask is not None and mask[:, 77].any() and not mask[:, 10].any()
+    measured_empty = {"rounds": [{"round": 0, "image": "items/a/round_0.png", "mask": None}]}
+    assert mask_of(measured_empty, ctx)("items/a/round_0.png") is None and len(calls) == 1  # type: ignore[arg-type]
