@@ -36,8 +36,8 @@ HOMES: dict[str, tuple[str, str, str]] = {
     "Training": ("guides/pairs-and-training.md", "## Training",
                  "VAE latents and text embeddings are computed once"),
     "Run folders": ("guides/generate.md", "## The run folder",
-                    "Every batch\n(`generate`, `understand`, `mine` and its counterpart drawing, `eval track2`) runs through "
-                    "ONE driver"),
+                    "Every batch\n(`generate`, `understand`, `mine` and its counterpart drawing, "
+                    "`eval track2`) runs through ONE driver"),
     "Architecture": ("project/architecture.md", "# Architecture", "One installed namespace over the top-level folders"),
     "Tests": ("project/tests.md", "# Tests", "`bash scripts/test.sh` runs, in one pytest session"),
     "Benchmarks": ("project/benchmarks.md", "# Benchmarks", "GPU-lane utilisation with N items in flight"),
