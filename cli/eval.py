@@ -5,7 +5,6 @@ Heavy or network modules (the VLM client, the judge) are imported inside the com
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,13 @@ def track2(
     import asyncio
 
     from portraitcraft.data import detect_kind, parse_items, read_records
-    from portraitcraft.eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
+    from portraitcraft.eval.track2 import (
+        ImageScore,
+        judge_with_config,
+        read_human_scores,
+        summarise,
+        write_scores_csv,
+    )
 
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
@@ -124,7 +129,8 @@ def track2(
         err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", highlight=False)
 
     try:
-        scores = asyncio.run(_judge(cfg, parsed.items, images, progress, finished.__setitem__))
+        scores = asyncio.run(judge_with_config(cfg, parsed.items, images, progress=progress,
+                                                 on_result=finished.__setitem__))
     except KeyboardInterrupt:
         keep_finished("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -154,18 +160,6 @@ def track2(
         raise typer.Exit(EXIT_NOTHING_SCORED)
     if strict and report.n_failed:
         raise typer.Exit(EXIT_SOME_FAILED)
-
-
-async def _judge(cfg: Any, specs: list[Any], images: Path, progress: bool,
-                 on_result: Callable[[int, Any], None]) -> list[Any]:
-    from portraitcraft.agents.judge import Judge
-    from portraitcraft.eval.track2 import judge_items
-    from portraitcraft.paths import cache_root
-    from portraitcraft.tools.vlm import VLMClient
-
-    cache_dir = cache_root(cfg.run.cache_dir) / "vlm" if cfg.judge.cache else None
-    async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
-        return await judge_items(specs, images, Judge(cfg.judge, client), progress=progress, on_result=on_result)
 
 
 @app.command("calibrate-judge")

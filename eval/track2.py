@@ -281,6 +281,19 @@ async def judge_items(
     return [results[i] for i in range(len(specs))]
 
 
+async def judge_with_config(cfg: Any, specs: Sequence[Track2Spec], images_dir: str | Path, *,
+                            progress: bool = False,
+                            on_result: Callable[[int, ImageScore], None] | None = None) -> list[ImageScore]:
+    """`judge_items` with the judge the configuration names (`[judge]`: endpoint, model, cache), its client
+    opened and closed here: what `portraitcraft eval track2` runs."""
+    from portraitcraft.paths import cache_root
+    from portraitcraft.tools.vlm import VLMClient
+
+    cache_dir = cache_root(cfg.run.cache_dir) / "vlm" if cfg.judge.cache else None
+    async with VLMClient(cfg.judge, cache_dir=cache_dir) as client:
+        return await judge_items(specs, images_dir, Judge(cfg.judge, client), progress=progress, on_result=on_result)
+
+
 def write_scores_csv(scores: Sequence[ImageScore], path: str | Path) -> Path:
     """Per-image rows (CSV_FIELDS), written atomically; empty cells for what an item does not have."""
     buffer = io.StringIO()
