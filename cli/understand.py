@@ -51,53 +51,11 @@ app = typer.Typer(cls=_RunByDefault, no_args_is_help=True)
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def _geometry_measure(cfg: PortraitcraftConfig) -> Any:
-    """Image path -> geometry hints from portraitcraft.tools.vision (viewer's frame), or None when hints are off."""
-    if not cfg.assessor.geometry_hints:
-        return None
-    try:
-        from portraitcraft.tools.vision import analyze
-    except ImportError as exc:  # the vision extra is not installed on this box
-        raise InputError(f"assessor.geometry_hints needs portraitcraft.tools.vision, which cannot be imported here "
-                         f"({exc})") from None
-
-    def measure(path: str) -> dict[str, Any]:
-        analysis = analyze(path, cfg.vision)
-        if analysis.subject is None:
-            return {"people": len(analysis.persons)}
-        data = analysis.subject.model_dump(mode="json")
-        return {k: data.get(k) for k in ("horizontal", "vertical", "crop_level", "facing", "gaze", "people")}
-
-    return measure
-
-
 def _build(cfg: PortraitcraftConfig, calibration: Path | None) -> tuple[UnderstandContext, VLMClient, str]:
-    """The run context (assessor, views, vote settings, calibration, geometry), its client and fingerprint."""
-    from portraitcraft.agents.assessor import Assessor
-    from portraitcraft.agents.assessor_calibration import Calibration
-    from portraitcraft.agents.assessor_vote import VoteSettings
-    from portraitcraft.agents.views import build_views
-    from portraitcraft.graphs.understand import fingerprint
-    from portraitcraft.graphs.understand_state import UnderstandContext
-    from portraitcraft.tools.vlm import VLMClient
+    """The run context, its client and fingerprint (graphs/understand_context.py, shared with LangGraph Studio)."""
+    from portraitcraft.graphs.understand_context import build_understand_context
 
-    acfg = cfg.assessor
-    views = build_views(flip=acfg.flip, max_pixels=acfg.max_pixels, templates=acfg.templates,
-                        option_orders=acfg.option_orders if acfg.permute_options else 1)
-    # the views shrink images themselves; the client must not shrink them further than the largest budget
-    client_cfg = acfg.model_copy(update={"max_image_pixels": max(acfg.max_pixels)})
-    client = VLMClient(client_cfg, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-    calib_path = calibration or (Path(acfg.calibration) if acfg.calibration else None)
-    try:
-        context = UnderstandContext(
-            assessor=Assessor(acfg, client), views=views, settings=VoteSettings.from_config(acfg),
-            calibration=Calibration.load(calib_path) if calib_path else None,
-            measure=_geometry_measure(cfg),
-        )
-    except BaseException:
-        asyncio.run(client.aclose())
-        raise
-    return context, client, fingerprint(acfg, views)
+    return build_understand_context(cfg, calibration)
 
 
 def _progress() -> Progress:

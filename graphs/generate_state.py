@@ -12,9 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol
 
 from PIL import Image
+from typing_extensions import TypedDict
 
 from portraitcraft.agents.critic import Critic
 from portraitcraft.agents.editor import Editor
