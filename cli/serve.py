@@ -84,7 +84,7 @@ def reward(
                          "for objectives this install can score")
     console.print(f"reward server on http://{where} objectives: {', '.join(scorers.objectives)} "
                   f"(normalise: {cfg.reward.normalise}"
-                  f"{'; /health answers 503 until ' + ', '.join(unreachable) + ' answer' if unreachable else ''})",
+                  f"{'; /health answers 503 until these answer: ' + ', '.join(unreachable) if unreachable else ''})",
                   highlight=False, markup=False)
     uvicorn.run(build_app(build_scorers(cfg), cfg.reward), host=cfg.reward.host, port=cfg.reward.port,
                 log_level="warning")
