@@ -21,8 +21,6 @@ do synchronous file and tensor work there, so start the dev server with `langgra
 to draw it again).
 """
 
-from __future__ import annotations
-
 import asyncio
 from pathlib import Path
 from typing import Any, Literal
