@@ -454,3 +454,30 @@ def test_serve_reward_refuses_without_a_usable_objective_or_port(tmp_path: Path)
     assert "unreachable judge" in no_objective.stderr and "no reward objective is usable" in no_objective.stderr
     assert busy.code == 3 and f"cannot listen on 127.0.0.1:{taken}" in busy.stderr
     assert "reward server on" not in busy.stdout + busy.stderr + no_objective.stdout
+
+
+def test_flow_factory_own_clients_when_importable() -> None:
+    """Flow-Factory's own remote reward clients against the server (runs where flow_factory imports, e.g.
+    PYTHONPATH=<Flow-Factory checkout>/src; it is not on PyPI and pins protobuf>=6, which mediapipe excludes)."""
+    remote = pytest.importorskip("flow_factory.rewards.my_reward_remote")
+    from accelerate import Accelerator
+    from flow_factory.hparams.reward_args import RewardArguments
+
+    from portraitcraft.train.reward_server import build_app
+
+    def client(cls: type, url: str) -> Any:
+        args = RewardArguments.from_dict({"name": "portraitcraft", "reward_model": f"{remote.__name__}.{cls.__name__}",
+                                          "device": "cpu", "dtype": "float32", "server_url": url})
+        return cls(args, Accelerator(cpu=True))
+
+    images = [Image.new("RGB", (16, 16), (r, 0, 0)) for r in (10, 40, 70)]
+    none = RewardConfig(weights={"geometry": 1.0}, normalise="none")
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), none)) as server:
+        pointwise = client(remote.RemotePointwiseRewardModel, server.url)
+        whole = pointwise(prompt=["a", "b", "c"], image=images).rewards.tolist()
+        cut = [pointwise(prompt=[p], image=[i]).rewards.tolist()[0] for p, i in zip("abc", images, strict=True)]
+    assert whole == cut == pytest.approx([0.1, 0.4, 0.7])
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), RewardConfig(weights={"geometry": 1.0}))) as server:
+        groupwise = client(remote.RemoteGroupwiseRewardModel, server.url)
+        rewards = groupwise(prompt=["a"] * 3, image=images).rewards.tolist()
+    assert rewards == pytest.approx([-1.224745, 0.0, 1.224745], abs=1e-5)
