@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol
 
 from PIL import Image
+from typing_extensions import TypedDict
 
 from portraitcraft.agents.critic import Critic
 from portraitcraft.agents.editor import Editor

@@ -593,13 +593,33 @@ class RewardConfig(_Section):
     host: str = Field("127.0.0.1", description="address the reward server listens on")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(8765, description="port the reward server listens on")
     weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"geometry": 0.3, "rules": 0.3, "content": 0.2, "composition": 0.2},
-        description="scorer name -> weight (geometry, rules, content, composition); renormalised to sum 1",
+        default_factory=lambda: {"geometry": 0.3, "rules": 0.3, "content": 0.2, "composition": 0.2, "fidelity": 0.2},
+        description="scorer name -> weight (geometry, rules, content, composition, fidelity); renormalised to sum 1 "
+        "over the objectives scored (fidelity only when a request sends condition_images)",
     )
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(4, description="requests scored at once")
     max_images: Annotated[int, Field(ge=1, le=4096)] = Field(64, description="images in one request at most")
     max_image_bytes: Annotated[int, Field(ge=1024)] = Field(
         32 * 1024 * 1024, description="largest decoded image in a request, in bytes (larger: a 400 naming it)"
+    )
+    normalise: Literal["group", "none"] = Field(
+        "group", description="group: each objective z-scored within the request's group of images sharing a prompt "
+        "(for Flow-Factory's RemoteGroupwiseRewardModel); none: absolute scores in [0, 1], the same for an image "
+        "however a batch is cut (for RemotePointwiseRewardModel)"
+    )
+    max_body_mb: Annotated[int, Field(ge=1, le=4096)] = Field(
+        128, description="largest /compute body in MB; a larger one is refused with 413 before it is read whole"
+    )
+    dedupe_seconds: Annotated[float, Field(ge=0, le=86400)] = Field(
+        300.0, description="an identical /compute body in flight or answered this many seconds ago gets that answer "
+        "again (client retries are not judged twice); 0 turns it off"
+    )
+    judge_deadline: Annotated[float, Field(gt=0, le=86400)] = Field(
+        45.0, description="per-image judge deadline while serving, in seconds (the judge's item_deadline is capped "
+        "to it): keep it below the trainer's client timeout (Flow-Factory: 60 s)"
+    )
+    probe_timeout: Annotated[float, Field(gt=0, le=60)] = Field(
+        3.0, description="seconds /health and `serve reward` wait for each scorer endpoint's GET /models"
     )
 
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_graph_entry_loads() -> None:
     spec = json.loads((ROOT / "langgraph.json").read_text())
-    assert "generate" in spec["graphs"]
+    assert set(spec["graphs"]) == {"generate", "understand"}
     for name, target in spec["graphs"].items():
         path, attr = target.split(":")
         module_spec = importlib.util.spec_from_file_location(f"lg_{name}", ROOT / path)
@@ -20,3 +20,7 @@ def test_every_graph_entry_loads() -> None:
         module_spec.loader.exec_module(module)
         graph = getattr(module, attr)
         assert graph.get_graph().nodes, name
+        # a client can only send JSON: the context the server builds must be plain JSON fields
+        schema = graph.get_context_jsonschema()
+        assert schema is not None and schema["properties"], name
+        assert graph.get_input_jsonschema()["properties"].keys() == {"item"}, name

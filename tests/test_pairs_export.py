@@ -6,14 +6,18 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from portraitcraft.tools.pairs_export import ExportReport, PairsError, export_pairs, read_pairs
 
 KEYPOINTS = {"nose": [10.0, 12.0, 0.9], "left_shoulder": [20.0, 30.0, 0.8]}
+PROMPT_A = ("Generate an image based on the following description.\n\n[Content]\nA dancer in a red dress.\n\n"
+            "[Composition]\nShe stands on the left third line, facing right, with open space on the right.")
 
 
 def _fake_pose(image: Image.Image) -> tuple[dict, bytes, dict]:
@@ -36,7 +40,7 @@ def run_dir(tmp_path: Path) -> Path:
         _image(seed).save(run / "items" / f"{name}.png")
     _image(0).save(run / "items" / "a0_copy.png")
     rows = [
-        {"id": "a", "prompt": "a dancer on the left third", "chosen": "items/a1.png", "rejected": "items/a0.png",
+        {"id": "a", "prompt": PROMPT_A, "chosen": "items/a1.png", "rejected": "items/a0.png",
          "rules_fired": ["horizontal"], "chosen_round": 1, "rejected_round": 0},
         {"id": "b", "prompt": "a man facing right", "chosen": "items/b1.png", "rejected": "items/b0.png",
          "label": 0.8, "source": "group", "chosen_content": 70, "rejected_content": 72},
@@ -77,7 +81,7 @@ def test_pickapic_round_trip_with_datasets_and_pyarrow(run_dir: Path, tmp_path: 
     assert ds.num_rows == 2 and ds[1]["caption"] == "a man facing right"
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "diffsynth", "kohya", "flowfactory"])
+@pytest.mark.parametrize("fmt", ["jsonl", "diffsynth", "kohya", "flowfactory-prompts"])
 def test_folder_formats(run_dir: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / fmt
     report = export_pairs([run_dir], out, fmt=fmt, pose_fn=_fake_pose)
@@ -95,10 +99,12 @@ def test_folder_formats(run_dir: Path, tmp_path: Path, fmt: str) -> None:
         assert np.array_equal(np.asarray(Image.open(out / rows[0]["image"])), np.asarray(_image(1)))
     elif fmt == "kohya":
         assert sorted(p.name for p in (out / "w").iterdir()) == sorted(p.name for p in (out / "l").iterdir())
-        assert (out / "w" / "000001.caption").read_text() == "a man facing right"
+        assert (out / "w" / "000001.caption").read_text() == "a man facing right\n"
+        assert sorted(Path(p).relative_to(out).as_posix() for p in report.images) == [
+            "l/000000.png", "l/000001.png", "w/000000.png", "w/000001.png"]
     else:
         assert [json.loads(x)["prompt"] for x in (out / "train.jsonl").read_text().splitlines()] == [
-            "a dancer on the left third", "a man facing right"]
+            PROMPT_A, "a man facing right"]
 
 
 def test_margin_none_keeps_judged_pairs(run_dir: Path, tmp_path: Path) -> None:
@@ -127,3 +133,126 @@ def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
     assert json.loads(ok.stdout)["written"] == 2
     assert none.code == 1
     assert missing.code == 2 and "no pairs.jsonl" in missing.stderr
+
+
+# ---------------------------------------------------------------------------------------------- Flow-Factory V2
+# Written from Flow-Factory's documented V2 schema (X-GenGroup/Flow-Factory guidance/datasets.md, "Offline V2
+# records", and src/flow_factory/data_utils/schema.py): strict, frozen, unknown keys forbidden, no NaN/inf.
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class V2Image(_Strict):
+    type: Literal["image"]
+    path: str = Field(min_length=1)
+    slot: None = None  # input-only; an output candidate may not carry one
+
+
+class V2Input(_Strict):
+    prompt: str
+    negative_prompt: str | None = None
+    media: list[V2Image] = Field(default_factory=list)
+
+
+class V2Candidate(_Strict):
+    media: list[V2Image] = Field(min_length=1)
+
+
+class V2Preference(_Strict):
+    type: Literal["preference"]
+    chosen: V2Candidate
+    rejected: V2Candidate
+
+
+class V2Record(_Strict):
+    schema_version: Literal[2]
+    input: V2Input
+    supervision: V2Preference
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+def test_flowfactory_rows_are_v2_preference_records(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ff"
+    report = export_pairs([run_dir], out, fmt="flowfactory", pose_fn=_fake_pose)
+    assert report.written == 2
+    lines = (out / "train.jsonl").read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and all(line.strip() for line in lines[:-1])  # Flow-Factory refuses blank lines
+    records = [V2Record.model_validate(json.loads(line)) for line in lines[:-1]]
+    assert [r.input.prompt for r in records] == [PROMPT_A, "a man facing right"]
+    for record in records:
+        for side in (record.supervision.chosen, record.supervision.rejected):
+            (media,) = side.media
+            assert not Path(media.path).is_absolute() and (out / media.path).is_file()
+    first = records[0].supervision
+    assert np.array_equal(np.asarray(Image.open(out / first.chosen.media[0].path)), np.asarray(_image(1)))
+    assert np.array_equal(np.asarray(Image.open(out / first.rejected.media[0].path)), np.asarray(_image(0)))
+    assert records[1].metadata["label"] == 0.8 and records[0].metadata["id"] == "a"
+    assert records[0].metadata["pose_keypoints"] == KEYPOINTS
+
+
+def test_flowfactory_swaps_a_pair_whose_rejected_side_is_preferred(run_dir: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (run_dir / "pairs.jsonl").read_text().splitlines()[:1]]
+    rows[0]["label"] = 0.25
+    (run_dir / "pairs.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    export_pairs([run_dir], tmp_path / "ff", fmt="flowfactory", pose_fn=None)
+    record = V2Record.model_validate_json((tmp_path / "ff" / "train.jsonl").read_text().strip())
+    chosen = np.asarray(Image.open(tmp_path / "ff" / record.supervision.chosen.media[0].path))
+    assert np.array_equal(chosen, np.asarray(_image(0))) and record.metadata["label"] == 0.75
+
+
+def test_kohya_captions_are_one_line_with_the_composition(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k"
+    export_pairs([run_dir], out, fmt="kohya", pose_fn=None)
+    for side in ("w", "l"):
+        caption = (out / side / "000000.caption").read_text(encoding="utf-8")
+        assert caption.count("\n") == 1 and caption.endswith("\n")
+        first_line = caption.splitlines()[0]  # what sd-scripts' read_caption keeps
+        assert "left third line, facing right" in first_line and "A dancer in a red dress." in first_line
+
+
+def test_hard_labels_drop_soft_pairs(run_dir: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    report = export_pairs([run_dir], tmp_path / "p", fmt="pickapic", hard_labels=True, pose_fn=None)
+    assert report.written == 1 and report.soft_label == 1
+    table = pq.read_table(tmp_path / "p" / "pairs.parquet").to_pylist()
+    assert [(r["item_id"], r["label_0"]) for r in table] == [("a", 1.0)]
+
+
+def test_non_empty_out_is_refused_or_replaced_whole(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k"
+    export_pairs([run_dir], out, fmt="kohya", pose_fn=None)
+    (out / "w" / "000007.png").write_bytes((out / "w" / "000000.png").read_bytes())  # a stale pair
+    with pytest.raises(PairsError, match="not empty"):
+        export_pairs([run_dir], out, fmt="kohya", pose_fn=None)
+    report = export_pairs([run_dir], out, fmt="kohya", replace=True, pose_fn=None)
+    assert report.replaced and report.written == 2
+    assert sorted(p.name for p in (out / "w").glob("*.png")) == ["000000.png", "000001.png"]
+    assert not list(tmp_path.glob(".k.*"))  # no staging or old folder left behind
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(PairsError, match="not an earlier pairs export"):
+        export_pairs([run_dir], mine, fmt="jsonl", replace=True, pose_fn=None)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PairsError, match="not a folder"):
+        export_pairs([run_dir], tmp_path / "file", fmt="jsonl", pose_fn=None)
+
+
+def test_cli_refuses_a_non_empty_out(run_dir: Path, tmp_path: Path) -> None:
+    from console_script import run_script_many
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "train.jsonl").write_text("{}\n")
+    refused, replaced = run_script_many([
+        ["pairs", "export", run_dir, "--format", "flowfactory", "--no-pose", "--out", out],
+        ["pairs", "export", run_dir, "--format", "flowfactory", "--no-pose", "--out", tmp_path / "new", "--json"],
+    ], timeout=120)
+    assert refused.code == 2 and "not empty" in refused.stderr
+    assert (out / "train.jsonl").read_text() == "{}\n"
+    assert replaced.code == 0, replaced.stderr
+    assert len(json.loads(replaced.stdout)["images"]) == 4

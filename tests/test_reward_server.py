@@ -224,7 +224,8 @@ def test_all_four_objectives_score_one_group(fake_vlm: FakeVLMServer, tmp_path: 
     cfg = load_config(overrides={"judge": {**endpoint, "mode": "sampled", "samples": 1}, "critic": endpoint,
                                  "run": {"cache_dir": str(tmp_path / "cache")}})
     scorers = build_scorers(cfg)
-    assert scorers.objectives == ["geometry", "rules", "content", "composition"] and scorers.skipped == {}
+    assert scorers.objectives == ["geometry", "rules", "content", "composition", "fidelity"]
+    assert scorers.skipped == {}
     with RewardServer(build_app(scorers, cfg.reward)) as server:
         reply = httpx.post(f"{server.url}/compute", timeout=60,
                            json={"prompt": [PROMPT_A] * 2, "image": [b64_image(10, 64), b64_image(40, 64)]})
@@ -235,8 +236,9 @@ def test_all_four_objectives_score_one_group(fake_vlm: FakeVLMServer, tmp_path: 
     assert data["components"]["geometry"][0] == data["components"]["geometry"][1] < 1.0
     assert data["components"]["rules"] == [1.0, 0.0]
     assert data["z"]["rules"] == [1.0, -1.0] and data["z"]["geometry"] == [0.0, 0.0]
+    assert "fidelity" not in data["components"]  # no condition_images: no fidelity objective
     w = cfg.reward.weights
-    total = sum(w.values())
+    total = sum(w[k] for k in ("geometry", "rules", "content", "composition"))
     expected0 = (w["rules"] * 1 + w["content"] * -1 + w["composition"] * -1) / total
     assert data["rewards"] == pytest.approx([expected0, -expected0], abs=1e-9)
 
@@ -276,3 +278,206 @@ def test_serve_reward_command(fake_vlm: FakeVLMServer, tmp_path: Path) -> None:
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+# ------------------------------------------------------------------------------------ hardening and consumers
+
+
+class FixedScorer:
+    """A local objective: the image's red channel / 100 (the same value however a batch is cut)."""
+
+    name = "fixed"
+    objectives = ("geometry",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def score(self, sample: Sample) -> dict[str, float | None]:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return {"geometry": sample.image.getpixel((0, 0))[0] / 100}
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_body_cap_deep_and_malformed_json_are_4xx_and_counted() -> None:
+    from portraitcraft.train.reward_server import build_app
+
+    cfg = RewardConfig(weights={"geometry": 1.0}, max_body_mb=1)
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), cfg)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as http:
+        big = http.post("/compute", content=b"x" * (3 * 1024 * 1024), headers={"content-type": "application/json"})
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: refused while streaming
+            for _ in range(40):
+                yield b" " * 65536
+
+        streamed = http.post("/compute", content=chunks(), headers={"content-type": "application/json"})
+        deep = http.post("/compute", content=b"[" * 100_000 + b"]" * 100_000)
+        malformed = http.post("/compute", content=b'{"prompt": ["a"], "image": [')
+        alive = http.post("/compute", json={"prompt": ["p"], "image": [b64_image(30)]})
+        metrics = http.get("/metrics").text
+    assert big.status_code == 413 and "over the 1048576-byte limit" in big.json()["error"]
+    assert streamed.status_code == 413
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]
+    assert malformed.status_code == 400 and malformed.json()["error"] == "the body is not JSON"
+    assert alive.status_code == 200
+    assert 'reward_errors_total{status="413"} 2' in metrics and 'reward_errors_total{status="400"} 2' in metrics
+    assert "reward_requests_total 5" in metrics
+
+
+def test_normalise_none_gives_the_same_reward_however_the_batch_is_cut() -> None:
+    from portraitcraft.train.reward_server import build_app
+
+    cfg = RewardConfig(weights={"geometry": 1.0}, normalise="none", dedupe_seconds=0)
+    reds = [10, 40, 70]
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), cfg)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as http:
+        def rewards(cut: list[int], prompts: list[str]) -> list[float]:
+            reply = http.post("/compute", json={"prompt": prompts, "image": [b64_image(r) for r in cut]})
+            assert reply.status_code == 200, reply.text
+            return reply.json()["rewards"]
+
+        whole = rewards(reds, ["same prompt"] * 3)
+        split = rewards(reds[:1], ["same prompt"]) + rewards(reds[1:], ["other", "prompt"])
+        alone = [rewards([r], ["p"])[0] for r in reds]
+    assert whole == split == alone == pytest.approx([0.1, 0.4, 0.7])
+    cfg_group = RewardConfig(weights={"geometry": 1.0}, normalise="group")
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), cfg_group)) as server:
+        single = httpx.post(f"{server.url}/compute", json={"prompt": ["p"], "image": [b64_image(70)]}).json()
+    assert single["rewards"] == [0.0]  # group z-scores: one image per prompt carries no signal
+
+
+def test_absolute_rewards_scale_the_judge_and_skip_unmeasured() -> None:
+    from portraitcraft.train.scorers import absolute_rewards
+
+    rewards, scaled, used = absolute_rewards({"content": [80, 20], "composition": [60, None], "rules": [1.0, 0.5]},
+                                             {"content": 0.2, "composition": 0.2, "rules": 0.6}, 2)
+    assert scaled["content"] == [0.8, 0.2] and scaled["composition"] == [0.6, None]
+    assert rewards == pytest.approx([0.2 * 0.8 + 0.2 * 0.6 + 0.6 * 1.0, (0.2 * 0.2 + 0.6 * 0.5) / 0.8])
+    assert all(0.0 <= r <= 1.0 for r in rewards) and used == {"content": 0.2, "composition": 0.2, "rules": 0.6}
+
+
+def test_an_identical_request_is_answered_once(judge_server: RewardServer, fake_vlm: FakeVLMServer) -> None:
+    body = {"prompt": [PROMPT_A] * 2, "image": [b64_image(10), b64_image(40)]}
+
+    async def retries() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=judge_server.url, timeout=30) as http:
+            first = asyncio.gather(*(http.post("/compute", json=body) for _ in range(3)))  # in flight together
+            replies = list(await first)
+            replies.append(await http.post("/compute", json=body))  # a retry after the answer
+            return replies
+
+    replies = asyncio.run(retries())
+    assert [r.status_code for r in replies] == [200] * 4
+    assert len({json.dumps(r.json()["rewards"]) for r in replies}) == 1
+    assert len(fake_vlm.chat_requests) == 2  # the judge saw each image once
+    metrics = httpx.get(f"{judge_server.url}/metrics").text
+    assert "reward_dedupe_hits_total 3" in metrics and "reward_images_total 2" in metrics
+
+
+def test_health_is_503_naming_a_dead_judge(fake_vlm: FakeVLMServer) -> None:
+    from portraitcraft.train.reward_server import build_app
+
+    dead = judge_cfg(fake_vlm).model_copy(update={"base_url": f"http://127.0.0.1:{_free_port()}/v1"})
+    live_client = VLMClient(judge_cfg(fake_vlm), cache_dir=None)
+    dead_client = VLMClient(dead, cache_dir=None, _backoff_base=0.001, _backoff_max=0.01)
+    dead_judge = JudgeScorer(Judge(dead, dead_client), dead_client, probe_timeout=2)
+    dead_judge.name = "judge"
+    cfg = RewardConfig(weights={"content": 1.0, "geometry": 1.0})
+    with RewardServer(build_app(ScorerSet([FixedScorer(), dead_judge]), cfg)) as server:
+        health = httpx.get(f"{server.url}/health", timeout=30)
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable" and set(health.json()["unreachable"]) == {"judge"}
+    assert "127.0.0.1" in health.json()["unreachable"]["judge"]
+    live = JudgeScorer(Judge(judge_cfg(fake_vlm), live_client), live_client)
+    with RewardServer(build_app(ScorerSet([live]), cfg)) as server:
+        health = httpx.get(f"{server.url}/health", timeout=30)
+    assert health.status_code == 200 and health.json()["unreachable"] == {}
+
+
+def test_serving_caps_the_judge_deadline_below_the_client_timeout(fake_vlm: FakeVLMServer) -> None:
+    cfg = load_config(overrides={"judge": {"base_url": fake_vlm.base_url, "item_deadline": 300},
+                                 "reward": {"weights": {"content": 1, "geometry": 0, "rules": 0, "fidelity": 0}}})
+    scorers = build_scorers(cfg)
+    (judge,) = scorers.scorers
+    assert judge.judge.cfg.item_deadline == cfg.reward.judge_deadline == 45.0 < 60  # Flow-Factory's default timeout
+    asyncio.run(scorers.aclose())
+
+
+def test_condition_images_score_fidelity_or_are_refused() -> None:
+    pytest.importorskip("mediapipe")
+    skimage_data = pytest.importorskip("skimage.data")
+    from portraitcraft.train.reward_server import build_app
+
+    source = Image.fromarray(skimage_data.astronaut()).resize((256, 256))
+    edited = source.copy()
+    edited.paste((0, 255, 0), (0, 0, 256, 90))  # the top of the frame repainted: background drift
+
+    def b64(image: Image.Image) -> str:
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    cfg = load_config(overrides={"reward": {"weights": {"fidelity": 1, "geometry": 0, "rules": 0, "content": 0,
+                                                        "composition": 0}, "normalise": "none"}})
+    body = {"prompt": ["an astronaut"] * 2, "image": [b64(source), b64(edited)],
+            "condition_images": [[b64(source)], [b64(source)]], "video": None, "condition_videos": None}
+    with RewardServer(build_app(build_scorers(cfg), cfg.reward)) as server:
+        reply = httpx.post(f"{server.url}/compute", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    same, drifted = reply.json()["components"]["fidelity"]
+    assert same == 1.0 and drifted < 0.9
+    assert reply.json()["rewards"] == [same, drifted]
+    no_fidelity = RewardConfig(weights={"geometry": 1.0})
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), no_fidelity)) as server:
+        refused = httpx.post(f"{server.url}/compute", json=body, timeout=30)
+    assert refused.status_code == 400 and "fidelity objective is not enabled" in refused.json()["error"]
+
+
+def test_serve_reward_refuses_without_a_usable_objective_or_port(tmp_path: Path) -> None:
+    from console_script import run_script_many
+
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    config = tmp_path / "dead.toml"
+    config.write_text(f'[judge]\nbase_url = "{dead}"\n\n[reward]\nweights = {{ geometry = 0.0, rules = 0.0, '
+                      'content = 0.5, composition = 0.5, fidelity = 0.0 }\nprobe_timeout = 2.0\n')
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        no_objective, busy = run_script_many([
+            ["serve", "reward", "--config", config, "--port", str(_free_port())],
+            ["serve", "reward", "--config", config, "--port", str(taken)]], timeout=120)
+    assert no_objective.code == 2, no_objective.stderr
+    assert "unreachable judge" in no_objective.stderr and "no reward objective is usable" in no_objective.stderr
+    assert busy.code == 3 and f"cannot listen on 127.0.0.1:{taken}" in busy.stderr
+    assert "reward server on" not in busy.stdout + busy.stderr + no_objective.stdout
+
+
+def test_flow_factory_own_clients_when_importable() -> None:
+    """Flow-Factory's own remote reward clients against the server (runs where flow_factory imports, e.g.
+    PYTHONPATH=<Flow-Factory checkout>/src; it is not on PyPI and pins protobuf>=6, which mediapipe excludes)."""
+    remote = pytest.importorskip("flow_factory.rewards.my_reward_remote")
+    from accelerate import Accelerator
+    from flow_factory.hparams.reward_args import RewardArguments
+
+    from portraitcraft.train.reward_server import build_app
+
+    def client(cls: type, url: str) -> Any:
+        args = RewardArguments.from_dict({"name": "portraitcraft", "reward_model": f"{remote.__name__}.{cls.__name__}",
+                                          "device": "cpu", "dtype": "float32", "server_url": url})
+        return cls(args, Accelerator(cpu=True))
+
+    images = [Image.new("RGB", (16, 16), (r, 0, 0)) for r in (10, 40, 70)]
+    none = RewardConfig(weights={"geometry": 1.0}, normalise="none")
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), none)) as server:
+        pointwise = client(remote.RemotePointwiseRewardModel, server.url)
+        whole = pointwise(prompt=["a", "b", "c"], image=images).rewards.tolist()
+        cut = [pointwise(prompt=[p], image=[i]).rewards.tolist()[0] for p, i in zip("abc", images, strict=True)]
+    assert whole == cut == pytest.approx([0.1, 0.4, 0.7])
+    with RewardServer(build_app(ScorerSet([FixedScorer()]), RewardConfig(weights={"geometry": 1.0}))) as server:
+        groupwise = client(remote.RemoteGroupwiseRewardModel, server.url)
+        rewards = groupwise(prompt=["a"] * 3, image=images).rewards.tolist()
+    assert rewards == pytest.approx([-1.224745, 0.0, 1.224745], abs=1e-5)

@@ -1,5 +1,6 @@
 """Preference pairs out: read the `pairs.jsonl` of generate / mine / group runs and write them in the layouts
-trainers read (Pick-a-Pic parquet, JSONL + images, DiffSynth CSV, kohya w/ l/ folders, Flow-Factory prompts).
+trainers read (Pick-a-Pic parquet, JSONL + images, DiffSynth CSV, kohya w/ l/ folders, Flow-Factory V2
+preference records, Flow-Factory prompts). docs/guides/consumers.md names the trainer that reads each.
 
 Every input folder holds `pairs.jsonl`, one row per pair (paths relative to that folder):
 `{"id", "prompt", "chosen", "rejected", "label"?, "source"?, "rules_fired"?, "chosen_round"?,
@@ -15,6 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +29,19 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from portraitcraft.atomic import atomic_write_bytes, atomic_write_text
+from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from portraitcraft.data import is_inside
 from portraitcraft.errors import InputError
 from portraitcraft.tools.images import load_image
 
-PairFormat = Literal["pickapic", "jsonl", "diffsynth", "kohya", "flowfactory"]
-FORMATS: tuple[str, ...] = ("pickapic", "jsonl", "diffsynth", "kohya", "flowfactory")
+PairFormat = Literal["pickapic", "jsonl", "diffsynth", "kohya", "flowfactory", "flowfactory-prompts"]
+FORMATS: tuple[str, ...] = ("pickapic", "jsonl", "diffsynth", "kohya", "flowfactory", "flowfactory-prompts")
 PAIRS_FILE = "pairs.jsonl"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 PARQUET_NAME = "pairs.parquet"
+MARKER = ".portraitcraft-export.json"
+"""Written into every export folder (hidden: dataset loaders skip it); `replace=True` only replaces a folder
+holding it, so a mistyped `--out` never deletes a folder that is not an earlier export."""
 
 
 class PairsError(InputError, ValueError):
@@ -81,14 +90,18 @@ class ExportReport:
     skipped: list[str] = field(default_factory=list)
     near_identical: int = 0
     content_margin: int = 0
+    soft_label: int = 0
     pose_missing: int = 0
     files: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    replaced: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "read": self.read, "written": self.written, "skipped": len(self.skipped), "problems": self.skipped,
             "dropped_near_identical": self.near_identical, "dropped_content_margin": self.content_margin,
-            "pose_missing": self.pose_missing, "files": self.files,
+            "dropped_soft_label": self.soft_label, "pose_missing": self.pose_missing, "files": self.files,
+            "images": self.images, "replaced": self.replaced,
         }
 
 
@@ -134,12 +147,16 @@ def thumbnail_difference(a: Path, b: Path, size: int = 64) -> float:
 
 
 def filter_pairs(pairs: list[Pair], report: ExportReport, *, min_difference: float,
-                 content_margin: float | None) -> list[Pair]:
-    """Drop near-identical pairs, and pairs whose chosen content score fell below the rejected one's by more
-    than `content_margin` (only where both were judged)."""
+                 content_margin: float | None, hard_labels: bool = False) -> list[Pair]:
+    """Drop near-identical pairs, pairs whose chosen content score fell below the rejected one's by more than
+    `content_margin` (only where both were judged) and, with `hard_labels`, pairs whose label is not 0 or 1
+    (what the original DiffusionDPO code does; diffusers' script would read any label_0 != 0 as a hard win)."""
     kept: list[Pair] = []
     for pair in pairs:
         row = pair.row
+        if hard_labels and row.label not in (0.0, 1.0):
+            report.soft_label += 1
+            continue
         if (content_margin is not None and row.chosen_content is not None and row.rejected_content is not None
                 and row.rejected_content - row.chosen_content > content_margin):
             report.content_margin += 1
@@ -268,18 +285,68 @@ def write_diffsynth(pairs: list[Pair], out: Path) -> list[Path]:
     return [atomic_write_text(out / "metadata.csv", buffer.getvalue())]
 
 
+def one_line(text: str) -> str:
+    """The whole text on one line (every run of whitespace, newlines included, becomes one space).
+
+    Example:
+        >>> one_line("Generate an image.\\n\\n[Content]\\nA man.\\n[Composition]\\nLeft third.")
+        'Generate an image. [Content] A man. [Composition] Left third.'
+    """
+    return " ".join(text.split())
+
+
 def write_kohya(pairs: list[Pair], out: Path) -> list[Path]:
-    """sd-scripts' preference layout: `w/NAME` (chosen) and `l/NAME` (rejected), same names, `.caption` beside."""
+    """sd-scripts' preference layout: `w/NAME` (chosen) and `l/NAME` (rejected), same names, `.caption` beside.
+
+    The caption is the WHOLE prompt on one line: sd-scripts' `read_caption` keeps only a caption file's first
+    line, so a multi-line prompt would train on its first sentence alone.
+    """
     written = []
     for index, pair in enumerate(pairs):
         name = f"{index:06d}"
         for src, folder in ((pair.chosen, "w"), (pair.rejected, "l")):
-            atomic_write_bytes(out / folder / f"{name}{src.suffix.lower() or '.png'}", src.read_bytes())
-            written.append(atomic_write_text(out / folder / f"{name}.caption", pair.row.prompt))
+            written.append(atomic_write_bytes(out / folder / f"{name}{src.suffix.lower() or '.png'}", src.read_bytes()))
+            written.append(atomic_write_text(out / folder / f"{name}.caption", one_line(pair.row.prompt) + "\n"))
     return written
 
 
+def _image_ref(path: str) -> dict[str, str]:
+    return {"type": "image", "path": path}
+
+
 def write_flowfactory(pairs: list[Pair], out: Path) -> list[Path]:
+    """Flow-Factory's offline-DPO manifest: `train.jsonl` of strict V2 preference records next to `images/`.
+
+    Each row: `{"schema_version": 2, "input": {"prompt", "negative_prompt"?, "media": []}, "supervision":
+    {"type": "preference", "chosen": {"media": [{"type": "image", "path"}]}, "rejected": {...}}, "metadata":
+    {...}}`, paths relative to the folder (Flow-Factory resolves them against `dataset_dir`). A pair whose label
+    is below 0.5 (the rejected image preferred) is written with its sides swapped.
+    """
+    names = _copy_images(pairs, out)
+    lines = []
+    for index, (pair, (chosen, rejected)) in enumerate(zip(pairs, names, strict=True)):
+        row = pair.row
+        if row.label < 0.5:
+            chosen, rejected = rejected, chosen
+        model_input: dict[str, Any] = {"prompt": row.prompt, "media": []}
+        if row.negative_prompt:
+            model_input["negative_prompt"] = row.negative_prompt
+        metadata = {
+            "id": row.id, "label": max(row.label, 1.0 - row.label), "source": row.source,
+            "rules_fired": row.rules_fired, "pose_keypoints": pair.keypoints,
+            "pose_image": f"poses/{index:06d}.png" if pair.pose_png else None,
+            "provenance": json.loads(json.dumps(_provenance(pair), default=str)),
+        }
+        lines.append(json.dumps({
+            "schema_version": 2, "input": model_input,
+            "supervision": {"type": "preference", "chosen": {"media": [_image_ref(chosen)]},
+                            "rejected": {"media": [_image_ref(rejected)]}},
+            "metadata": metadata,
+        }, ensure_ascii=False, allow_nan=False))
+    return [atomic_write_text(out / "train.jsonl", "".join(line + "\n" for line in lines))]
+
+
+def write_flowfactory_prompts(pairs: list[Pair], out: Path) -> list[Path]:
     """Flow-Factory's online-RL prompt file `train.jsonl`: `prompt`, `negative_prompt` (one row per item)."""
     seen: set[str] = set()
     lines = []
@@ -294,32 +361,90 @@ def write_flowfactory(pairs: list[Pair], out: Path) -> list[Path]:
 
 WRITERS: dict[str, Callable[[list[Pair], Path], list[Path]]] = {
     "pickapic": write_pickapic, "jsonl": write_jsonl, "diffsynth": write_diffsynth, "kohya": write_kohya,
-    "flowfactory": write_flowfactory,
+    "flowfactory": write_flowfactory, "flowfactory-prompts": write_flowfactory_prompts,
 }
 
 
+def check_out(target: Path, *, replace: bool) -> bool:
+    """Refuse an `--out` that would mix with other files; True when it holds an earlier export to replace.
+
+    A missing or empty folder is fine; a non-empty one is refused unless `replace` is set AND it holds the
+    marker of an earlier export (then the new export replaces it whole, never file by file).
+    """
+    if target.is_symlink():
+        raise PairsError(f"--out {target}: is a symbolic link; give the folder itself")
+    if not target.exists():
+        return False
+    if not target.is_dir():
+        raise PairsError(f"--out {target}: exists and is not a folder")
+    if not any(target.iterdir()):
+        return False
+    if not replace:
+        raise PairsError(f"--out {target}: the folder is not empty (an export never mixes with older files); "
+                         "choose a new or empty folder, or pass --replace to replace an earlier export whole")
+    if not (target / MARKER).is_file():
+        raise PairsError(f"--out {target}: not empty and not an earlier pairs export (no {MARKER}); "
+                         "--replace only replaces a folder that `pairs export` wrote")
+    return True
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the finished `staging` folder at `target` (replacing an earlier export whole)."""
+    if target.exists() and any(target.iterdir()):
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(3)}")
+        os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)  # a missing or empty target folder
+
+
 def export_pairs(folders: Iterable[str | Path], out: str | Path, *, fmt: str = "pickapic",
-                 min_difference: float = 0.01, content_margin: float | None = 5.0,
-                 pose_fn: PoseFn | None = vision_pose) -> ExportReport:
+                 min_difference: float = 0.01, content_margin: float | None = 5.0, hard_labels: bool = False,
+                 replace: bool = False, pose_fn: PoseFn | None = vision_pose) -> ExportReport:
     """Read, filter, measure pose and write the pairs of `folders` to `out` in `fmt`.
+
+    The export is written into a hidden sibling folder and moved into place when complete: `out` holds
+    exactly this export (never files of an earlier one) or is left as it was. No pair to write: `out` is not
+    touched and the report says `written: 0`.
 
     Args:
         folders: run folders, each with a `pairs.jsonl`.
-        out (`str | Path`): the export folder (created).
+        out (`str | Path`): the export folder: new or empty (or an earlier export, with `replace`).
         fmt (`str`, defaults to "pickapic"): one of `FORMATS`.
         min_difference (`float`, defaults to 0.01): pairs whose thumbnails differ less (mean abs, 0-1) are dropped.
         content_margin (`float | None`, defaults to 5.0): drop a pair whose judged content score of the chosen
             image is below the rejected one's by more than this (points of 0-100); None keeps every pair.
+        hard_labels (`bool`, defaults to False): drop pairs whose label is not exactly 0 or 1 (group soft labels).
+        replace (`bool`, defaults to False): replace an earlier export in `out` whole.
         pose_fn (optional): measures the chosen image's pose; None skips pose (the columns stay null).
     """
     if fmt not in WRITERS:
         raise PairsError(f"unknown pairs format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    report = ExportReport()
-    pairs = read_pairs(list(folders), report)
-    pairs = filter_pairs(pairs, report, min_difference=min_difference, content_margin=content_margin)
+    target, runs = Path(out), [Path(f) for f in folders]
+    report = ExportReport(replaced=check_out(target, replace=replace))
+    pairs = read_pairs(runs, report)
+    pairs = filter_pairs(pairs, report, min_difference=min_difference, content_margin=content_margin,
+                         hard_labels=hard_labels)
     attach_pose(pairs, report, pose_fn)
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    report.files = [str(p) for p in WRITERS[fmt](pairs, target)]
+    if not pairs:
+        report.replaced = False
+        return report
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name[:40]}.export-", dir=target.parent))
+    try:
+        written = WRITERS[fmt](pairs, staging)
+        atomic_write_json(staging / MARKER, {"format": fmt, "written": len(pairs), "runs": [str(f) for f in runs]})
+        images = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.files = [str(target / p.relative_to(staging)) for p in written if p.suffix.lower() not in IMAGE_SUFFIXES]
+    report.images = [str(target / p) for p in images]
     report.written = len(pairs)
     return report

@@ -2,9 +2,15 @@
 
 Objectives (PortraitRL, methods.md): `geometry` (the geometric critic's pass ratio: share of measured
 targets met), `rules` (the VLM rule critic's pass ratio: share of applicable rules not fired), `content` and
-`composition` (the judge's 0-100 scores). Each is z-scored within its group, (s - mean) / std over the
-group's images (population std; a constant objective, a single image or an image the scorer could not
-measure gives 0), then combined with weights renormalised over the objectives actually scored.
+`composition` (the judge's 0-100 scores), and `fidelity` (only for requests with condition images: how little
+the image drifted from its source, measured like the editor's drift guard).
+
+Two ways to combine them (`[reward] normalise`):
+- `group`: each objective is z-scored within its group, (s - mean) / std over the group's images (population
+  std; a constant objective, a single image or an image the scorer could not measure gives 0), then combined
+  with weights renormalised over the objectives actually scored. Relative: it needs whole groups.
+- `none`: each objective on an absolute 0-1 scale (judge scores / 100), combined with weights renormalised
+  over the objectives measured for THAT image: a reward in [0, 1] that does not depend on the rest of the batch.
 
 A scorer whose modules are not in this checkout (the vision or critic work not merged, an extra missing) is
 skipped with a message naming what is missing; the server reports which objectives it serves.
@@ -25,7 +31,9 @@ from PIL import Image
 
 from portraitcraft.config import PortraitcraftConfig
 
-OBJECTIVES = ("geometry", "rules", "content", "composition")
+OBJECTIVES = ("geometry", "rules", "content", "composition", "fidelity")
+ABSOLUTE_SCALE = {"content": 100.0, "composition": 100.0}
+"""Divisors that bring an objective to 0-1 under `normalise = "none"` (the others already are)."""
 _SECTIONS = re.compile(r"\[Content\]\s*(?P<content>.*?)\s*(?:\[Composition\]\s*(?P<composition>.*))?\Z", re.S)
 
 
@@ -37,6 +45,8 @@ class Sample:
     content: str
     composition: str
     image: Image.Image
+    condition: Image.Image | None = None
+    """the source image of an edit (the request's first condition image), for the fidelity objective"""
 
 
 def split_prompt(prompt: str) -> tuple[str, str]:
@@ -60,7 +70,24 @@ class Scorer(Protocol):
 
     async def score(self, sample: Sample) -> dict[str, float | None]: ...
 
+    async def probe(self) -> str | None:
+        """None when the scorer can score now, else why not (its endpoint does not answer, ...)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+async def probe_endpoint(client: Any, model: str, timeout: float) -> str | None:
+    """None when `client`'s endpoint lists `model` within `timeout` seconds, else the reason (no secrets)."""
+    try:
+        models = await asyncio.wait_for(client.list_models(), timeout)
+    except TimeoutError:
+        return f"{client.url} did not answer GET /models within {timeout:g} s"
+    except Exception as exc:  # any failure to reach it is the answer
+        return f"{client.url}: {type(exc).__name__}: {exc}"
+    if model not in models:
+        return f"{client.url} answers but does not serve {model} (it serves: {', '.join(models[:8]) or 'nothing'})"
+    return None
 
 
 def _pass_ratio(findings: Sequence[Any]) -> float | None:
@@ -73,12 +100,16 @@ class JudgeScorer:
     name = "judge"
     objectives = ("content", "composition")
 
-    def __init__(self, judge: Any, client: Any = None) -> None:
-        self.judge, self.client = judge, client
+    def __init__(self, judge: Any, client: Any = None, *, probe_timeout: float = 3.0) -> None:
+        self.judge, self.client, self.probe_timeout = judge, client, probe_timeout
 
     async def score(self, sample: Sample) -> dict[str, float | None]:
         result = await self.judge.score(sample.image, sample.content, sample.composition)
         return {"content": result.content, "composition": result.composition}
+
+    async def probe(self) -> str | None:
+        return None if self.client is None else await probe_endpoint(self.client, self.client.cfg.model,
+                                                                      self.probe_timeout)
 
     async def aclose(self) -> None:
         if self.client is not None:
@@ -99,6 +130,50 @@ class GeometryScorer:
         analysis = await asyncio.to_thread(self.analyze, sample.image)
         return {"geometry": _pass_ratio(self.critique(targets, analysis))}
 
+    async def probe(self) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FidelityScorer:
+    """`fidelity`: how little an image drifted from its source (the request's condition image), with the
+    editor's drift-guard metrics (tools/fidelity.py, the source's real person mask): background PSNR and person
+    CIEDE2000, each mapped to 0-1 so that the drift guard's threshold is 0.5, then averaged."""
+
+    name = "fidelity"
+    objectives = ("fidelity",)
+    needs_condition = True
+
+    def __init__(self, analyze: Any, min_psnr_background: float, max_delta_e_person: float) -> None:
+        self.analyze = analyze
+        self.min_psnr_background, self.max_delta_e_person = min_psnr_background, max_delta_e_person
+
+    def measure(self, image: Image.Image, source: Image.Image) -> float | None:
+        import numpy as np
+
+        from portraitcraft.tools.fidelity import edit_drift
+
+        mask = getattr(self.analyze(source), "mask", None)
+        if mask is None:
+            mask = np.zeros((source.height, source.width), dtype=bool)
+        report = edit_drift(source, image, np.asarray(mask, dtype=bool), resize=True, with_lpips=False)
+        parts = []
+        if report.psnr_background is not None:
+            parts.append(min(1.0, report.psnr_background / (2 * self.min_psnr_background)))
+        if report.delta_e_person is not None:
+            parts.append(max(0.0, 1.0 - report.delta_e_person / (2 * self.max_delta_e_person)))
+        return round(sum(parts) / len(parts), 6) if parts else None
+
+    async def score(self, sample: Sample) -> dict[str, float | None]:
+        if sample.condition is None:
+            return {"fidelity": None}
+        return {"fidelity": await asyncio.to_thread(self.measure, sample.image, sample.condition)}
+
+    async def probe(self) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -109,8 +184,9 @@ class RuleScorer:
     name = "rules"
     objectives = ("rules",)
 
-    def __init__(self, critic: Any, extract_targets: Any, client: Any = None) -> None:
+    def __init__(self, critic: Any, extract_targets: Any, client: Any = None, *, probe_timeout: float = 3.0) -> None:
         self.critic, self.extract_targets, self.client = critic, extract_targets, client
+        self.probe_timeout = probe_timeout
 
     async def score(self, sample: Sample) -> dict[str, float | None]:
         targets = self.extract_targets(sample.content, sample.composition) if self.extract_targets else None
@@ -119,6 +195,10 @@ class RuleScorer:
             sample.image.save(path)
             critique = await self.critic.critique(path, sample.content, sample.composition, targets)
         return {"rules": _pass_ratio([f for f in critique.findings if getattr(f, "source", "vlm") == "vlm"])}
+
+    async def probe(self) -> str | None:
+        return None if self.client is None else await probe_endpoint(self.client, self.client.cfg.model,
+                                                                      self.probe_timeout)
 
     async def aclose(self) -> None:
         if self.client is not None:
@@ -135,6 +215,20 @@ class ScorerSet:
     @property
     def objectives(self) -> list[str]:
         return [o for s in self.scorers for o in s.objectives]
+
+    @property
+    def takes_conditions(self) -> bool:
+        """Some scorer compares an image with its source (the fidelity objective is enabled)."""
+        return any(getattr(s, "needs_condition", False) for s in self.scorers)
+
+    async def unreachable(self) -> dict[str, str]:
+        """Scorer name -> why it cannot score now, for every scorer whose endpoint does not answer."""
+        async def probe(scorer: Any) -> str | None:
+            check = getattr(scorer, "probe", None)  # a scorer without one has no endpoint (local models)
+            return await check() if check is not None else None
+
+        reasons = await asyncio.gather(*(probe(s) for s in self.scorers))
+        return {s.name: r for s, r in zip(self.scorers, reasons, strict=True) if r is not None}
 
     async def aclose(self) -> None:
         for scorer in self.scorers:
@@ -182,13 +276,26 @@ def build_scorers(cfg: PortraitcraftConfig) -> ScorerSet:
             critic_cfg = cfg.critic.model_copy(update={"geometry": False, "heuristics": False, "enabled": True})
             rules = load_rules(critic_cfg.rules_dir, critic_cfg.rules or None)
             client = VLMClient(critic_cfg, cache_dir=cache_dir if critic_cfg.cache else None)
-            out.scorers.append(RuleScorer(Critic(rules, critic_cfg, vlm=client), extract, client))
+            out.scorers.append(RuleScorer(Critic(rules, critic_cfg, vlm=client), extract, client,
+                                          probe_timeout=cfg.reward.probe_timeout))
     judged = wanted & {"content", "composition"}
     if judged:
         from portraitcraft.agents.judge import Judge
 
-        client = VLMClient(cfg.judge, cache_dir=cache_dir if cfg.judge.cache else None)
-        out.scorers.append(JudgeScorer(Judge(cfg.judge, client), client))
+        # the judge gives up on an image before the trainer's client gives up on the request (no double load)
+        judge_cfg = cfg.judge.model_copy(update={"item_deadline": min(cfg.judge.item_deadline,
+                                                                      cfg.reward.judge_deadline)})
+        client = VLMClient(judge_cfg, cache_dir=cache_dir if judge_cfg.cache else None)
+        out.scorers.append(JudgeScorer(Judge(judge_cfg, client), client, probe_timeout=cfg.reward.probe_timeout))
+    if "fidelity" in wanted:
+        try:
+            from portraitcraft.tools.fidelity import edit_drift  # noqa: F401
+            from portraitcraft.tools.vision import analyze as analyze_fidelity
+        except ImportError as exc:
+            out.skipped["fidelity"] = f"the fidelity metrics or the person mask are not available here ({exc})"
+        else:
+            out.scorers.append(FidelityScorer(functools.partial(analyze_fidelity, config=getattr(cfg, "vision", None)),
+                                              cfg.loop.drift_min_psnr_background, cfg.loop.drift_max_delta_e_person))
     for name in wanted - set(OBJECTIVES):
         out.skipped[name] = f"unknown objective (known: {', '.join(OBJECTIVES)})"
     return out
@@ -212,6 +319,26 @@ def group_zscores(values: Sequence[float | None], groups: Sequence[Any]) -> list
         for i, z in zip(idx, zscore_within_group([float(values[i]) for i in idx]), strict=True):  # type: ignore[arg-type]
             out[i] = z
     return out
+
+
+def absolute_rewards(components: Mapping[str, Sequence[float | None]], weights: Mapping[str, float],
+                     n: int) -> tuple[list[float], dict[str, list[float | None]], dict[str, float]]:
+    """(rewards in [0, 1], the 0-1 value per objective, the weights): per image, sum_k w_k s_k / sum_k w_k over
+    the objectives measured for THAT image, so a reward never depends on the rest of the batch.
+
+    Example:
+        >>> absolute_rewards({"rules": [1.0, None], "content": [50.0, 80.0]}, {"rules": 1, "content": 1}, 2)[0]
+        [0.75, 0.8]
+    """
+    used = {k: float(weights.get(k, 0.0)) for k in components if weights.get(k, 0.0) > 0}
+    scaled = {k: [None if v is None else min(1.0, max(0.0, float(v) / ABSOLUTE_SCALE.get(k, 1.0)))
+                  for v in components[k]] for k in used}
+    rewards = []
+    for i in range(n):
+        measured = {k: scaled[k][i] for k in used if scaled[k][i] is not None}
+        total = sum(used[k] for k in measured)
+        rewards.append(round(sum(used[k] * v for k, v in measured.items()) / total, 6) if total > 0 else 0.0)
+    return rewards, scaled, used
 
 
 def combine(components: Mapping[str, Sequence[float | None]], weights: Mapping[str, float],
