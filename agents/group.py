@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from portraitcraft.agents.rewards import RewardError, combine_objectives, naspo_probability
+from portraitcraft.agents.rewards import RewardError, combine_objectives, naspo_probability, renormalised_weights
 
 OBJECTIVES: tuple[str, ...] = ("critic", "content", "composition")
 PairMode = Literal["best-worst", "all"]
@@ -58,12 +58,10 @@ def group_rewards(rounds: Sequence[Mapping[str, Any]], weights: Mapping[str, flo
     if len(rounds) < 2:
         raise RewardError(f"a group needs at least 2 candidates, got {len(rounds)}")
     measured = objectives_of(rounds, min_confidence)
-    used = {k: float(weights.get(k, 0.0)) for k in measured if float(weights.get(k, 0.0)) > 0}
+    used = renormalised_weights(weights, measured)
     if not used:
         raise RewardError(f"no positive weight for any measured objective ({', '.join(measured)}); "
                           f"weights given: {dict(weights)}")
-    total = sum(used.values())
-    used = {k: w / total for k, w in used.items()}
     reward = combine_objectives({k: measured[k] for k in used}, used)
     return {"objectives": measured, "weights": used, "reward": reward, "adv": naspo_probability(reward)}
 

@@ -9,7 +9,7 @@ Pure functions of numbers: used by group sampling, the pairs export and the rewa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from portraitcraft.errors import PortraitcraftError
 
@@ -39,6 +39,19 @@ def zscore_within_group(values: Sequence[float]) -> list[float]:
     if std < 1e-12:
         return [0.0 for _ in values]
     return [(v - mean) / std for v in values]
+
+
+def renormalised_weights(weights: Mapping[str, float], present: Iterable[str]) -> dict[str, float]:
+    """The one weight rule of every reward combination (group sampling, the reward server): the objectives
+    present with a weight above 0, their weights rescaled to sum 1 ({} when none is left).
+
+    Example:
+        >>> renormalised_weights({"a": 0.3, "b": 0.3, "c": 0.4, "d": 0.0}, ["a", "b", "d"])
+        {'a': 0.5, 'b': 0.5}
+    """
+    used = {k: float(weights.get(k, 0.0)) for k in present if float(weights.get(k, 0.0)) > 0}
+    total = sum(used.values())
+    return {k: w / total for k, w in used.items()} if total > 0 else {}
 
 
 def combine_objectives(objectives: Mapping[str, Sequence[float]], weights: Mapping[str, float]) -> list[float]:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from portraitcraft.agents.rewards import renormalised_weights, zscore_within_group
 from portraitcraft.config import PortraitcraftConfig
 
 OBJECTIVES = ("geometry", "rules", "content", "composition", "fidelity")
@@ -308,8 +309,6 @@ def group_zscores(values: Sequence[float | None], groups: Sequence[Any]) -> list
         >>> group_zscores([1.0, 3.0, 5.0, None], ["a", "a", "b", "b"])
         [-1.0, 1.0, 0.0, 0.0]
     """
-    from portraitcraft.agents.rewards import zscore_within_group
-
     out = [0.0] * len(values)
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
@@ -330,14 +329,14 @@ def absolute_rewards(components: Mapping[str, Sequence[float | None]], weights: 
         >>> absolute_rewards({"rules": [1.0, None], "content": [50.0, 80.0]}, {"rules": 1, "content": 1}, 2)[0]
         [0.75, 0.8]
     """
-    used = {k: float(weights.get(k, 0.0)) for k in components if weights.get(k, 0.0) > 0}
+    used = {k: float(weights.get(k, 0.0)) for k in components if weights.get(k, 0.0) > 0}  # per image below
     scaled = {k: [None if v is None else min(1.0, max(0.0, float(v) / ABSOLUTE_SCALE.get(k, 1.0)))
                   for v in components[k]] for k in used}
     rewards = []
     for i in range(n):
         measured = {k: scaled[k][i] for k in used if scaled[k][i] is not None}
-        total = sum(used[k] for k in measured)
-        rewards.append(round(sum(used[k] * v for k, v in measured.items()) / total, 6) if total > 0 else 0.0)
+        w = renormalised_weights(used, measured)
+        rewards.append(round(sum(w[k] * v for k, v in measured.items()), 6) if w else 0.0)
     return rewards, scaled, used
 
 
@@ -345,9 +344,7 @@ def combine(components: Mapping[str, Sequence[float | None]], weights: Mapping[s
             groups: Sequence[Any]) -> tuple[list[float], dict[str, list[float]], dict[str, float]]:
     """(rewards, z-scores per objective, the weights used): sum_k w_k z_k with w renormalised to sum 1 over
     the objectives present."""
-    used = {k: float(weights.get(k, 0.0)) for k in components if weights.get(k, 0.0) > 0}
-    total = sum(used.values())
-    used = {k: w / total for k, w in used.items()} if total > 0 else {}
+    used = renormalised_weights(weights, components)
     z = {k: group_zscores(components[k], groups) for k in used}
     n = len(groups)
     rewards = [sum(used[k] * z[k][i] for k in used) for i in range(n)]
