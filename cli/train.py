@@ -89,13 +89,14 @@ def assessor(
     records: Path = typer.Argument(..., help="Records file or folder from `understand export-sft --format openai`."),
     out: Path = typer.Option(..., "--out", help="The run folder (adapter, metrics.jsonl, checkpoints/, summary.json)."),
     base: str | None = typer.Option(None, "--base", help="Base model: hub id or local Qwen2-VL / Qwen2.5-VL / "
-                                    "Qwen3-VL folder (default [assessor_train] base, Qwen/Qwen3-VL-4B-Instruct)."),
-    images: list[Path] | None = typer.Option(None, "--images", help="Folder the records' images may live in "
-                                             "besides the records' folder (the --images the export read); "
+                                    "Qwen3-VL folder (default assessor_train.base, Qwen/Qwen3-VL-4B-Instruct)."),
+    images: list[Path] | None = typer.Option(None, "--images", metavar="DIR", help="Folder the records' images may "
+                                             "live in besides the records' folder (the --images the export read); "
                                              "repeatable."),
     config: Path | None = ConfigOption,
     sets: list[str] | None = SetOption,
-    max_steps: int | None = MaxStepsOption,
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats "
+                                         "assessor_train.max_steps and epochs)."),
     resume: bool = ResumeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -113,4 +114,4 @@ def assessor(
     console.print(f"assessor: {result.steps} steps ({result.used} records, {result.held_out} held out, "
                   f"{summary['skipped']} skipped) in {result.seconds:.1f} s; {losses}", highlight=False)
     console.print(f"adapter: {result.out}\nserve it: {summary['serve']}\nthen use [assessor] model = "
-                  f"\"{summary['served_model']}\"", markup=False, highlight=False)
+                  f"\"{summary['served_model']}\"", markup=False, highlight=False, soft_wrap=True)
