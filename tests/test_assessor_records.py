@@ -161,3 +161,13 @@ def test_cli_with_no_usable_record_exits_2_naming_the_reasons(tmp_path, capsys, 
     assert done.exit_code == 2, done.output
     assert "no usable record" in done.stderr and "outside 6" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_with_a_base_that_cannot_load_exits_2(tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("trl")
+    cfg = load_config().assessor
+    _write(tmp_path / "rec", _exported(cfg, tmp_path))
+    done = run_cli(["train", "assessor", str(tmp_path / "rec"), "--out", str(tmp_path / "run"), "--images",
+                    str(IMAGES), "--base", str(tmp_path / "no-model")], capsys, monkeypatch)
+    assert done.exit_code == 2, done.output
+    assert "no-model" in done.stderr and "cannot load" in done.stderr

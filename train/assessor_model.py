@@ -23,6 +23,12 @@ Precision = Literal["bf16", "fp32"]
 LANGUAGE_MODEL = "language_model"
 
 
+class AssessorSetupError(TrainError):
+    """The base model, its processor or the LoRA targets cannot be used as configured (bad input: exit 2)."""
+
+    exit_code = 2
+
+
 def pick_device(tc: AssessorTrainConfig) -> tuple[str, Precision]:
     """(device, precision): a GPU with bf16 unless `cpu` or no GPU; `precision` auto = bf16 on GPU, fp32 on CPU."""
     device = "cuda" if torch.cuda.is_available() and not tc.cpu else "cpu"
@@ -35,7 +41,7 @@ def load_processor(base: str) -> Any:
     """The checkpoint's processor; the image-only Qwen2-VL processor where torchvision is missing.
 
     Raises:
-        TrainError: neither can be loaded from `base` (names it).
+        AssessorSetupError: neither can be loaded from `base` (names it).
     """
     from transformers import AutoProcessor
 
@@ -52,14 +58,14 @@ def load_processor(base: str) -> Any:
         return ImageOnlyQwen2VLProcessor(image_processor=AutoImageProcessor.from_pretrained(base),
                                          tokenizer=tokenizer, chat_template=tokenizer.chat_template)
     except (OSError, ValueError, KeyError) as exc:
-        raise TrainError(f"{base}: cannot load the processor ({exc})") from None
+        raise AssessorSetupError(f"{base}: cannot load the processor ({exc})") from None
 
 
 def load_base(base: str, device: str, precision: Precision) -> Any:
     """The base model in `precision` on `device` (eval mode; the trainer switches it to training).
 
     Raises:
-        TrainError: `base` is not a loadable image-text-to-text checkpoint (names it).
+        AssessorSetupError: `base` is not a loadable image-text-to-text checkpoint (names it).
     """
     from transformers import AutoModelForImageTextToText
 
@@ -67,7 +73,7 @@ def load_base(base: str, device: str, precision: Precision) -> Any:
     try:
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
-        raise TrainError(f"{base}: cannot load a Qwen-VL model from it ({exc})") from None
+        raise AssessorSetupError(f"{base}: cannot load a Qwen-VL model from it ({exc})") from None
     return model.to(device)
 
 
@@ -75,7 +81,7 @@ def lora_config(tc: AssessorTrainConfig, model: Any) -> Any:
     """A PEFT LoRA config on the language model's `lora_targets` (checked against the model's modules).
 
     Raises:
-        TrainError: no language-model module ends in one of `lora_targets`.
+        AssessorSetupError: no language-model module ends in one of `lora_targets`.
     """
     from peft import LoraConfig
 
@@ -83,7 +89,7 @@ def lora_config(tc: AssessorTrainConfig, model: Any) -> Any:
     pattern = rf".*\.{LANGUAGE_MODEL}\..*\.(?:{names})"
     matched = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and re.fullmatch(pattern, n)]
     if not matched:
-        raise TrainError(f"[assessor_train] lora_targets {tc.lora_targets} match no linear layer of the language "
+        raise AssessorSetupError(f"assessor_train.lora_targets {tc.lora_targets} match no linear layer of the language "
                          f"model in {type(model).__name__}")
     return LoraConfig(r=tc.lora_rank, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                       target_modules=pattern, bias="none", task_type="CAUSAL_LM")
@@ -104,4 +110,4 @@ def save_processor_files(processor: Any, out: Path) -> None:
         processor.save_pretrained(out)
 
 
-__all__ = ["load_base", "load_processor", "lora_config", "pick_device", "save_processor_files"]
+__all__ = ["AssessorSetupError", "load_base", "load_processor", "lora_config", "pick_device", "save_processor_files"]
