@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from assessor_helpers import IMAGES, build_tiny, export_records
-
-from portraitcraft.config import AssessorConfig
+from assessor_helpers import EXAMPLES, IMAGES, build_tiny
+from console_script import run_script
 
 
 @pytest.fixture(scope="session")
@@ -22,5 +21,10 @@ def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def assessor_records(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(records folder, images folder) for the default assessor config."""
-    return export_records(tmp_path_factory.mktemp("assessor-records"), AssessorConfig()), IMAGES
+    """(records folder, images folder): `understand export-sft --format openai` of examples/track_1_train.json,
+    through the installed console script, with the default assessor config."""
+    out = tmp_path_factory.mktemp("assessor-records")
+    done = run_script("understand", "export-sft", EXAMPLES / "track_1_train.json", "--images", IMAGES, "--format",
+                      "openai", "--out", out, timeout=300)
+    assert done.code == 0, done.output[-2000:]
+    return out, IMAGES

@@ -192,6 +192,7 @@ def train_assessor(
         (3, ['epoch', 'eval_loss', 'grad_norm', 'loss', 'lr', 'step'])
     """
     from rich.console import Console
+    from rich.markup import escape
 
     started = time.perf_counter()
     console = console or Console(stderr=True)
@@ -200,7 +201,7 @@ def train_assessor(
     out = Path(out)
     records = read_records(records_path, cfg.assessor, image_roots=image_roots)
     for skip in records.skipped[:20]:
-        console.print(f"[yellow]skipped[/yellow] {skip}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/yellow] {escape(str(skip))}", highlight=False, soft_wrap=True)
     if len(records.skipped) > 20:
         console.print(f"[yellow]skipped[/yellow] ... and {len(records.skipped) - 20} more (see {PROBLEMS_FILE})")
     if not records.records:
@@ -208,7 +209,7 @@ def train_assessor(
         raise DataError(f"{records_path}: no usable record ({len(records.skipped)} skipped: {reasons})")
     if records.prompt_mismatch:
         console.print(f"[yellow]warning[/yellow] {records.prompt_mismatch} record(s) carry a prompt other than the "
-                      "one `understand` sends with this config ([assessor] templates / output / explanations / "
+                      "one `understand` sends with this config (assessor.templates / output / explanations / "
                       "dialect): the adapter would be asked differently at inference", highlight=False)
     train, held = split_records(records.records, tc.eval_fraction, tc.max_eval_records, tc.seed)
     checkpoint, start, rows = _prepare_folder(out, _fingerprint(base, records, cfg), base, resume)

@@ -165,7 +165,9 @@ def run_sft(train: Sequence[AssessorRecord], held: Sequence[AssessorRecord], cfg
     tc = cfg.assessor_train
     device, precision = pick_device(tc)
     processor = load_processor(base)
-    with console.status(f"loading {base} ({precision} on {device})"):
+    from rich.markup import escape
+
+    with console.status(f"loading {escape(base)} ({precision} on {device})"):
         model = load_base(base, device, precision)
     peft = lora_config(tc, model)
     writer = MetricsWriter(out / "metrics.jsonl", rows, console)
@@ -181,7 +183,7 @@ def run_sft(train: Sequence[AssessorRecord], held: Sequence[AssessorRecord], cfg
     )
     trainer.remove_callback(PrinterCallback)
     if checkpoint is not None:
-        console.print(f"resuming from {checkpoint}", highlight=False)
+        console.print(f"resuming from {checkpoint}", markup=False, highlight=False)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.model.save_pretrained(str(out))
     save_processor_files(processor, out)
