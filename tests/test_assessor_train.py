@@ -146,3 +146,11 @@ def test_loss_falls_on_a_repeated_batch(tiny_qwen2vl, assessor_records, tmp_path
     assert result.used == 1 and result.held_out == 0 and len(losses) == 4
     assert losses[-1] < losses[0] - 0.05, losses
     assert all("eval_loss" not in r for r in result.rows)
+
+    # --no-resume starts over: the old checkpoint and metric rows are gone, the curve starts again.
+    again = train_assessor(one, cfg, tmp_path / "run", base=str(tiny_qwen2vl), max_steps=1, resume=False,
+                           image_roots=[IMAGES])
+    assert again.resumed_from == 0 and again.steps == 1
+    assert [r["step"] for r in _rows(tmp_path / "run")] == [1]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-1"]
+    assert again.rows[0]["loss"] == pytest.approx(losses[0], rel=1e-5)
