@@ -82,3 +82,36 @@ def dpo(
     result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)
+
+
+@app.command("assessor")
+def assessor(
+    records: Path = typer.Argument(..., help="Records file or folder from `understand export-sft --format openai`."),
+    out: Path = typer.Option(..., "--out", help="The run folder (adapter, metrics.jsonl, checkpoints/, summary.json)."),
+    base: str | None = typer.Option(None, "--base", help="Base model: hub id or local Qwen2-VL / Qwen2.5-VL / "
+                                    "Qwen3-VL folder (default assessor_train.base, Qwen/Qwen3-VL-4B-Instruct)."),
+    images: list[Path] | None = typer.Option(None, "--images", metavar="DIR", help="Folder the records' images may "
+                                             "live in besides the records' folder (the --images the export read); "
+                                             "repeatable."),
+    config: Path | None = ConfigOption,
+    sets: list[str] | None = SetOption,
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats "
+                                         "assessor_train.max_steps and epochs)."),
+    resume: bool = ResumeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """LoRA SFT of a Qwen-VL assessor on its own chat records (TRL + PEFT); serve DIR with vLLM --lora-modules."""
+    from portraitcraft.train.assessor import train_assessor
+
+    cfg = config_from_cli(config, sets)
+    result = train_assessor(records, cfg, out, base=base, max_steps=max_steps, resume=resume,
+                            image_roots=images or (), console=err_console)
+    summary = result.summary()
+    if as_json:
+        print_json(summary)
+        return
+    losses = " ".join(f"{k}={summary[k]:.4g}" for k in ("final_loss", "final_eval_loss") if summary[k] is not None)
+    console.print(f"assessor: {result.steps} steps ({result.used} records, {result.held_out} held out, "
+                  f"{summary['skipped']} skipped) in {result.seconds:.1f} s; {losses}", highlight=False)
+    console.print(f"adapter: {result.out}\nserve it: {summary['serve']}\nthen use [assessor] model = "
+                  f"\"{summary['served_model']}\"", markup=False, highlight=False, soft_wrap=True)

@@ -631,6 +631,50 @@ class LimitsConfig(_Section):
     )
 
 
+class AssessorTrainConfig(_Section):
+    """`portraitcraft train assessor` (train/assessor*.py): LoRA SFT of a Qwen-VL model on the records that
+    `understand export-sft --format openai` writes; the adapter is served with vLLM as the `[assessor]` model."""
+
+    base: str = Field("Qwen/Qwen3-VL-4B-Instruct", description="base model: hub id or local folder of a "
+                      "Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint (--base wins)")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="weights and compute: auto = bf16 on a GPU, fp32 on the CPU")
+    cpu: bool = Field(False, description="train on the CPU even when a GPU is visible")
+    seed: int = Field(0, description="seed of the LoRA init, the data order and the held-out split")
+    lora_rank: Annotated[int, Field(ge=1, le=512)] = Field(
+        16, description="LoRA rank (serve with vLLM --max-lora-rank at least this)")
+    lora_alpha: Annotated[float, Field(gt=0)] = Field(32.0, description="LoRA alpha (scale = alpha / rank)")
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.05, description="dropout on the LoRA input")
+    lora_targets: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="language-model linear layers (name suffixes) that get a LoRA; the vision tower is frozen",
+    )
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="peak learning rate (AdamW)")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "cosine", description="learning-rate schedule after the warmup")
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.03, description="share of the steps spent warming up")
+    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="AdamW weight decay")
+    max_grad_norm: Annotated[float, Field(ge=0)] = Field(1.0, description="gradient clipping; 0 = none")
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = Field(1, description="records per micro-batch (per device)")
+    grad_accum: Annotated[int, Field(ge=1, le=4096)] = Field(8, description="micro-batches per optimiser step")
+    epochs: Annotated[float, Field(gt=0, le=1000)] = Field(2.0, description="passes over the training records")
+    max_steps: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="stop after this many optimiser steps (beats epochs; --max-steps wins)")
+    max_length: Annotated[int, Field(ge=64)] | None = Field(
+        None, description="cut token sequences (prompt + image + answer) to this length, cutting the answer's end; "
+        "unset = no cut")
+    eval_fraction: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.05, description="share of the records held out for eval_loss (at least one when there are two or more)")
+    max_eval_records: Annotated[int, Field(ge=1)] = Field(256, description="held-out records at most")
+    eval_every: Annotated[int, Field(ge=1)] = Field(100, description="optimiser steps between held-out evaluations")
+    checkpoint_every: Annotated[int, Field(ge=1)] = Field(200, description="optimiser steps between checkpoints")
+    keep_checkpoints: Annotated[int, Field(ge=1)] = Field(2, description="newest checkpoints kept in DIR/checkpoints")
+    log_every: Annotated[int, Field(ge=1)] = Field(1, description="optimiser steps between metrics.jsonl rows")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save GPU memory")
+    dataloader_workers: Annotated[int, Field(ge=0, le=64)] = Field(
+        0, description="worker processes decoding images for the batches (0 = in the training process)")
+
+
 MAX_CONFIG_BYTES = 1024 * 1024
 """A config file larger than this is refused (configs are a few KB; this catches a wrong path)."""
 
@@ -718,6 +762,10 @@ class PortraitcraftConfig(BaseSettings):
         description="the reward server (`portraitcraft serve reward`)",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="bounds on what the CLI reads")
+    assessor_train: AssessorTrainConfig = Field(
+        default_factory=AssessorTrainConfig,
+        description="LoRA fine-tuning of the Track 1 VLM on its own SFT records (`portraitcraft train assessor`)",
+    )
 
     @classmethod
     def settings_customise_sources(
