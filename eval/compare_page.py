@@ -16,11 +16,12 @@ from typing import Any
 import jinja2
 
 from portraitcraft.atomic import atomic_write_text
+from portraitcraft.docs_links import docs_link
 from portraitcraft.eval.compare import Comparison
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-DOCS_PAGE = "docs/guides/compare.md"
-"""The user guide that explains the page (linked from it when the source tree is at hand)."""
+DOCS_SECTION = ("guides/compare", "")
+"""The user guide that explains the page (portraitcraft.docs_links: the page path, clickable when a site is known)."""
 CHART = {"width": 560, "height": 280, "left": 56, "right": 200, "top": 16, "bottom": 44}
 
 
@@ -102,7 +103,6 @@ def item_rows(result: Comparison, out_dir: Path) -> list[dict[str, Any]]:
 
 def page_data(result: Comparison, out_dir: Path) -> dict[str, Any]:
     """Everything the template shows."""
-    docs = Path(__file__).resolve().parent.parent / DOCS_PAGE
     rows = item_rows(result, out_dir)
     return {
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -112,7 +112,7 @@ def page_data(result: Comparison, out_dir: Path) -> dict[str, Any]:
         "n_disagree": sum(r["disagree"] for r in rows), "boot": result.boot, "seed": result.seed,
         "rules": sorted({r for s in result.run_stats for r in s["rules"]}),
         "target_rules": sorted({r for s in result.run_stats for r in s["met_targets"]["by_rule"]}),
-        "docs_page": DOCS_PAGE, "docs_href": _rel(docs, out_dir) if docs.is_file() else None,
+        "docs": docs_link(*DOCS_SECTION),
     }
 
 
@@ -131,4 +131,4 @@ def write_page(result: Comparison, out_dir: str | Path) -> Path:
     return atomic_write_text(out / "compare.html", html)
 
 
-__all__ = ["DOCS_PAGE", "chart_points", "item_rows", "page_data", "write_page"]
+__all__ = ["DOCS_SECTION", "chart_points", "item_rows", "page_data", "write_page"]
