@@ -5,8 +5,9 @@
 
 `tilt` turns each photo clockwise by -30..30 degrees (steps of 10) and prints whether a subject is found, the
 measured body tilt, and that tilt minus the unturned photo's (it should follow the turn, with its sign).
-`crop` runs the reframing editor crop-only and then with generative padding allowed, and prints for each case
-whether a pad-free crop met the target, the crop box, and where padding would be needed.
+`crop` runs the reframing editor crop-only (verified: the result measured again) and then with padding allowed
+(unverified), and prints for each case whether a pad-free crop met the target (`crop WxH at x,y`), else the best
+crop and where the critic measures the subject in it, and the padding the pad search would use.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def crop_table() -> None:
     from portraitcraft.config import VisionConfig
     from portraitcraft.tools.vision import analyze
 
-    print(f"{'photo':<13} {'target':<7} {'aspect':<5} {'crop-only':<34} {'with padding allowed'}")
+    print(f"{'photo':<13} {'target':<7} {'aspect':<5} {'crop-only':<38} {'with padding allowed'}")
     for name in PHOTOS:
         img = photo(name)
         analysis = analyze(img)
@@ -69,18 +70,22 @@ def crop_table() -> None:
                 cells = []
                 for cfg in (VisionConfig(), VisionConfig(reframe_fill="reflect")):
                     try:
-                        r = reframe(img, analysis, horizontal=target, aspect=ratio, config=cfg, verify=False)
+                        r = reframe(img, analysis, horizontal=target, aspect=ratio, config=cfg, verify=not cells)
                     except ReframeError:
                         cells.append("no crop keeps the head / joints")
                         continue
                     w, h = r.image.size
                     if r.needs_outpainting:
-                        cells.append(f"needs outpainting (best crop {w}x{h})")
+                        if r.after is None:
+                            cells.append(f"no pad within limits: best crop {w}x{h}")
+                            continue
+                        s = r.after.subject
+                        cells.append(f"best crop {w}x{h}, " + (f"measures {s.horizontal}" if s else "no subject"))
                     elif any(r.padding):
                         cells.append(f"pad {list(r.padding)} kept {r.kept_fraction:.2f}")
                     else:
                         cells.append(f"crop {w}x{h} at {r.crop_box[0]},{r.crop_box[1]}")
-                print(f"{name:<13} {target:<7} {aspect:<5} {cells[0]:<34} {cells[1]}")
+                print(f"{name:<13} {target:<7} {aspect:<5} {cells[0]:<38} {cells[1]}")
 
 
 def main() -> int:
