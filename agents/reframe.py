@@ -410,8 +410,8 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         after = analyze(result.image, cfg)
         result.after = after
         s = after.subject
-        if result.needs_outpainting or (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
-                and crop_level in (None, s.crop_level)):
+        if result.needs_outpainting or (s is not None and horizontal in (None, s.horizontal)
+                                        and vertical in (None, s.vertical) and crop_level in (None, s.crop_level)):
             return result
         if s is None:
             measured = "no person in the reframed picture"

@@ -61,7 +61,7 @@ async def test_reframe_fixes_a_real_photo_until_the_critic_passes(tmp_path: Path
         plan = row["canvas"]
         assert im.size == (plan["width"], plan["height"]) and im.width < im.height  # the planned canvas
         assert abs(im.width / im.height - 9 / 16) < 0.01 * 9 / 16
-        x0, y0, x1, y1 = record["crop_box"]
+        x0, _, x1, _ = record["crop_box"]
         assert im.width <= x1 - x0  # never larger than the crop in source pixels
         assert plain_crop_of(im, Image.fromarray(skimage_data.astronaut()), record)
         assert json.loads(read_provenance(root / row["final_image"])[REFRAME_KEY]) == record
