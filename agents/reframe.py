@@ -410,8 +410,10 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         after = analyze(result.image, cfg)
         result.after = after
         s = after.subject
-        if result.needs_outpainting or (s is not None and horizontal in (None, s.horizontal)
-                                        and vertical in (None, s.vertical) and crop_level in (None, s.crop_level)):
+        met = (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
+               and crop_level in (None, s.crop_level))
+        if met or result.needs_outpainting:
+            result.needs_outpainting = not met  # the best crop may still read as asked
             return result
         if s is None:
             measured = "no person in the reframed picture"
