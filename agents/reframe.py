@@ -401,17 +401,29 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
                            "shot and a crop can only tighten it")
     bias = (0.0, 0.0)
     measured = ""
+    crop_only = cfg.model_copy(update={"reframe_fill": "none"})
     for _ in range(VERIFY_TRIES if verify else 1):
         result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias, crop_level, outpaint)
         if not verify:
             return result
         from portraitcraft.tools.vision.analysis import analyze
 
-        after = analyze(result.image, cfg)
-        result.after = after
-        s = after.subject
-        met = (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
-               and crop_level in (None, s.crop_level))
+        def meets(r: ReframeResult) -> bool:
+            r.after = analyze(r.image, cfg)
+            s = r.after.subject
+            return (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
+                    and crop_level in (None, s.crop_level))
+
+        if any(result.padding):  # crop before pad, measured: the nearest crop may already read as asked
+            try:
+                crop, _ = _attempt(img, analysis, aspect, horizontal, vertical, crop_only, bias, crop_level)
+            except ReframeError:  # no crop keeps the head and the needed joints: the pad stays
+                crop = None
+            if crop is not None and meets(crop):
+                crop.needs_outpainting = False
+                return crop
+        met = meets(result)
+        s = result.after.subject if result.after is not None else None
         if met or result.needs_outpainting:
             result.needs_outpainting = not met  # the best crop may still read as asked
             return result
