@@ -50,13 +50,16 @@ def reframe(
         raise InputError(f"--out {out} is the input picture: it would be replaced; give another path, or --force")
     synthetic = fill if fill in ("blur", "reflect") else None
     cfg = config_from_cli(config, vision={"reframe_fill": synthetic or ("none" if fill else None)})
-    from portraitcraft.agents.reframe import parse_aspect
+    from portraitcraft.agents.reframe import ReframeError, parse_aspect
     from portraitcraft.agents.reframe import reframe as do_reframe
     from portraitcraft.tools.images import load_image
     from portraitcraft.tools.provenance import REFRAME_KEY, save_with_provenance
     from portraitcraft.tools.vision import analyze
 
-    ratio = parse_aspect(aspect) if aspect is not None else None
+    try:
+        ratio = parse_aspect(aspect) if aspect is not None else None
+    except ReframeError as exc:  # a usage problem (exit 2), not "nothing to reframe"
+        raise InputError(f"--aspect: {exc}") from None
     picture = load_image(image)
     outpaint = None
     if fill == "outpaint":

@@ -85,9 +85,10 @@ def test_cli_reframe_guards_the_source_and_pads_only_when_asked(photos, tmp_path
     src = tmp_path / "astronaut.png"
     src.write_bytes(photos["astronaut"].read_bytes())
     before = src.read_bytes()
-    same, bad_fill, crop_only, reflect = run_script_many([
+    same, bad_fill, bad_aspect, crop_only, reflect = run_script_many([
         ["reframe", src, "--horizontal", "right", "--out", src],
         ["reframe", src, "--fill", "smear", "--out", tmp_path / "x.png"],
+        ["reframe", src, "--aspect", "0:0", "--out", tmp_path / "x.png"],
         ["reframe", photos["grace_hopper"], "--horizontal", "left", "--aspect", "1:1", "--out", tmp_path / "crop.png",
          "--json"],
         ["reframe", photos["grace_hopper"], "--horizontal", "left", "--aspect", "1:1", "--fill", "reflect", "--out",
@@ -95,6 +96,7 @@ def test_cli_reframe_guards_the_source_and_pads_only_when_asked(photos, tmp_path
     ], timeout=180)
     assert same.code == 2 and "--force" in same.stderr and src.read_bytes() == before  # the photo is untouched
     assert bad_fill.code == 2 and "--fill" in bad_fill.stderr and not (tmp_path / "x.png").exists()
+    assert bad_aspect.code == 2 and "--aspect" in bad_aspect.stderr and not (tmp_path / "x.png").exists()
     assert crop_only.code == 0, crop_only.stderr
     data = json.loads(crop_only.stdout)
     assert data["needs_outpainting"] and data["padding"] == [0, 0, 0, 0] and data["fill"] == "none"
