@@ -17,6 +17,7 @@ from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
+from portraitcraft.tools.image_checks import softness
 from portraitcraft.tools.images import hflip, load_image
 from portraitcraft.tools.provenance import INIT_KEY, REFRAME_KEY, copy_with_provenance, save_with_provenance
 
@@ -238,8 +239,16 @@ async def _to_canvas(ctx: GenerateContext, image: Image.Image, plan: dict[str, A
         return image, f"kept {image.width}x{image.height} (smaller than the planned {width}x{height}; no refiner)"
     upscaled = image.resize((width, height), Image.Resampling.LANCZOS)
     refined = await refine(upscaled, plan.get("prompt", ""), seed=seed, item_id=item_id)
+    kept = await asyncio.to_thread(softness, refined, image)
+    if kept < MIN_REFINED_SHARPNESS:  # a person sees the smear: the crop keeps its own pixels instead
+        return image, (f"kept {image.width}x{image.height}: the refiner's {width}x{height} kept only {kept:.0%} "
+                       "of the crop's sharpness")
     return refined, (f"refined from {image.width}x{image.height} with {ctx.cfg.generator.refiner.model} at "
                      f"strength {ctx.cfg.generator.refiner_strength:g}")
+
+
+MIN_REFINED_SHARPNESS = 0.5
+"""A refined canvas must keep this share of the crop's sharpness (Laplacian variance at the crop's size)."""
 
 
 def choose_final(state: GenerateState, min_confidence: float) -> int:

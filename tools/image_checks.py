@@ -164,6 +164,24 @@ def _mirrored(strip: np.ndarray, beside: np.ndarray) -> bool:
     return float(np.corrcoef(a, b)[0, 1]) >= MIRROR_CORRELATION
 
 
+def softness(image: ImageInput, reference: ImageInput) -> float:
+    """How much sharpness `image` keeps of `reference` (both measured at `reference`'s size): the ratio of their
+    Laplacian variances, 1.0 as sharp, near 0 smeared. Used to refuse a refiner pass that softened a crop.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> photo = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).convert("RGB")
+        >>> softness(photo, photo)
+        1.0
+    """
+    ref = load_image(reference)
+    img = load_image(image)
+    if img.size != ref.size:
+        img = img.resize(ref.size, Image.Resampling.LANCZOS)
+    base = laplacian_variance(gray_array(ref))
+    return round(laplacian_variance(gray_array(img)) / base, 4) if base > 1e-9 else 1.0
+
+
 def measure(image: ImageInput) -> ImageChecks:
     """Run every check on one image."""
     gray = gray_array(image)
@@ -223,4 +241,4 @@ def verdicts(checks: ImageChecks, *, min_sharpness: float, max_clipped: float, m
 
 
 __all__ = ["CheckVerdict", "ImageChecks", "clipped_fractions", "fill_strip", "gray_array", "horizon_tilt",
-           "laplacian_variance", "measure", "verdicts"]
+           "laplacian_variance", "measure", "softness", "verdicts"]
