@@ -206,18 +206,40 @@ async def _reframe(ctx: GenerateContext, rel: str, decision: EditPlan, plan: dic
                 return image, "", record
         if analysis is None:
             analysis = await asyncio.to_thread(ctx.critic.analyze, source) if ctx.critic.analyze else None
+        extra = {"outpaint": LaneFill(ctx, plan, seed, item_id)} if _can_outpaint(ctx) else {}
         result = await asyncio.to_thread(ctx.reframe, source, analysis, horizontal=goal.get("horizontal"),
-                                         vertical=goal.get("vertical"), aspect=aspect)
+                                         vertical=goal.get("vertical"), aspect=aspect, **extra)
     except PortraitcraftError as exc:
         return None, str(exc), None
     record = result.record(rel, mirrored) if hasattr(result, "record") else {"source": rel, "mirrored": mirrored}
-    if getattr(result, "pad_mask", None) is not None:
-        mask_path = ctx.run.item_dir(item_id) / f"round_{k}_pad_mask.png"
-        await asyncio.to_thread(save_with_provenance, result.pad_mask, mask_path)
-        record["pad_mask"] = mask_path.relative_to(ctx.run.root).as_posix()
     image, record["resized"] = await _to_canvas(ctx, result.image, plan, seed=seed, item_id=item_id)
     record["size"] = list(image.size)
+    if getattr(result, "pad_mask", None) is not None:  # white where padded, at the round image's size
+        mask_path = ctx.run.item_dir(item_id) / f"round_{k}_pad_mask.png"
+        mask = result.pad_mask.resize(image.size, Image.Resampling.NEAREST)
+        await asyncio.to_thread(save_with_provenance, mask, mask_path)
+        record["pad_mask"] = mask_path.relative_to(ctx.run.root).as_posix()
     return image, "", record
+
+
+def _can_outpaint(ctx: GenerateContext) -> bool:
+    editor = getattr(ctx.cfg, "editor", None)
+    return bool(getattr(editor, "outpaint", False)) and callable(getattr(ctx.drawer, "outpaint", None))
+
+
+class LaneFill:
+    """The reframing editor's `outpaint=` callable for the loop: called from the reframe's worker thread, it runs
+    the editor model's inpaint job on the GPU lane (`Drawer.outpaint`) and waits for it."""
+
+    def __init__(self, ctx: GenerateContext, plan: dict[str, Any], seed: int, item_id: str) -> None:
+        self.ctx, self.seed, self.item_id = ctx, seed, item_id
+        self.prompt = str(plan.get("prompt") or "") or "the same scene continued beyond the frame"
+        self.loop = asyncio.get_running_loop()
+        self.name = ctx.cfg.editor.model
+
+    def __call__(self, image: Image.Image, mask: Image.Image) -> Image.Image:
+        job = self.ctx.drawer.outpaint(image, mask, self.prompt, seed=self.seed, item_id=self.item_id)
+        return asyncio.run_coroutine_threadsafe(job, self.loop).result()
 
 
 CANVAS_TOLERANCE = 0.01

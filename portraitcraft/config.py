@@ -190,6 +190,11 @@ class EditorConfig(DiffusionConfig):
     backend: DiffusionBackend = "qwen-image-edit-plus"
     model: str = "Qwen/Qwen-Image-Edit-2509"
     steps: Annotated[int, Field(ge=1, le=500)] = 40
+    outpaint: bool = Field(
+        False, description="when no crop meets a placement target, pad the picture and repaint the pad with this "
+        "model's masked inpaint pipeline (a Z-Image or Qwen-Image checkpoint); off: crop-only, the finding stays "
+        "open as 'needs outpainting'"
+    )
 
 
 class CriticConfig(EndpointConfig):

@@ -79,3 +79,19 @@ def test_reframe_pads_with_the_model_only_where_no_crop_meets_the_target(
     assert np.array_equal(np.asarray(result.image)[top:top + kept.height, left:left + kept.width], np.asarray(kept))
     record = result.record("astronaut.png")
     assert record["fill"] == str(tiny_zimage) and record["padding"] == list(result.padding)
+
+
+async def test_outpaint_runs_as_a_lane_job_like_a_direct_call(tiny_zimage: Path, cpu_cfg: Callable[..., Any]) -> None:
+    from portraitcraft.config import GeneratorConfig
+    from portraitcraft.tools.gpu_jobs import Drawer, LaneExecutor
+
+    cfg = cpu_cfg(EditorConfig, tiny_zimage, backend="img2img", outpaint=True)
+    img, mask = padded_picture()
+    want = InpaintOutpainter(cfg).outpaint(img, mask, "a park", seed=4)
+    drawer = Drawer(LaneExecutor(), cpu_cfg(GeneratorConfig, tiny_zimage), cfg)
+    try:
+        got = await drawer.outpaint(img, mask, "a park", seed=4, item_id="a")
+    finally:
+        await drawer.aclose()
+    assert np.array_equal(np.asarray(got), np.asarray(want)) and meta_of(got) == meta_of(want)
+    assert drawer.stats().per_kind_jobs == {"outpaint": 1}

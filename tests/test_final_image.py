@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from generate_fixtures import ScriptedDrawer
 from PIL import Image, ImageFilter
+from scipy import ndimage
 from test_generate_graph import rows_by_id, run
 
 from portraitcraft.graphs.generate_steps import _to_canvas
@@ -105,3 +106,56 @@ async def test_the_planned_size_without_a_blind_upscale(crop, refiner, size, how
     assert out.size == size and done.startswith(how)
     if size == crop:
         assert np.array_equal(np.asarray(out), np.asarray(image))  # its own pixels, untouched
+
+
+class OutpaintDrawer(ScriptedDrawer):
+    """Fills a pad with photo-like grain (the lane's inpaint job in the real Drawer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outpaints: list[tuple[tuple[int, int], int]] = []
+
+    async def outpaint(self, image: Image.Image, mask: Image.Image, prompt: str, *, seed: int,
+                       item_id: str | None) -> Image.Image:
+        self.outpaints.append((image.size, seed))
+        rng = np.random.default_rng(seed)
+        grain = np.clip(rng.normal(90, 30, (image.height, image.width, 3)), 0, 255).astype(np.uint8)
+        return Image.composite(Image.fromarray(grain), image, mask)
+
+
+async def test_the_loop_pads_with_the_editor_model_only_when_asked(tmp_path: Path) -> None:
+    pytest.importorskip("mediapipe")
+    import matplotlib.cbook as cbook
+
+    from portraitcraft.agents.planner.targets import extract_targets
+
+    init = tmp_path / "init"
+    init.mkdir()
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as im:
+        source = im.convert("RGB")
+    source.save(init / "grace_hopper.png")
+    spec = Track2Spec(image_path="grace_hopper.png", content="A naval officer, a head-and-shoulders portrait.",
+                      composition="The officer is placed on the left third of a square frame.")
+    drawer = OutpaintDrawer()
+    _, folder = await run(tmp_path, [spec], drawer, init_images=init, analyze=None, geometry=None, reframe=True,
+                          targets=extract_targets(spec.content, spec.composition),
+                          sections={"critic": {"geometry": True}, "planner": {"long_side": 512},
+                                    "editor": {"outpaint": True, "model": "tiny-inpaint"}, "loop": {"max_rounds": 1}})
+    row = rows_by_id(folder)["grace_hopper"]
+    reframed = row["history"][1]
+    record = reframed["reframe"]
+    assert reframed["made_by"] == "reframe" and len(drawer.outpaints) >= 1
+    assert record["fill"] == "tiny-inpaint" and record["padding"][2] > 0 and not record["needs_outpainting"]
+    with Image.open(folder.root / record["pad_mask"]) as mask, Image.open(folder.root / reframed["image"]) as im:
+        assert mask.size == tuple(record["size"]) == im.size
+        assert json.loads(im.info[REFRAME_KEY])["fill"] == "tiny-inpaint"
+        x0, y0, x1, y1 = record["crop_box"]
+        left, top = record["padding"][:2]
+        canvas = Image.new("RGB", (x1 - x0, y1 - y0))
+        canvas.paste(source.crop((max(0, x0), max(0, y0), min(source.width, x1), min(source.height, y1))),
+                     (left, top))
+        expected = np.asarray(canvas.resize(im.size, Image.Resampling.LANCZOS), float)
+        inside = ndimage.binary_erosion(np.asarray(mask) < 128, iterations=3)
+        assert inside.mean() > 0.5 and (~inside).mean() > 0.1  # the pad is recorded where it is
+        diff = np.abs(expected - np.asarray(im.convert("RGB"), float))[inside]
+        assert diff.mean() < 1.0  # outside the pad: the photo's own pixels (downscaled), untouched by the model
