@@ -1,12 +1,17 @@
-"""The reframing editor: fix placement and aspect by cropping (or padding) — never touching the subject's pixels.
+"""The reframing editor: fix placement and aspect by cropping — never touching the subject's pixels.
 
 Given the image, its `Analysis` and the placement / aspect targets, it finds the LARGEST crop with the
 requested aspect that puts the subject where the targets ask (horizontal: the mask-weighted centroid;
 vertical: the face centre, the centroid without a face) and keeps the head and the joints the crop level
-needs inside the frame. Where a crop alone would cut the subject it pads the side that gives the subject
-room (at most `[vision] reframe_max_pad` of the output), filled by a blurred background with the person
-removed (`fill="blur"`) or a mirror of the edge (`fill="reflect"`) — fine for plain and out-of-focus
-backgrounds, reported as such. When neither works it raises `ReframeError` (the loop then edits or
+needs inside the frame. Crop before pad, always:
+1. the largest pad-free crop that meets the targets, with the configured margin, then with no margin;
+2. only when no crop does: padding on the side that gives the subject room (at most `[vision] reframe_max_pad`
+   of the output), filled by a GENERATIVE outpainting model (`outpaint=`, the pad as its mask, recorded in
+   `pad_mask`); the synthetic fills `blur` / `reflect` only when the user asks for them (`[vision]
+   reframe_fill`, `portraitcraft reframe --fill`);
+3. with no way to pad: the best crop (the subject as near the target as a crop allows), marked
+   `needs_outpainting` — the finding stays open, never a blurred or mirrored strip.
+When no crop keeps the head and the needed joints at all it raises `ReframeError` (the loop then edits or
 regenerates).
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -50,6 +56,15 @@ VERIFY_TRIES = 3
 GRID = 256
 
 
+class Outpainter(Protocol):
+    """A generative fill: `outpaint(image, mask)` repaints the white pixels of `mask` (L mode, the pad) and keeps
+    the others; `name` (the model) is recorded as the result's `fill`."""
+
+    name: str
+
+    def __call__(self, image: Image.Image, mask: Image.Image) -> Image.Image: ...
+
+
 class ReframeError(PortraitcraftError):
     """No person to reframe, or no crop/pad meets the targets (the message says which)."""
 
@@ -64,8 +79,16 @@ class ReframeResult:
     crop_box: tuple[int, int, int, int]
     padding: tuple[int, int, int, int]
     kept_fraction: float
-    fill: str  # "none" (a plain crop), "blur" or "reflect"
+    fill: str  # "none" (a plain crop), the outpainting model, or the user-asked "blur" / "reflect"
     after: Analysis | None = None  # the result measured again (when verified)
+    needs_outpainting: bool = False  # no crop meets the targets: this is the best crop, the finding stays open
+    pad_mask: Image.Image | None = None  # white where the picture was padded (generative or asked-for fill)
+
+    def record(self, source: str, mirrored: bool = False) -> dict[str, object]:
+        """The `portraitcraft:reframe` provenance record (crop_box in the source's pixels, after the mirror)."""
+        return {"source": source, "mirrored": mirrored, "crop_box": list(self.crop_box),
+                "padding": list(self.padding), "fill": self.fill, "kept_fraction": self.kept_fraction,
+                "size": list(self.image.size), "needs_outpainting": self.needs_outpainting}
 
 
 def can_tighten(measured: str | None, target: str | None) -> bool:
@@ -188,11 +211,14 @@ def _box_sum(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, 
 
 def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str | None, vertical: str | None,
             cfg: VisionConfig, pad: bool, bias: tuple[float, float] = (0.0, 0.0), pad_axes: str = "xy",
-            level: str | None = None) -> tuple[tuple[float, float, float, float], float, float] | None:
+            level: str | None = None, nearest: bool = False
+            ) -> tuple[tuple[float, float, float, float], float, float] | None:
     """The best box (x0, y0, w, h) in source pixels and the subject's predicted (x, y) fractions in it, or None.
 
     `bias` is added to the predicted fractions: what a previous try measured minus what it predicted;
-    `pad_axes` names the axes ("x", "y") padding may extend; `level` a tighter crop level to reach."""
+    `pad_axes` names the axes ("x", "y") padding may extend; `level` a tighter crop level to reach; `nearest`
+    drops the placement bands and keeps the pad-free crop that puts the subject NEAREST the targets' aims
+    (the largest among equals)."""
     subject = analysis.subject
     assert subject is not None and analysis.mask is not None
     px0, py0, px1, py1 = protected_box(analysis, cfg.reframe_margin, level)
@@ -241,16 +267,19 @@ def _search(analysis: Analysis, W: int, H: int, aspect: float, horizontal: str |
         cx = np.where(m > 0, _box_sum(mx, gx0, gy0, gx1, gy1) / np.maximum(m, 1e-12), -1.0) * W
         fx = (cx - x0) / w + bias[0]
         fy = ((ref_y - y0) / h if subject.face_center else fy_from_mask(mask, W, H, x0, y0, w, h)) + bias[1]
-        ok &= (m > 0) & (fx >= hx[0]) & (fx <= hx[1]) & (fy >= vy[0]) & (fy <= vy[1])
+        ok &= m > 0
+        if not nearest:
+            ok &= (fx >= hx[0]) & (fx <= hx[1]) & (fy >= vy[0]) & (fy <= vy[1])
         if not ok.any():
             continue
-        score = kept / (W * H) - 2.0 * pad_frac - 0.02 * (np.abs(fx - hx[2]) + np.abs(fy - vy[2]))
+        miss = np.abs(fx - hx[2]) + np.abs(fy - vy[2])
+        score = -miss + 1e-3 * kept / (W * H) if nearest else kept / (W * H) - 2.0 * pad_frac - 0.02 * miss
         score = np.where(ok, score, -np.inf)
         i = np.unravel_index(np.argmax(score), score.shape)
         if best is None or score[i] > best[0]:
             best = (float(score[i]), (float(x0[i]), float(y0[i]), w, h), float(fx[i] - bias[0]),
                     float(fy[i] - bias[1]))
-        if not pad:
+        if not pad and not nearest:
             break  # the largest feasible crop wins
     return (best[1], best[2], best[3]) if best else None
 
@@ -272,11 +301,37 @@ def fy_from_mask(mask: np.ndarray, W: int, H: int, x0: np.ndarray, y0: np.ndarra
     return t
 
 
-def _render(img: Image.Image, box: tuple[int, int, int, int], analysis: Analysis, fill: str) -> Image.Image:
+def pad_mask_of(box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image | None:
+    """White where the output box lies outside the source (the pad), black on kept pixels; None for a crop.
+
+    Example:
+        >>> pad_mask_of((-2, 0, 4, 4), (8, 8)).getpixel((0, 0)), pad_mask_of((0, 0, 4, 4), (8, 8))
+        (255, None)
+    """
+    x0, y0, x1, y1 = box
+    W, H = size
+    if x0 >= 0 and y0 >= 0 and x1 <= W and y1 <= H:
+        return None
+    mask = Image.new("L", (x1 - x0, y1 - y0), 255)
+    mask.paste(0, (max(0, -x0), max(0, -y0), min(W, x1) - x0, min(H, y1) - y0))
+    return mask
+
+
+def _render(img: Image.Image, box: tuple[int, int, int, int], analysis: Analysis, fill: str,
+            outpaint: Outpainter | None = None) -> Image.Image:
     x0, y0, x1, y1 = box
     W, H = img.size
     if x0 >= 0 and y0 >= 0 and x1 <= W and y1 <= H:
         return img.crop(box)
+    if outpaint is not None:  # the pad starts as the mirrored edge (a start for the model) and is repainted
+        start = _render(img, box, analysis, "reflect")
+        mask = pad_mask_of(box, (W, H))
+        assert mask is not None
+        painted = outpaint(start, mask).convert("RGB")
+        if painted.size != start.size:
+            painted = painted.resize(start.size, Image.Resampling.LANCZOS)
+        painted.paste(img.crop((max(0, x0), max(0, y0), min(W, x1), min(H, y1))), (max(0, -x0), max(0, -y0)))
+        return painted
     left, top, right, bottom = max(0, -x0), max(0, -y0), max(0, x1 - W), max(0, y1 - H)
     src = np.asarray(img, dtype=np.float64)
     if fill == "blur" and analysis.mask is not None:
@@ -302,8 +357,9 @@ def _render(img: Image.Image, box: tuple[int, int, int, int], analysis: Analysis
 
 def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: Horizontal | None = None,
             vertical: Vertical | None = None, aspect: float | None = None, config: VisionConfig | None = None,
-            verify: bool = True, crop_level: CropLevel | None = None) -> ReframeResult:
-    """Crop (or pad) `image` so the subject sits where the targets ask, with the requested aspect.
+            verify: bool = True, crop_level: CropLevel | None = None, outpaint: Outpainter | None = None
+            ) -> ReframeResult:
+    """Crop (or, only when no crop can, pad) `image` so the subject sits where the targets ask, with the aspect.
 
     Args:
         image (PIL.Image | str | Path): the picture `analysis` was made of.
@@ -311,14 +367,18 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
         horizontal (str, optional): "left" | "center" | "right" (viewer's frame); None keeps the current side.
         vertical (str, optional): "upper" | "middle" | "lower"; None keeps the current height class.
         aspect (float, optional, defaults to the image's): width / height of the result.
-        config (VisionConfig, optional): margin, padding limit and fill (and the models for `verify`).
+        config (VisionConfig, optional): margin, padding limit and the asked-for synthetic fill (and the models
+            for `verify`).
         verify (bool, optional, defaults to True): measure the result with the vision models and, where the
             placement reads differently than predicted (the segmenter sees a new picture), correct and retry.
         crop_level (str, optional): a TIGHTER crop level to reach by cutting the frame's bottom above the
             joints of looser crops (`can_tighten`); a looser one cannot be reached by cropping (ReframeError).
+        outpaint (Outpainter, optional): a generative model that fills a pad (tools/diffusion/outpaint.py);
+            without it (and without an asked-for `reframe_fill`) reframing is crop-only and an unmet target
+            gives the best crop with `needs_outpainting=True`.
 
     Raises:
-        ReframeError: no person in the image, or no crop or pad within the limits meets the targets.
+        ReframeError: no person in the image, or no crop keeps the head and the joints the crop level needs.
 
     Example:
         >>> result = reframe("portrait.png", analyze("portrait.png"), horizontal="left")  # doctest: +SKIP
@@ -341,17 +401,31 @@ def reframe(image: Image.Image | str | Path, analysis: Analysis, *, horizontal: 
                            "shot and a crop can only tighten it")
     bias = (0.0, 0.0)
     measured = ""
+    crop_only = cfg.model_copy(update={"reframe_fill": "none"})
     for _ in range(VERIFY_TRIES if verify else 1):
-        result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias, crop_level)
+        result, predicted = _attempt(img, analysis, aspect, horizontal, vertical, cfg, bias, crop_level, outpaint)
         if not verify:
             return result
         from portraitcraft.tools.vision.analysis import analyze
 
-        after = analyze(result.image, cfg)
-        result.after = after
-        s = after.subject
-        if (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
-                and crop_level in (None, s.crop_level)):
+        def meets(r: ReframeResult) -> bool:
+            r.after = analyze(r.image, cfg)
+            s = r.after.subject
+            return (s is not None and horizontal in (None, s.horizontal) and vertical in (None, s.vertical)
+                    and crop_level in (None, s.crop_level))
+
+        if any(result.padding):  # crop before pad, measured: the nearest crop may already read as asked
+            try:
+                crop, _ = _attempt(img, analysis, aspect, horizontal, vertical, crop_only, bias, crop_level)
+            except ReframeError:  # no crop keeps the head and the needed joints: the pad stays
+                crop = None
+            if crop is not None and meets(crop):
+                crop.needs_outpainting = False
+                return crop
+        met = meets(result)
+        s = result.after.subject if result.after is not None else None
+        if met or result.needs_outpainting:
+            result.needs_outpainting = not met  # the best crop may still read as asked
             return result
         if s is None:
             measured = "no person in the reframed picture"
@@ -370,12 +444,17 @@ def _asked(horizontal: str | None, vertical: str | None, aspect: float, level: s
 
 
 def _attempt(img: Image.Image, analysis: Analysis, aspect: float, horizontal: str | None, vertical: str | None,
-             cfg: VisionConfig, bias: tuple[float, float], level: str | None = None
-             ) -> tuple[ReframeResult, tuple[float, float]]:
+             cfg: VisionConfig, bias: tuple[float, float], level: str | None = None,
+             outpaint: Outpainter | None = None) -> tuple[ReframeResult, tuple[float, float]]:
     W, H = img.size
     found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=False, bias=bias, level=level)
+    if found is None and cfg.reframe_margin > 0:  # relax the margin before anything is invented
+        found = _search(analysis, W, H, aspect, horizontal, vertical, cfg.model_copy(update={"reframe_margin": 0.0}),
+                        pad=False, bias=bias, level=level)
     fill = "none"
-    if found is None and cfg.reframe_max_pad > 0:
+    can_pad = outpaint is not None or cfg.reframe_fill != "none"
+    nearest = False
+    if found is None and cfg.reframe_max_pad > 0 and can_pad:
         # pad only along the axes that have a target first (no stray strip above a head), then along both
         axes = ("x" if horizontal else "") + ("y" if vertical else "")
         for pad_axes in dict.fromkeys((axes, "xy")):
@@ -384,20 +463,26 @@ def _attempt(img: Image.Image, analysis: Analysis, aspect: float, horizontal: st
                                 pad_axes=pad_axes, level=level)
             if found is not None:
                 break
-        fill = cfg.reframe_fill
+        fill = outpaint.name if outpaint is not None else cfg.reframe_fill
+    if found is None:  # crop-only: the best crop there is; the target stays open
+        found = _search(analysis, W, H, aspect, horizontal, vertical, cfg, pad=False, bias=bias, level=level,
+                        nearest=True)
+        nearest = found is not None
     if found is None:
         assert analysis.subject is not None
         needs = level or analysis.subject.crop_level or "crop"
         raise ReframeError(f"cannot reframe to {_asked(horizontal, vertical, aspect, level)}: every crop cuts the "
                            f"subject's head or a joint a {needs} shot needs"
                            + (", or keeps a joint of a looser shot in frame" if level else "")
-                           + f", and padding would exceed {cfg.reframe_max_pad:.0%} of the picture")
+                           + (f", and padding would exceed {cfg.reframe_max_pad:.0%} of the picture" if can_pad
+                              else ""))
     (x0, y0, w, h), fx, fy = found
     crop = (round(x0), round(y0), round(x0) + max(1, round(w)), round(y0) + max(1, round(h)))
     padding = (max(0, -crop[0]), max(0, -crop[1]), max(0, crop[2] - W), max(0, crop[3] - H))
     if not any(padding):
         fill = "none"
     kept = ((min(crop[2], W) - max(crop[0], 0)) * (min(crop[3], H) - max(crop[1], 0))) / (W * H)
-    out = _render(img, crop, analysis, fill)
-    result = ReframeResult(image=out, crop_box=crop, padding=padding, kept_fraction=round(float(kept), 4), fill=fill)
+    out = _render(img, crop, analysis, fill, outpaint if fill != "none" and outpaint is not None else None)
+    result = ReframeResult(image=out, crop_box=crop, padding=padding, kept_fraction=round(float(kept), 4), fill=fill,
+                           needs_outpainting=nearest, pad_mask=pad_mask_of(crop, (W, H)))
     return result, (fx, fy)

@@ -186,6 +186,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table = Table("metric", "value", title="generate summary")
     for key in ("n_items", "n_done", "n_failed", "pass_rate", "mean_rounds", "gpu_utilisation", "wall_seconds"):
         table.add_row(key, str(summary.get(key)))
+    if summary.get("needs_outpainting"):
+        table.add_row("needs outpainting", ", ".join(summary["needs_outpainting"]))
     for key, value in (summary.get("cost_per_final_image") or {}).items():
         table.add_row(f"per final image: {key}", f"{value:g}")
     return table

@@ -186,6 +186,7 @@ def summarize(rows: Sequence[dict[str, Any]], ids: Sequence[str], drawer: Any, s
         "cost_total": costs,
         "cost_per_final_image": {k: round(v / len(done), 6) for k, v in costs.items()} if done else {},
         "n_missing": len(wanted - set(latest)),
+        "needs_outpainting": sorted(r["id"] for r in done if r.get("needs_outpainting")),
         "gpu": drawer_stats(drawer),
     }
 

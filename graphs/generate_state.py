@@ -55,6 +55,8 @@ class Round(TypedDict, total=False):
     the drift guard reads, so a resumed item decides exactly as an uninterrupted one"""
     heuristics: dict[str, Any] | None
     judge_score: float
+    reframe: dict[str, Any]
+    """a reframed round's `portraitcraft:reframe` record (source, mirrored, crop_box, padding, fill, ...)"""
 
 
 def merge_rounds(current: Sequence[Round] | None, update: Sequence[Round] | None) -> list[Round]:

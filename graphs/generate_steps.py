@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ from PIL import Image
 
 from portraitcraft.agents.editor import EditPlan, best_round
 from portraitcraft.agents.group import group_pairs, group_rewards
-from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
+from portraitcraft.atomic import save_image_atomic
 from portraitcraft.data import resolve_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
 from portraitcraft.ids import safe_id
 from portraitcraft.schemas import CompositionTargets, Track2Spec
+from portraitcraft.tools.image_checks import softness
 from portraitcraft.tools.images import hflip, load_image
+from portraitcraft.tools.provenance import INIT_KEY, REFRAME_KEY, copy_with_provenance, save_with_provenance
 
 
 def spec_of(state: GenerateState) -> Track2Spec:
@@ -56,10 +59,12 @@ class GpuClock:
         return after - self.before
 
 
-def save_round(ctx: GenerateContext, item_id: str, k: int, image: Image.Image) -> str:
-    """Write round k's image (atomically) and return its path relative to the run folder."""
+def save_round(ctx: GenerateContext, item_id: str, k: int, image: Image.Image,
+               records: dict[str, Any] | None = None) -> str:
+    """Write round k's image (atomically) with its provenance chunks -- a generated or edited image's own
+    parameters, plus `records` (chunk name -> record) -- and return its path relative to the run folder."""
     path = ctx.run.item_dir(item_id) / f"round_{k}.png"
-    save_image_atomic(image.convert("RGB") if image.mode not in ("RGB", "L") else image, path)
+    save_with_provenance(image, path, records)
     return path.relative_to(ctx.run.root).as_posix()
 
 
@@ -86,7 +91,7 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
         if source is None:
             raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images}")
         image = await asyncio.to_thread(load_image, source, name=f"init image {source}")
-        rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image)
+        rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image, {INIT_KEY: {"source": str(source)}})
         first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)
         return {"rounds": [first], "cost": add_cost(state)}
     seed = int(plan["seed"])
@@ -167,9 +172,11 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
     seed = int(plan.get("seed", 0)) + k
     cost: dict[str, float] = {}
     image: Image.Image | None = None
+    record: dict[str, Any] | None = None
     made_by = decision.action
     if decision.action == "reframe":
-        image, error = await _reframe(ctx, abs_path(ctx, base["image"]), decision, plan)
+        image, error, record = await _reframe(ctx, base["image"], decision, plan, k=k, seed=seed,
+                                              item_id=spec.id)
         cost["reframes"] = int(image is not None)
         if image is None:  # the crop cannot meet the target: record it and edit instead
             rounds[-1]["reframe_error"] = error
@@ -186,36 +193,110 @@ async def apply_plan(state: GenerateState, ctx: GenerateContext, decision: EditP
                                           seed, item_id=spec.id, negative_prompt=ctx.cfg.generator.negative_prompt)
         cost.update(generations=1, gpu_seconds=clock.spent())
     assert image is not None
-    rel = await asyncio.to_thread(save_round, ctx, spec.id, k, image)
+    records = {REFRAME_KEY: record} if decision.action == "reframe" and record else None
+    rel = await asyncio.to_thread(save_round, ctx, spec.id, k, image, records)
     rounds[-1].update(action=decision.action, instruction=decision.instruction, reason=decision.reason,
                       edit=decision.to_json())
     new = Round(round=k, image=rel, seed=seed if decision.action != "reframe" else None, made_by=made_by,
                 findings=None, passed=None, action=None, base_round=decision.base_round)
+    if records:
+        new["reframe"] = record
     ctx.emit("edit", id=spec.id, round=k, action=decision.action)
     return {"rounds": [rounds[-1], new], "cost": add_cost(state, **cost)}
 
 
-async def _reframe(ctx: GenerateContext, path: str, decision: EditPlan,
-                   plan: dict[str, Any]) -> tuple[Image.Image | None, str]:
+async def _reframe(ctx: GenerateContext, rel: str, decision: EditPlan, plan: dict[str, Any], *, k: int, seed: int,
+                   item_id: str) -> tuple[Image.Image | None, str, dict[str, Any] | None]:
+    """Mirror and/or crop the round image `rel` to the PLANNED canvas's aspect, then bring it to the planned size
+    (`_to_canvas`); a pad's mask is written as `round_{k}_pad_mask.png`. Returns (image, error, its
+    `portraitcraft:reframe` record)."""
     if ctx.reframe is None:
-        return None, "no reframer available (the vision part is not installed)"
+        return None, "no reframer available (the vision part is not installed)", None
     goal = decision.reframe or {}
-    aspect = plan["width"] / plan["height"] if goal.get("orientation") else None
+    path = abs_path(ctx, rel)
+    width, height = plan.get("width"), plan.get("height")
+    aspect = width / height if width and height else None  # the reframe asks for the planned ratio, never a new one
     analysis = None  # measured afresh on the image being cropped (deterministic: a resume decides the same)
+    mirrored = bool(goal.get("mirror"))
     try:
         source = await asyncio.to_thread(load_image, path)
-        if goal.get("mirror"):  # the subject now faces / looks the other way; measure the mirrored picture
+        if mirrored:  # the subject now faces / looks the other way; measure the mirrored picture
             source = hflip(source)
             analysis = None
-            if not any(goal.get(k) for k in ("horizontal", "vertical", "orientation")):
-                return source, ""
+            if not any(goal.get(k) for k in ("horizontal", "vertical")) and (
+                    aspect is None or abs(source.width / source.height / aspect - 1) <= CANVAS_TOLERANCE):
+                record = {"source": rel, "mirrored": True, "crop_box": [0, 0, *source.size], "padding": [0, 0, 0, 0],
+                          "fill": "none", "kept_fraction": 1.0, "needs_outpainting": False}
+                image, record["resized"] = await _to_canvas(ctx, source, plan, seed=seed, item_id=item_id)
+                record["size"] = list(image.size)
+                return image, "", record
         if analysis is None:
             analysis = await asyncio.to_thread(ctx.critic.analyze, source) if ctx.critic.analyze else None
+        extra = {"outpaint": LaneFill(ctx, plan, seed, item_id)} if _can_outpaint(ctx) else {}
         result = await asyncio.to_thread(ctx.reframe, source, analysis, horizontal=goal.get("horizontal"),
-                                         vertical=goal.get("vertical"), aspect=aspect)
+                                         vertical=goal.get("vertical"), aspect=aspect, **extra)
     except PortraitcraftError as exc:
-        return None, str(exc)
-    return result.image, ""
+        return None, str(exc), None
+    record = result.record(rel, mirrored) if hasattr(result, "record") else {"source": rel, "mirrored": mirrored}
+    image, record["resized"] = await _to_canvas(ctx, result.image, plan, seed=seed, item_id=item_id)
+    record["size"] = list(image.size)
+    if getattr(result, "pad_mask", None) is not None:  # white where padded, at the round image's size
+        mask_path = ctx.run.item_dir(item_id) / f"round_{k}_pad_mask.png"
+        mask = result.pad_mask.resize(image.size, Image.Resampling.NEAREST)
+        await asyncio.to_thread(save_with_provenance, mask, mask_path)
+        record["pad_mask"] = mask_path.relative_to(ctx.run.root).as_posix()
+    return image, "", record
+
+
+def _can_outpaint(ctx: GenerateContext) -> bool:
+    editor = getattr(ctx.cfg, "editor", None)
+    return bool(getattr(editor, "outpaint", False)) and callable(getattr(ctx.drawer, "outpaint", None))
+
+
+class LaneFill:
+    """The reframing editor's `outpaint=` callable for the loop: called from the reframe's worker thread, it runs
+    the editor model's inpaint job on the GPU lane (`Drawer.outpaint`) and waits for it."""
+
+    def __init__(self, ctx: GenerateContext, plan: dict[str, Any], seed: int, item_id: str) -> None:
+        self.ctx, self.seed, self.item_id = ctx, seed, item_id
+        self.prompt = str(plan.get("prompt") or "") or "the same scene continued beyond the frame"
+        self.loop = asyncio.get_running_loop()
+        self.name = ctx.cfg.editor.model
+
+    def __call__(self, image: Image.Image, mask: Image.Image) -> Image.Image:
+        job = self.ctx.drawer.outpaint(image, mask, self.prompt, seed=self.seed, item_id=self.item_id)
+        return asyncio.run_coroutine_threadsafe(job, self.loop).result()
+
+
+CANVAS_TOLERANCE = 0.01
+"""The final image's aspect may differ from the planned canvas's by this fraction."""
+
+
+async def _to_canvas(ctx: GenerateContext, image: Image.Image, plan: dict[str, Any], *, seed: int,
+                     item_id: str) -> tuple[Image.Image, str]:
+    """The planned size: a larger crop is downscaled to it; a smaller one goes through the configured refiner
+    (resized, then SDEdit at `[generator] refiner_strength`) or keeps its own pixels -- never a blind upscale.
+    Returns (image, what was done)."""
+    width, height = plan.get("width"), plan.get("height")
+    if not width or not height or image.size == (width, height):
+        return image, "none"
+    if image.width >= width and image.height >= height:
+        return image.resize((width, height), Image.Resampling.LANCZOS), f"downscaled from {image.width}x{image.height}"
+    refine = getattr(ctx.drawer, "refine", None)
+    if ctx.cfg.generator.refiner is None or refine is None:
+        return image, f"kept {image.width}x{image.height} (smaller than the planned {width}x{height}; no refiner)"
+    upscaled = image.resize((width, height), Image.Resampling.LANCZOS)
+    refined = await refine(upscaled, plan.get("prompt", ""), seed=seed, item_id=item_id)
+    kept = await asyncio.to_thread(softness, refined, image)
+    if kept < MIN_REFINED_SHARPNESS:  # a person sees the smear: the crop keeps its own pixels instead
+        return image, (f"kept {image.width}x{image.height}: the refiner's {width}x{height} kept only {kept:.0%} "
+                       "of the crop's sharpness")
+    return refined, (f"refined from {image.width}x{image.height} with {ctx.cfg.generator.refiner.model} at "
+                     f"strength {ctx.cfg.generator.refiner_strength:g}")
+
+
+MIN_REFINED_SHARPNESS = 0.5
+"""A refined canvas must keep this share of the crop's sharpness (Laplacian variance at the crop's size)."""
 
 
 def choose_final(state: GenerateState, min_confidence: float) -> int:
@@ -281,11 +362,8 @@ async def judge_rounds(state: GenerateState, ctx: GenerateContext) -> list[Round
 
 
 def _copy_image(src: Path, dst: Path) -> None:
-    if src.suffix.lower() == dst.suffix.lower():
-        atomic_write_bytes(dst, src.read_bytes())
-        return
-    with Image.open(src) as im:
-        save_image_atomic(im.convert("RGB"), dst)
+    """The submission copy keeps the final round's provenance (a JPEG's in its COM segment)."""
+    copy_with_provenance(src, dst)
 
 
 def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) -> dict[str, Any]:
@@ -300,6 +378,7 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         **({"judge_score": r["judge_score"]} if r.get("judge_score") is not None else {}),
         **({"edit": r["edit"]} if r.get("edit") else {}),  # the editor's full decision (dropped, reframe goal)
         **({"reframe_error": r["reframe_error"]} if r.get("reframe_error") else {}),
+        **({"reframe": r["reframe"]} if r.get("reframe") else {}),  # type: ignore[typeddict-item]
     } for i, r in enumerate(rounds)]
     passed = bool(final is not None and rounds[final].get("passed"))
     cost = dict(state.get("cost") or {})
@@ -316,7 +395,17 @@ def result_row(state: GenerateState, ctx: GenerateContext, final: int | None) ->
         "targets": state.get("targets"), "prompt": plan.get("prompt"), "content": spec.content,
         "composition": spec.composition, "timings": {"wall_seconds": round(time.time() - started, 3)},
         "cost": cost, "error": state.get("error"),
+        "needs_outpainting": needs_outpainting(rounds, final, ctx.editor.reframeable),
     }
+
+
+def needs_outpainting(rounds: Sequence[Round], final: int | None, reframeable: frozenset[str]) -> list[str]:
+    """The findings still open on the final image that a crop was asked to fix and could not (a reframe kept
+    the best crop, `needs_outpainting`): only a generative outpainting step can fix them."""
+    if final is None or not any((r.get("reframe") or {}).get("needs_outpainting") for r in rounds):  # type: ignore[attr-defined]
+        return []
+    return sorted({f["rule"] for f in rounds[final].get("findings") or []
+                   if f.get("detected") and f.get("source") == "geometry" and f.get("rule") in reframeable})
 
 
 def pair_row(state: GenerateState, final: int) -> dict[str, Any]:

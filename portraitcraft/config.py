@@ -233,6 +233,11 @@ class EditorConfig(DiffusionConfig):
     )
     model: str = Field("Qwen/Qwen-Image-Edit-2509", description="hub model id or a local folder of the editing model")
     steps: Annotated[int, Field(ge=1, le=500)] = Field(40, description="denoising steps per edit")
+    outpaint: bool = Field(
+        False, description="when no crop meets a placement target, pad the picture and repaint the pad with this "
+        "model's masked inpaint pipeline (a Z-Image or Qwen-Image checkpoint); off: crop-only, the finding stays "
+        "open as 'needs outpainting'"
+    )
 
 
 class CriticConfig(EndpointConfig):
@@ -486,8 +491,10 @@ class VisionConfig(_Section):
     gaze_threshold_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         15.0, description="gaze angle (head yaw + eye turn from the iris) beyond which the look is left/right"
     )
-    reframe_fill: Literal["blur", "reflect"] = Field(
-        "blur", description="padding fill: blur (blurred background, person removed) or reflect (mirror the edge)"
+    reframe_fill: Literal["none", "blur", "reflect"] = Field(
+        "none", description="padding fill when no crop meets the target: none (crop-only; only a generative "
+        "outpainting model may pad, and without one the finding stays open as 'needs outpainting'), or the "
+        "explicit synthetic fills blur (blurred background, person removed) or reflect (mirror the edge)"
     )
     reframe_max_pad: Annotated[float, Field(ge=0, le=0.9)] = Field(
         0.35, description="max fraction of the reframed image that may be padding"

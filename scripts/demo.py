@@ -4,8 +4,10 @@
 2. critique-correct REAL photographs (`portraitcraft generate --init-images`): three public-domain portraits
    (scikit-image's astronaut and camera, matplotlib's grace_hopper; copied from the installed packages at run
    time, never committed) paired with descriptions whose placement, frame orientation and (camera) facing
-   they violate. The geometric critic (real mediapipe pose, person mask and face on CPU) finds each fault, the
-   reframing editor mirrors (facing) and crops/pads (placement, frame) to fix it, and the critic passes;
+   they violate. The geometric critic (real mediapipe pose, person mask and face on CPU) finds each fault and the
+   reframing editor mirrors (facing) and crops (placement, frame) to the planned canvas. Offline it never
+   invents pixels: where no crop reaches the asked placement it keeps the best crop and the finding stays open,
+   marked "needs outpainting" (a generative outpainting model, `--fill outpaint`, would pad it);
 3. draft from scratch with the tiny RANDOM Z-Image through the real diffusers loading code, critique, edit
    (img2img) until the round budget: noise never shows a person, so every item ends "not passed" at the
    budget -- an honest run of the loop's machinery, not of image quality;
@@ -131,11 +133,17 @@ def main() -> int:
     items = [{"image_path": name, "content_description": c, "composition_analysis": comp}
              for name, (c, comp) in PHOTOS.items()]
     (out / "photos.json").write_text(json.dumps(items, indent=1) + "\n")
-    summary = generate([str(out / "photos.json"), *offline, "--init-images", str(photos), "--out",
-                        str(out / "photos-run")])
-    show(out / "photos-run", "real photos: the critic's findings and the fixes")
+    # the canvas the photos are cropped to: the planner's class at the photos' own scale (512 px long side)
+    summary = generate([str(out / "photos.json"), *offline, "--set", "planner.long_side=512", "--init-images",
+                        str(photos), "--out", str(out / "photos-run")])
+    rows = show(out / "photos-run", "real photos: the critic's findings and the fixes")
     console.print(f"pass rate {summary['pass_rate']:.0%} over {summary['n_done']} photos, mean rounds "
                   f"{summary['mean_rounds']:.2f}; report: {out / 'photos-run' / 'report.html'}")
+    for row in rows:
+        if row.get("needs_outpainting"):
+            console.print(f"{row['id']}: needs outpainting ({', '.join(row['needs_outpainting'])}): no crop of the "
+                          "photo reaches the asked placement; the best crop is kept, nothing is invented",
+                          highlight=False)
 
     console.rule("3. draft with the tiny RANDOM Z-Image and run the loop to its budget")
     summary = generate([str(ex / "track_2_test.json"), *offline, "--limit", str(args.draft_items),
@@ -150,8 +158,8 @@ def main() -> int:
     console.rule("what this shows")
     console.print("- the geometric critic measured where each real subject sits, which way it faces and the "
                   "frame's shape, found the placement / facing / orientation faults the descriptions imply, and "
-                  "the reframing editor (mirror + crop) fixed them until the critic passed (section 2; "
-                  "trajectories in the reports);\n"
+                  "the reframing editor (mirror + crop, no invented pixels) fixed what a crop can fix; what it "
+                  "cannot stays open as 'needs outpainting' (section 2; trajectories in the reports);\n"
                   "- the loop runs end to end on real diffusers code with checkpoints, resume, results.jsonl, "
                   "pairs.jsonl, submission/ and report.html; with random weights it honestly ends at the round "
                   "budget (section 3);\n"

@@ -24,9 +24,10 @@ async def test_group_without_judge_ranks_by_the_critic(tmp_path: Path) -> None:
     row = rows_by_id(folder)["g"]
     assert [c[0] for c in drawer.calls] == ["generate"] * 3
     group = row["group"]
-    # three findings per candidate (geometry's horizontal + two model-free checks); only `horizontal` fires
-    assert group["objectives"] == {"critic": [1 - 1 / 3, 1.0, 1 - 1 / 3]} and group["weights"] == {"critic": 1.0}
-    assert group["adv"] == pytest.approx(naspo_probability([1 - 1 / 3, 1.0, 1 - 1 / 3]))
+    # four findings per candidate (geometry's horizontal + three model-free checks: sharpness, exposure,
+    # visible-fill); only `horizontal` fires
+    assert group["objectives"] == {"critic": [1 - 1 / 4, 1.0, 1 - 1 / 4]} and group["weights"] == {"critic": 1.0}
+    assert group["adv"] == pytest.approx(naspo_probability([1 - 1 / 4, 1.0, 1 - 1 / 4]))
     [pair] = [json.loads(x) for x in (folder.root / "pairs.jsonl").read_text().splitlines()]
     assert (pair["chosen_round"], pair["rejected_round"], pair["source"]) == (1, 2, "group")
     assert pair["label"] == round((group["adv"][1] + 1 - group["adv"][2]) / 2, 6) > 0.9
@@ -54,9 +55,9 @@ async def test_group_with_judge_uses_all_objectives(tmp_path: Path, fake_vlm: An
     row = rows_by_id(folder)["g"]
     group = row["group"]
     assert group["objectives"]["content"] == [20.0, 90.0, 50.0], group
-    assert group["objectives"]["critic"] == [1 - 1 / 3, 1.0, 1 - 1 / 3], group
+    assert group["objectives"]["critic"] == [1 - 1 / 4, 1.0, 1 - 1 / 4], group  # 1 of 4 findings fires
     assert group["weights"] == {"critic": 0.4, "content": 0.3, "composition": 0.3}
-    measured = {"critic": [1 - 1 / 3, 1.0, 1 - 1 / 3], "content": [20, 90, 50], "composition": [20, 90, 50]}
+    measured = {"critic": [1 - 1 / 4, 1.0, 1 - 1 / 4], "content": [20, 90, 50], "composition": [20, 90, 50]}
     expected = combine_objectives(measured, {"critic": 0.4, "content": 0.3, "composition": 0.3})
     assert group["reward"] == pytest.approx(expected)
     pairs = [json.loads(x) for x in (folder.root / "pairs.jsonl").read_text().splitlines()]

@@ -19,17 +19,28 @@ def test_reframed_photo_measures_as_the_target_asks(name, target, photos, analyz
 
     img = load(photos[name])
     result = reframe(img, analyzed(name), horizontal=target)
-    again = analyze(result.image)  # an independent look at the output
-    assert again.subject is not None and again.subject.horizontal == target
-    assert 0.3 < result.kept_fraction <= 1.0
+    assert result.padding == (0, 0, 0, 0) and result.fill == "none" and result.pad_mask is None  # crop-only
     x0, y0, x1, y1 = result.crop_box
-    assert (x1 - x0, y1 - y0) == result.image.size
+    assert 0 <= x0 < x1 <= img.width and 0 <= y0 < y1 <= img.height and (x1 - x0, y1 - y0) == result.image.size
     assert abs((x1 - x0) / (y1 - y0) - img.width / img.height) < 0.02  # the aspect is kept
-    left, top, right, bottom = result.padding
-    assert (left, top, right, bottom) == (max(0, -x0), max(0, -y0), max(0, x1 - img.width), max(0, y1 - img.height))
-    assert result.fill == ("none" if not any(result.padding) else "blur")
-    # the head stays in: the face is still seen
-    assert again.subject.face_center is not None
+    assert 0.3 < result.kept_fraction <= 1.0
+    again = analyze(result.image)  # an independent look at the output
+    assert again.subject is not None and again.subject.face_center is not None  # the head stays in
+    # either the target is met, or no crop could meet it and the best crop says so
+    assert (again.subject.horizontal == target) != result.needs_outpainting
+
+
+@pytest.mark.parametrize("fill", ["blur", "reflect"])
+def test_a_synthetic_fill_only_when_asked(fill, photos, analyzed) -> None:  # noqa: F811
+    from portraitcraft.config import VisionConfig
+
+    img = load(photos["astronaut"])
+    crop_only = reframe(img, analyzed("astronaut"), horizontal="right", aspect=1.0, verify=False)
+    assert crop_only.needs_outpainting and crop_only.padding == (0, 0, 0, 0)
+    padded = reframe(img, analyzed("astronaut"), horizontal="right", aspect=1.0, verify=False,
+                     config=VisionConfig(reframe_fill=fill))
+    assert padded.fill == fill and padded.padding[0] > 0 and not padded.needs_outpainting
+    assert padded.record("a.png")["padding"] == list(padded.padding)
 
 
 def test_a_requested_aspect_is_met(photos, analyzed) -> None:  # noqa: F811
@@ -54,15 +65,50 @@ def test_parse_aspect_refuses_nonsense() -> None:
 
 def test_cli_reframe_writes_the_png_with_its_crop_box(photos, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
     out = tmp_path / "framed.png"
-    res = run_cli(["reframe", str(photos["camera"]), "--horizontal", "right", "--out", str(out), "--json"],
-                  capsys, monkeypatch)
+    res = run_cli(["reframe", str(photos["camera"]), "--horizontal", "left", "--aspect", "2:3", "--out", str(out),
+                   "--json"], capsys, monkeypatch)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["subject"]["horizontal"] == "right" and 0 < data["kept_fraction"] <= 1
+    assert data["subject"]["horizontal"] == "left" and 0 < data["kept_fraction"] <= 1
+    assert data["fill"] == "none" and data["padding"] == [0, 0, 0, 0] and not data["needs_outpainting"]
     with Image.open(out) as img:
         meta = json.loads(img.info["portraitcraft:reframe"])
         assert meta["crop_box"] == data["crop_box"] and meta["source"] == str(photos["camera"])
+        assert meta["mirrored"] is False and meta["size"] == list(img.size) and meta["fill"] == "none"
         assert img.size == (data["crop_box"][2] - data["crop_box"][0], data["crop_box"][3] - data["crop_box"][1])
+        assert abs(img.width / img.height - 2 / 3) < 0.01
+
+
+def test_cli_reframe_guards_the_source_and_pads_only_when_asked(photos, tmp_path) -> None:  # noqa: F811
+    from console_script import run_script_many
+
+    src = tmp_path / "astronaut.png"
+    src.write_bytes(photos["astronaut"].read_bytes())
+    before = src.read_bytes()
+    same, bad_fill, bad_aspect, crop_only, reflect = run_script_many([
+        ["reframe", src, "--horizontal", "right", "--out", src],
+        ["reframe", src, "--fill", "smear", "--out", tmp_path / "x.png"],
+        ["reframe", src, "--aspect", "0:0", "--out", tmp_path / "x.png"],
+        ["reframe", photos["grace_hopper"], "--horizontal", "left", "--aspect", "1:1", "--out", tmp_path / "crop.png",
+         "--json"],
+        ["reframe", photos["grace_hopper"], "--horizontal", "left", "--aspect", "1:1", "--fill", "reflect", "--out",
+         tmp_path / "pad.png", "--json"],
+    ], timeout=180)
+    assert same.code == 2 and "--force" in same.stderr and src.read_bytes() == before  # the photo is untouched
+    assert bad_fill.code == 2 and "--fill" in bad_fill.stderr and not (tmp_path / "x.png").exists()
+    assert bad_aspect.code == 2 and "--aspect" in bad_aspect.stderr and not (tmp_path / "x.png").exists()
+    assert crop_only.code == 0, crop_only.stderr
+    data = json.loads(crop_only.stdout)
+    assert data["needs_outpainting"] and data["padding"] == [0, 0, 0, 0] and data["fill"] == "none"
+    assert reflect.code == 0, reflect.stderr
+    padded = json.loads(reflect.stdout)
+    assert padded["fill"] == "reflect" and padded["padding"][2] > 0 and not padded["needs_outpainting"]
+    with Image.open(tmp_path / "pad.png") as img, Image.open(padded["pad_mask"]) as mask:
+        assert mask.size == img.size and mask.getpixel((img.width - 1, 0)) == 255 and mask.getpixel((0, 0)) == 0
+    forced = run_script_many([["reframe", src, "--aspect", "9:16", "--out", src, "--force"]], timeout=120)[0]
+    assert forced.code == 0, forced.stderr
+    with Image.open(src) as img:
+        assert abs(img.width / img.height - 9 / 16) < 0.01
 
 
 @pytest.mark.parametrize("args", [["coffee"], ["grace_hopper", "--horizontal", "left", "--aspect", "1:4"]])

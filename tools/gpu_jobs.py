@@ -1,6 +1,6 @@
 """GPU work as serialisable jobs, the executors that run them, and the one async facade every graph draws with.
 
-    Drawer.generate / edit / refine            (async; what agents and graphs call)
+    Drawer.generate / edit / refine / outpaint (async; what agents and graphs call)
       -> remote backend: its async HTTP call directly (never on the lane: HTTP would block its one thread)
       -> local backend:  a `GpuJob` (kind, backend config section, arguments — plain data, no closure)
            -> executor.run(job) -> `JobResult` (PNG bytes + metadata)
@@ -33,9 +33,10 @@ from portraitcraft.tools.diffusion.factory import build_editor, build_generator,
 from portraitcraft.tools.diffusion.metadata import ImageMeta, attach_meta, meta_of
 from portraitcraft.tools.gpu import GpuLane, ModelPool
 
-JobKind = Literal["generate", "edit", "refine", "sleep"]
+JobKind = Literal["generate", "edit", "refine", "outpaint", "sleep"]
 """generate: text-to-image (with the generator's cascaded refiner when configured); edit: an instruction edit
-(or SDEdit) of `image_png`; refine: an SDEdit pass of `image_png` towards `prompt` at `strength`; sleep: a
+(or SDEdit) of `image_png`; refine: an SDEdit pass of `image_png` towards `prompt` at `strength`; outpaint:
+the white pixels of `mask_png` in `image_png` repainted by the editor model's inpaint pipeline; sleep: a
 simulated GPU job of `seconds` (benchmarks and scheduling tests; needs no model)."""
 
 PNG_COMPRESS_LEVEL = 1
@@ -224,6 +225,11 @@ class JobRunner:
         elif kind == "refine":
             cfg = DiffusionConfig.model_validate(section)
             backend = build_refiner(cfg, self.pool_for(cfg.device))
+        elif kind == "outpaint":
+            from portraitcraft.tools.diffusion.outpaint import InpaintOutpainter
+
+            cfg = EditorConfig.model_validate(section)
+            backend = InpaintOutpainter(cfg, self.pool_for(cfg.device))
         else:
             raise InputError(f"GPU job kind {kind!r} has no backend")
         self._backends[key] = backend
@@ -242,6 +248,10 @@ class JobRunner:
                 prompt, width, height, seed = a["prompt"], a["width"], a["height"], a["seed"]
                 return lambda: backend.generate(prompt, width, height, seed, params)
             image = image_from_png(a["image_png"])
+            if job.kind == "outpaint":
+                mask = image_from_png(a["mask_png"]).convert("L")
+                prompt, seed = a["prompt"], a["seed"]
+                return lambda: backend.outpaint(image, mask, prompt, seed)
             if job.kind == "edit":
                 params = params_from_args(a.get("params"))
                 instruction, seed = a["instruction"], a["seed"]
@@ -468,6 +478,16 @@ class Drawer:
         args = {"image_png": await asyncio.to_thread(png_bytes, image), "prompt": prompt, "seed": seed,
                 "strength": strength}
         return await self._run("refine", cfg, args, item_id, priority)
+
+    async def outpaint(self, image: Image.Image, mask: Image.Image, prompt: str, *, seed: int, item_id: str | None,
+                       priority: int | None = None) -> Image.Image:
+        """Repaint the white pixels of `mask` (a reframe's pad) with the editor model's inpaint pipeline."""
+        cfg = self.editor_cfg
+        if cfg is None or cfg.backend == "remote":
+            raise InputError("outpainting needs a local [editor] model (a Z-Image or Qwen-Image checkpoint)")
+        args = {"image_png": await asyncio.to_thread(png_bytes, image),
+                "mask_png": await asyncio.to_thread(png_bytes, mask.convert("RGB")), "prompt": prompt, "seed": seed}
+        return await self._run("outpaint", cfg, args, item_id, priority)
 
     def item_done(self, item_id: str) -> None:
         """Tell the executor an item has finished (its next job, if any, counts as a new item's)."""

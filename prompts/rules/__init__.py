@@ -28,7 +28,7 @@ from portraitcraft.schemas import CompositionTargets
 
 RULES_DIR = Path(__file__).resolve().parent
 GeometryKey = Literal["horizontal", "vertical", "crop_level", "facing", "gaze", "people", "orientation", "subject"]
-HeuristicKey = Literal["sharpness", "exposure", "horizon_tilt"]
+HeuristicKey = Literal["sharpness", "exposure", "horizon_tilt", "visible_fill"]
 GEOMETRY_KEYS: tuple[str, ...] = get_args(GeometryKey)
 HEURISTIC_KEYS: tuple[str, ...] = get_args(HeuristicKey)
 TARGET_KEYS: tuple[str, ...] = tuple(k for k in CompositionTargets.model_fields if k != "phrases")

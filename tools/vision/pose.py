@@ -8,14 +8,19 @@ Two backends, chosen by `[vision] pose_backend`:
 - `rtmlib`: YOLOX person detector + RTMPose through onnxruntime, every person, from LOCAL .onnx files only
   (`rtmlib_det_model`, `rtmlib_pose_model`). No detection means no person: rtmlib's whole-image fallback,
   which invents one, is never used.
+
+When the backend finds nobody, the image is tried again turned by +-15 and +-30 degrees (`RETRY_ANGLES`) and
+the keypoints are mapped back, so a tilted person is still found (with the tilt measured in the original).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import redirect_stdout
 
 import numpy as np
+from PIL import Image
 
 from portraitcraft.config import VisionConfig
 from portraitcraft.errors import InputError
@@ -25,6 +30,9 @@ from portraitcraft.tools.vision import models
 
 # COCO-17 index -> mediapipe pose landmark index.
 MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+RETRY_ANGLES = (15.0, -15.0, 30.0, -30.0)
+"""When the pose model finds nobody, the image is tried again turned by these angles (degrees, counter-clockwise
+positive): mediapipe's person detector misses people tilted by about 15 degrees or more."""
 HEAD_TOP_PER_EAR_SPAN = 0.8
 """Head top above the eyes, in ear-to-ear spans (a frontal head is ~1.3 spans tall, eyes near its middle)."""
 
@@ -42,8 +50,56 @@ def detect_persons(rgb: np.ndarray, cfg: VisionConfig | None = None) -> list[Per
         []
     """
     cfg = cfg or VisionConfig()
-    persons = _rtmlib_persons(rgb, cfg) if cfg.pose_backend == "rtmlib" else _mediapipe_persons(rgb, cfg)
+    persons = _backend_persons(rgb, cfg)
+    for angle in RETRY_ANGLES if not persons else ():
+        persons = _rotated_persons(rgb, cfg, angle)
+        if persons:
+            break
     return sorted(persons, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
+
+
+def _backend_persons(rgb: np.ndarray, cfg: VisionConfig) -> list[PersonDetection]:
+    return _rtmlib_persons(rgb, cfg) if cfg.pose_backend == "rtmlib" else _mediapipe_persons(rgb, cfg)
+
+
+def rotate_rgb(rgb: np.ndarray, angle: float) -> np.ndarray:
+    """The image turned `angle` degrees counter-clockwise (PIL's sense), canvas grown to hold it, corners grey."""
+    img = Image.fromarray(np.ascontiguousarray(rgb))
+    return np.asarray(img.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(128, 128, 128)))
+
+
+def unrotate_points(points: np.ndarray, angle: float, size: tuple[int, int], rotated_size: tuple[int, int]
+                    ) -> np.ndarray:
+    """Pixel points (N, 2) of the image `rotate_rgb(rgb, angle)` (of `rotated_size`, W x H) mapped back into the
+    original image of `size` (W x H).
+
+    Example:
+        >>> unrotate_points(np.array([[2.0, 0.0]]), 90, (10, 4), (4, 10)).round(6).tolist()  # top of the turned
+        [[10.0, 2.0]]
+    """
+    t = math.radians(angle)
+    dx = points[:, 0] - rotated_size[0] / 2
+    dy = points[:, 1] - rotated_size[1] / 2
+    x = dx * math.cos(t) - dy * math.sin(t) + size[0] / 2
+    y = dx * math.sin(t) + dy * math.cos(t) + size[1] / 2
+    return np.stack([x, y], axis=1)
+
+
+def _rotated_persons(rgb: np.ndarray, cfg: VisionConfig, angle: float) -> list[PersonDetection]:
+    """People found on the image turned by `angle` degrees, their keypoints (and boxes) mapped back."""
+    height, width = rgb.shape[:2]
+    turned = rotate_rgb(rgb, angle)
+    th, tw = turned.shape[:2]
+    out = []
+    for p in _backend_persons(turned, cfg):
+        raw = np.array([[p.keypoints[n][0] * tw, p.keypoints[n][1] * th] for n in COCO17_NAMES])
+        scores = np.array([p.keypoints[n][2] for n in COCO17_NAMES])
+        keypoints = unrotate_points(raw, angle, (width, height), (tw, th))
+        seen = (scores >= cfg.keypoint_threshold) & _in_frame(keypoints, width, height)
+        person = _detection(keypoints, scores, width, height, seen, score=p.score)
+        if person is not None:
+            out.append(person)
+    return out
 
 
 def keypoint_box(keypoints: np.ndarray, seen: np.ndarray, width: int, height: int) -> tuple[float, ...]:
