@@ -150,8 +150,10 @@ class CondensedText(BaseModel):
 
 
 def same_targets(a: CompositionTargets, b: CompositionTargets) -> bool:
-    """Equal targets, ignoring which words they came from."""
-    return a.model_dump(exclude={"phrases"}) == b.model_dump(exclude={"phrases"})
+    """Equal targets and the same ones enforced, ignoring which words (and offsets) they came from."""
+    keys = [k for k in CompositionTargets.model_fields if k not in ("phrases", "evidence")]
+    return (a.model_dump(exclude={"phrases", "evidence"}) == b.model_dump(exclude={"phrases", "evidence"})
+            and [a.enforced(k) for k in keys] == [b.enforced(k) for k in keys])
 
 
 async def condense_llm(
