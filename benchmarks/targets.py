@@ -26,15 +26,16 @@ import argparse
 import json
 import statistics
 import sys
-from typing import Any
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from portraitcraft.agents.planner import Planner  # noqa: E402
+from portraitcraft.agents.planner.condense import content_coverage  # noqa: E402
 from portraitcraft.agents.planner.prompt_builder import (  # noqa: E402
     EstimateCounter,
     PromptBuilder,
@@ -48,7 +49,6 @@ from portraitcraft.agents.planner.targets import (  # noqa: E402
     extract_targets,
     lexicon,
 )
-from portraitcraft.agents.planner.condense import content_coverage  # noqa: E402
 from portraitcraft.config import PlannerConfig  # noqa: E402
 from portraitcraft.schemas import Track2Spec  # noqa: E402
 
