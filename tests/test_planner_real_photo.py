@@ -44,14 +44,15 @@ async def test_the_flag_sentence_reframes_her_to_the_left_third_and_the_pairs_fe
     fired = {f["rule"]: f for f in first["findings"] if f["detected"]}
     assert fired["horizontal"]["expected"] == "left" and fired["horizontal"]["measured"] == "center"
     assert first["action"] == "reframe" and last["made_by"] == "reframe" and last["passed"] and row["passed"]
-    final = [f for f in last["findings"] if f["rule"] == "horizontal"][0]
+    final = next(f for f in last["findings"] if f["rule"] == "horizontal")
     assert final["measured"] == "left" and not final["detected"]
     assert drawer.calls == []  # no model was needed
+
+    from test_train import make_cfg
 
     from portraitcraft.tools.pairs_export import export_pairs
     from portraitcraft.train.data import read_pairs
     from portraitcraft.train.runner import run_training
-    from test_train import make_cfg
 
     report = export_pairs([folder.root], tmp_path / "pairs", fmt="pickapic", pose_fn=None)
     assert report.written == 1
