@@ -151,3 +151,13 @@ def test_the_critic_enforces_only_confident_targets() -> None:
     assert strong.enforced("horizontal")
     hand_made = CompositionTargets(horizontal="left")  # no evidence: enforced, as before
     assert hand_made.enforced("horizontal")
+
+
+def test_with_several_people_someone_s_footwear_or_gaze_is_not_enforced() -> None:
+    t = extract_targets("A family of three stands under a pergola; the toddler wears tiny sneakers and looks off "
+                        "to the right.", "The visual center of the image rests on the father, in the middle ground.")
+    assert t.people == 3 and t.crop_level == "full-body" and not t.enforced("crop_level")
+    assert t.gaze == "right" and not t.enforced("gaze") and "3 people" in t.evidence["gaze"].note
+    assert t.horizontal is None  # neither "visual center of the image" nor "middle ground" places anyone
+    alone = extract_targets("A woman in white sneakers waits at a bus stop.", "")
+    assert alone.crop_level == "full-body" and alone.enforced("crop_level")

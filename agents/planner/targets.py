@@ -583,7 +583,7 @@ def _decide_key(key: str, reads: list[_Read], cut: tuple[int, int, int],
 _GROUP_WORDS = re.compile(r"\b(?:subjects|couple|pair|family|group|figures|people|duo|trio|both|they|them|"
                           r"their|friends|children|siblings|the two|the three)\b")
 GROUP_PLACEMENT_CAP = 0.75
-"""With two or more people, a placement not worded about the group (it may place one of them) is capped here."""
+"""With two or more people, a target that may be one person's (`GROUP_CAPPED`) is capped here."""
 
 
 def _clause_around(text: str, start: int, end: int) -> str:
@@ -593,18 +593,29 @@ def _clause_around(text: str, start: int, end: int) -> str:
     return text[lo : min(ends) if ends else len(text)]
 
 
+GROUP_CAPPED = ("horizontal", "gaze", "crop_level")
+"""With two or more people these may be about one of them: a placement or a gaze not worded about the group,
+a crop only implied by someone's footwear."""
+
+
 def _group_placement(values: dict[str, Any], evidence: dict[str, TargetEvidence], reads: list[_Read], text: str,
                      threshold: float) -> None:
     people = values.get("people")
-    ev = evidence.get("horizontal")
-    if not isinstance(people, int) or people < 2 or ev is None or ev.value is None:
+    if not isinstance(people, int) or people < 2:
         return
-    used = [r for r in reads if r.s.key == "horizontal" and r.value == ev.value]
-    if any(_GROUP_WORDS.search(_clause_around(text, *r.s.span).lower()) for r in used):
-        return
-    conf = min(ev.confidence, GROUP_PLACEMENT_CAP)
-    note = "; ".join(n for n in (ev.note, f"{people} people and the placement may be one person's") if n)
-    evidence["horizontal"] = ev.model_copy(update={"confidence": conf, "enforced": conf >= threshold, "note": note})
+    for key in GROUP_CAPPED:
+        ev = evidence.get(key)
+        if ev is None or ev.value is None:
+            continue
+        used = [r for r in reads if r.s.key == key and r.value == ev.value]
+        if key == "crop_level":
+            if not all(r.s.implied for r in used):
+                continue
+        elif any(_GROUP_WORDS.search(_clause_around(text, *r.s.span).lower()) for r in used):
+            continue
+        conf = min(ev.confidence, GROUP_PLACEMENT_CAP)
+        note = "; ".join(n for n in (ev.note, f"{people} people: it may be one person's") if n)
+        evidence[key] = ev.model_copy(update={"confidence": conf, "enforced": conf >= threshold, "note": note})
 
 
 def extract(content: str, composition: str = "", *, convention: Convention = "strict",
