@@ -36,6 +36,9 @@ CASES = [
     ("A boy with a kite.", "The boy occupies the lower-left quadrant of the image.",
      {"horizontal": ("left", "viewer", True), "vertical": ("lower", "viewer", True)}),
     ("A woman reading.", "She occupies the right half of the frame.", {"horizontal": ("right", "viewer", True)}),
+    ("A photographer.", "He stands in the centre of a vertical frame.",
+     {"horizontal": ("center", "viewer", True), "orientation": ("portrait", "viewer", True)}),
+    ("A hiker on a trail.", "She stands in the middle of a wide path, in the middle ground.", {}),
     # a horizon, a doorway, light and leading lines are not the subject
     ("A dancer on a beach.", "The horizon line sits across the lower third.", {}),
     ("A woman reading.", "A doorway on the left frames the scene, and light falls from the right.", {}),
