@@ -17,7 +17,7 @@ per split (dev / heldout) and per key (placement, vertical, crop, gaze, facing, 
   estimate unless --tokenizer names a tokenizer.json (it says which).
 
 Run: .venv/bin/python benchmarks/targets.py [--file track_2_test.json] [--repeat 20] [--budget 512]
-     .venv/bin/python benchmarks/targets.py --real .cache/real/dev.jsonl [--labels FILE] [--enforce 0.8]
+     .venv/bin/python benchmarks/targets.py --real .cache/real/dev.jsonl [--labels FILE] [--enforce 0.8] [--items]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _print_scores(name: str, n: int, scores: dict[str, dict[str, int]]) -> None:
           f"({hit}/{stated})")
 
 
-def _budget_report(specs: list[Any], budget: int, counter: Any, what: str) -> None:
+def _budget_report(specs: list[Any], budget: int, counter: Any, what: str, items: bool = False) -> None:
     builder = PromptBuilder(max_prompt_tokens=budget, counter=counter)
     before, after, over, coverage = [], [], 0, []
     kinds: Counter[str] = Counter()
@@ -115,6 +115,10 @@ def _budget_report(specs: list[Any], budget: int, counter: Any, what: str) -> No
         over += int(built.tokens > budget)
         coverage.append(content_coverage(spec.content, built.text))
         kinds.update(built.dropped_kinds)
+        if items:
+            dropped = ", ".join(f"{k} {v}" for k, v in sorted(Counter(built.dropped_kinds).items())) or "none"
+            print(f"  {spec.id}: {built.tokens_before} -> {built.tokens} tokens, coverage {coverage[-1]:.3f}, "
+                  f"dropped {dropped}")
     n_over_before = sum(b > budget for b in before)
     print(f"prompt budget {budget} ({what}, {counter.name}): over budget {n_over_before} -> {over} of {len(specs)}; "
           f"tokens median {statistics.median(before):.0f} -> {statistics.median(after):.0f}, max {max(before)} -> "
@@ -122,7 +126,8 @@ def _budget_report(specs: list[Any], budget: int, counter: Any, what: str) -> No
           f"sentences dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
 
 
-def real_report(path: Path, labels_file: Path, enforce: float, budget: int, tokenizer: Path | None) -> None:
+def real_report(path: Path, labels_file: Path, enforce: float, budget: int, tokenizer: Path | None,
+                items: bool = False) -> None:
     """Precision / recall per key on real descriptions against hand labels, and the prompt budget figures."""
     from portraitcraft.data import load_track2
 
@@ -134,7 +139,7 @@ def real_report(path: Path, labels_file: Path, enforce: float, budget: int, toke
         if mine:
             _print_scores(f"{split} (labelled)", len(mine), _score(mine, labels, enforce))
     counter = TokenizerCounter(tokenizer) if tokenizer else EstimateCounter()
-    _budget_report(specs, budget, counter, "--budget")
+    _budget_report(specs, budget, counter, "--budget", items)
     for backend, limit in PIPELINE_MAX_SEQUENCE.items():
         if backend == "zimage":
             continue
@@ -151,9 +156,10 @@ def main() -> None:
     parser.add_argument("--enforce", type=float, default=DEFAULT_ENFORCE_CONFIDENCE,
                         help="enforce_confidence to measure at")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer.json to count prompt tokens with")
+    parser.add_argument("--items", action="store_true", help="with --real: print each item's tokens before/after")
     args = parser.parse_args()
     if args.real:
-        real_report(args.real, args.labels, args.enforce, args.budget, args.tokenizer)
+        real_report(args.real, args.labels, args.enforce, args.budget, args.tokenizer, args.items)
         return
 
     if args.file:
