@@ -8,16 +8,21 @@ module only runs them. Per statement it finds the value, the reference frame, ne
 - body-part phrases of the subject's own frame ("her left hand") are masked: they are never placements;
 - a statement preceded in its clause by a negator ("not centered", "no negative space", "rather than facing
   the camera") is dropped; a hedge ("slightly", "appears to") lowers its weight but keeps it;
-- a side stated in the subject's frame ("to her left") is converted to the viewer's frame by the
-  convention: `strict` (the linguistic reading: the left of a subject facing the camera is the viewer's
-  right; the same side when the subject has their back to the camera), `loose` (the side as the viewer sees
-  it, as many benchmark descriptions use it). An explicit parenthetical ("(the viewer's left)") wins;
+- frames per statement: explicit viewer-frame words ("(the viewer's left)", "of the frame") settle a
+  statement; a side said in the subject's frame ("to her left") takes the reading the same text settles for
+  the same key (a viewer-frame statement of it), else the one it settles for another key, else it is
+  ambiguous: its value comes from the convention (`strict`: the left of a subject facing the camera is the
+  viewer's right; `loose`: the viewer's left) and it is never enforced;
 - placement statements count only when they are about the person (the nearest known noun before them in
   their clause is a subject term: "a window on the left" is not a placement), and never where a gaze or
   facing statement already explains the words ("she is looking to the left");
-- per target the value with the largest summed weight wins (ties: the earliest); people count: an explicit
-  number or pair wins, a crowd or group without a number leaves it unknown, else the distinct singular
-  people introduced ("a woman ... a child") are counted.
+- per target, explicit statements decide (agreeing ones raise the confidence; disagreeing ones give no
+  value and a recorded conflict), then ambiguous-frame ones, then implied ones (negative space on one side,
+  worn footwear): every target carries `TargetEvidence` (spans into the original content / composition,
+  frame, confidence, enforced, the patterns that read it, what was set aside), enforced at or above
+  `enforce_confidence`; with several people a placement / gaze / implied crop that may be one person's is
+  capped below it. People: an explicit number or pair wins, a crowd or group without a number leaves it
+  unknown, else the distinct singular people introduced ("a woman ... a child") are counted.
 
 Directions in the result are in the VIEWER's frame, like everything in portraitcraft.schemas.
 """
