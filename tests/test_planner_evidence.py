@@ -39,6 +39,8 @@ CASES = [
     ("A photographer.", "He stands in the centre of a vertical frame.",
      {"horizontal": ("center", "viewer", True), "orientation": ("portrait", "viewer", True)}),
     ("A hiker on a trail.", "She stands in the middle of a wide path, in the middle ground.", {}),
+    ("A bride and groom under palms.", "Leading lines guide the eye to the centrally placed subjects.",
+     {"horizontal": ("center", "viewer", True)}),
     # a horizon, a doorway, light and leading lines are not the subject
     ("A dancer on a beach.", "The horizon line sits across the lower third.", {}),
     ("A woman reading.", "A doorway on the left frames the scene, and light falls from the right.", {}),
@@ -71,6 +73,7 @@ def test_the_phrasing_real_texts_use(content: str, composition: str, expected: d
     ("A couple walks along the pier at dusk.", 2),
     ("Three friends laugh on a bench while a crowd passes in the background.", 3),
     ("A woman with a couple of freckles on her nose.", 1),
+    ("The main subject of the image is a young woman resting her cheek on her hand.", 1),
     ("From a low angle, the skater launches off the ramp; a teenage skateboarder in a red cap.", 1),
 ])
 def test_people_come_from_the_subject_noun_phrases(text: str, people: int) -> None:

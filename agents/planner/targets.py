@@ -86,6 +86,7 @@ class Statement:
     implied: bool = False
     span: tuple[int, int] = (0, 0)
     confidence: float | None = None
+    predicative: bool = False  # "she is a dancer": counted only when no one else is introduced
 
 
 @dataclass
@@ -326,6 +327,9 @@ class _Reader:
         """Whether the statement is about the person: nearest known noun before it in its clause, else in its
         sentence, else the first after it in its sentence. None when the sentence names nothing known."""
         lo, hi = self.sentence_of(start)
+        right_after = self.lex.terms.match(self.norm, end + 1) if self.norm[end : end + 1] == " " else None
+        if right_after is not None and right_after.group() in self.lex.subject_terms:
+            return True  # an adjectival statement before its noun: "the centrally placed subjects"
         clause = self.clause_start(start)
         before = self._heads(lo, start)
         in_clause = [m for m in before if m.start() >= clause]
@@ -421,10 +425,10 @@ def read_statements(text: str, convention: Convention = "strict") -> tuple[list[
             if rule.subject and reader.actor_is_subject(where, end) is False:
                 continue
             noun = m.group("noun") if "noun" in m.re.groupindex else None
+            copula = False
             if rule.singular:
                 before = _words_before(masked, reader.sentence_of(start)[0], start, 1)
-                if before and before[0] in lex.copulas:
-                    continue
+                copula = bool(before and before[0] in lex.copulas)
             hedged = reader.hedged(start, end)
             weight = rule.strength * (lex.hedge_factor if hedged else 1.0)
             span = (index[start], index[end - 1] + 1)
@@ -432,7 +436,7 @@ def read_statements(text: str, convention: Convention = "strict") -> tuple[list[
             found.append(Statement(key=rule.key, value=value, phrase=phrase, start=start, end=end, weight=weight,
                                    frame=frame, hedged=hedged, negated=reader.negated(start),
                                    side_as_said=said, noun=noun, rule=rule.index, implied=rule.implied,
-                                   span=span, confidence=rule.confidence))
+                                   span=span, confidence=rule.confidence, predicative=copula))
     return _deduplicate(found), facing_away
 
 
@@ -470,7 +474,8 @@ def _decide_people(statements: list[Statement]) -> tuple[int | None, str | None]
         return (int(value), s.phrase) if value is not None and s is not None else (None, None)
     if any(s.value == "many" for s in statements):
         return None, None
-    singles = [s for s in statements if s.noun is not None]
+    singles = [s for s in statements if s.noun is not None and not s.predicative]
+    singles = singles or [s for s in statements if s.noun is not None][:1]  # "the subject is a young woman"
     if not singles:
         return None, None
     nouns = list(dict.fromkeys(s.noun for s in singles))
