@@ -590,8 +590,8 @@ def _decide_key(key: str, reads: list[_Read], cut: tuple[int, int, int],
     return None, None, None
 
 
-_GROUP_WORDS = re.compile(r"\b(?:subjects|couple|pair|family|group|figures|people|duo|trio|both|they|them|"
-                          r"their|friends|children|siblings|the two|the three)\b")
+_GROUP_WORDS = re.compile(r"\b(?:subjects|couple|pair|family|group|figures|people|duo|trio|both|they|"
+                          r"friends|children|siblings|the two|the three)\b")
 GROUP_PLACEMENT_CAP = 0.75
 """With two or more people, a target that may be one person's (`GROUP_CAPPED`) is capped here."""
 
