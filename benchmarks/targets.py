@@ -134,7 +134,7 @@ def real_report(path: Path, labels_file: Path, enforce: float, budget: int, toke
     specs = load_track2(path, strict=False)
     labels = json.loads(labels_file.read_text(encoding="utf-8"))["labels"]
     print(f"data: {path} ({len(specs)} items); labels: {labels_file} ({len(labels)}); enforce_confidence {enforce}")
-    for split in ("dev", "heldout", "heldout2"):
+    for split in ("dev", "heldout", "heldout2", "heldout3"):
         mine = [s for s in specs if labels.get(s.image_path, {}).get("split") == split]
         if mine:
             _print_scores(f"{split} (labelled)", len(mine), _score(mine, labels, enforce))

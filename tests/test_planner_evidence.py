@@ -41,6 +41,12 @@ CASES = [
     ("A hiker on a trail.", "She stands in the middle of a wide path, in the middle ground.", {}),
     ("A bride and groom under palms.", "Leading lines guide the eye to the centrally placed subjects.",
      {"horizontal": ("center", "viewer", True)}),
+    ("A woman with a fan.", "Her face sits near the upper-left focal points of the rule of thirds.",
+     {"horizontal": ("left", "viewer", True), "vertical": ("upper", "viewer", True)}),
+    ("A fisherman rests.", "He sits in the lower-middle frame.", {"vertical": ("lower", "viewer", True)}),
+    ("A woman with a flower.", "Her visible eye looks calmly and directly into the camera lens.",
+     {"gaze": ("camera", "viewer", True)}),
+    ("A woman at dusk.", "Red lanterns are strung across the top edge of the frame.", {}),
     # a horizon, a doorway, light and leading lines are not the subject
     ("A dancer on a beach.", "The horizon line sits across the lower third.", {}),
     ("A woman reading.", "A doorway on the left frames the scene, and light falls from the right.", {}),
