@@ -4,6 +4,11 @@ Exact where a VLM guesses: placement, crop level, facing, gaze, people and orien
 VIEWER's frame (`frame="viewer"`), with the expected and measured values in each finding and an edit
 instruction worded from prompts/geometry/instructions.json. Only targets that are set produce a finding
 (detected True or False); a picture with no person gets the one finding `subject`.
+
+Enforcement gate: a target whose evidence is not enforced (below `[vision] enforce_confidence`, an ambiguous
+frame, a rules/LLM disagreement: agents/planner/targets.py) is never checked: it gets a finding that is not
+detected, with confidence 0 (so it decides nothing) and evidence saying "not enforced" and why, so the report
+and `inspect` show it.
 """
 
 from __future__ import annotations
@@ -70,7 +75,9 @@ def critique_geometry(targets: CompositionTargets, analysis: Analysis) -> list[F
         >>> [f.rule for f in critique_geometry(CompositionTargets(horizontal="left"), Analysis(64, 64, [], None, None))]
         ['subject']
     """
-    out: list[Finding] = []
+    out: list[Finding] = [_not_enforced(key, targets) for key in RULES
+                          if getattr(targets, key) is not None and not targets.enforced(key)]
+    targets = targets.model_copy(update={key: None for key in RULES if not targets.enforced(key)})
     if targets.orientation is not None:
         measured = orientation_of(analysis.width, analysis.height)
         out.append(_finding("orientation", targets.orientation, measured, 1.0, targets,
@@ -115,6 +122,17 @@ def critique_geometry(targets: CompositionTargets, analysis: Analysis) -> list[F
         out.append(_finding("people", targets.people, subject.people, conf, targets,
                             f"{subject.people} found ({analysis.people_note})"))
     return _ordered(out)
+
+
+def _not_enforced(rule: str, targets: CompositionTargets) -> Finding:
+    """The finding of a target the critic does not enforce: shown, never detected, deciding nothing."""
+    ev = targets.evidence.get(rule)
+    why = (f"confidence {ev.confidence:.2f}, frame {ev.frame}" + (f"; {ev.note}" if ev.note else "")) if ev else ""
+    phrase = targets.phrases.get(rule)
+    return Finding(rule=rule, detected=False, confidence=0.0,
+                   evidence=f"not enforced ({why})" + (f'; asked by "{phrase}"' if phrase else ""),
+                   expected=getattr(targets, rule), measured=None, frame="viewer", instruction="", source="geometry",
+                   severity=SEVERITY[rule])
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:

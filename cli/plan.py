@@ -152,7 +152,14 @@ def _read_description(description: str | None) -> str:
 
 
 def _targets_json(targets: Any) -> dict[str, Any]:
-    return targets.model_dump(mode="json")
+    """The `targets` object: values in the viewer's frame (null where unsaid) and the words they came from."""
+    return targets.model_dump(mode="json", exclude={"evidence"})
+
+
+def _evidence_json(targets: Any) -> dict[str, Any]:
+    """The `target_evidence` object: per key with evidence {value, spans, frame, confidence, enforced, source,
+    note}; spans are [start, end, "content"|"composition"] offsets into the text given."""
+    return {k: ev.model_dump(mode="json") for k, ev in targets.evidence.items()}
 
 
 @app.command("show")
@@ -182,7 +189,8 @@ def show(
     if policy is not None:
         planner_cfg = planner_cfg.model_copy(update={"policy": str(policy)})
     planner = Planner(planner_cfg, max_prompt_tokens=backend_token_budget(cfg.generator),
-                      counter=load_token_counter(cfg.generator.model))
+                      counter=load_token_counter(cfg.generator.model),
+                      enforce_confidence=cfg.vision.enforce_confidence)
     if file is not None:
         _show_file(planner, file, as_json)
         return
@@ -195,7 +203,9 @@ def show(
               "counter": built.counter, "condensed": built.condensed}
     if as_json:
         print_json({**canvas.model_dump(mode="json"), "orientation": canvas.orientation,
-                    "targets": _targets_json(targets), "convention": planner.convention, "prompt": prompt})
+                    "targets": _targets_json(targets), "target_evidence": _evidence_json(targets),
+                    "enforce_confidence": planner.enforce_confidence, "convention": planner.convention,
+                    "prompt": prompt})
         return
     if canvas.evidence:
         table = Table(title="canvas evidence")
@@ -204,13 +214,20 @@ def show(
         for e in canvas.evidence:
             table.add_row(e.phrase, e.group, e.effect, f"{e.weight:+.2f}")
         console.print(table)
-    said = {k: v for k, v in targets.model_dump(exclude={"phrases"}).items() if v is not None}
-    if said:
-        table = Table(title=f"composition targets (viewer's frame, {planner.convention} convention)")
-        for column in ("target", "value", "from"):
+    keys = [k for k in targets.model_dump(exclude={"phrases", "evidence"}) if getattr(targets, k) is not None
+            or k in targets.evidence]
+    if keys:
+        table = Table(title=f"composition targets (viewer's frame; enforced at confidence >= "
+                      f"{planner.enforce_confidence:g})")
+        for column in ("target", "value", "frame", "confidence", "enforced", "from"):
             table.add_column(column, overflow="fold")
-        for key, value in said.items():
-            table.add_row(key, str(value), targets.phrases.get(key, ""))
+        for key in keys:
+            ev = targets.evidence.get(key)
+            said = targets.phrases.get(key, "")
+            table.add_row(key, str(getattr(targets, key)), ev.frame if ev else "viewer",
+                          f"{ev.confidence:.2f}" if ev else "-",
+                          "yes" if targets.enforced(key) else "not enforced",
+                          "; ".join(p for p in (said, ev.note if ev else "") if p))
         console.print(table)
     for reason in canvas.reasons[len(canvas.evidence):]:
         console.print(reason, highlight=False, soft_wrap=True)

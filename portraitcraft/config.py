@@ -502,9 +502,16 @@ class VisionConfig(_Section):
     reframe_margin: Annotated[float, Field(ge=0, le=0.2)] = Field(
         0.02, description="room kept around the head and the needed joints (fraction of the image side)"
     )
-    targets: Literal["rules", "llm"] = Field(
-        "rules", description="composition targets from descriptions: rules (agents/planner/targets.py, offline) "
-        "or llm (the critic endpoint, structured output; the rules when it fails)"
+    targets: Literal["rules", "llm", "hybrid"] | None = Field(
+        None, description="composition targets from descriptions: rules (agents/planner/targets.py, offline), "
+        "llm (an OpenAI-compatible endpoint returns targets with verbatim evidence quotes; the rules when it "
+        "fails) or hybrid (both: agreeing raises confidence, disagreeing leaves the target unenforced); unset = "
+        "hybrid when the planner is given an endpoint, else rules"
+    )
+    enforce_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.8, description="a composition target read from the description is enforced by the geometric critic "
+        "only at or above this confidence; weaker ones are shown as 'not enforced' (chosen on the real dev set "
+        "for precision, benchmarks/targets.py --real)"
     )
 
 

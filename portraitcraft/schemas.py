@@ -332,10 +332,35 @@ class SubjectFeatures(_Open):
     people: int = 1
 
 
+TargetFrame = Literal["viewer", "subject", "ambiguous"]
+"""The frame a target's words were written in: the viewer's (the side of the image), the subject's own (settled
+by the same text), or ambiguous (a bare "to her left" nothing in the text settles: never enforced)."""
+TextSection = Literal["content", "composition"]
+
+
+class TargetEvidence(_Open):
+    """Why a composition target has its value: the `plan show --json` `target_evidence` contract (per key).
+
+    `spans` are `[start, end, section]` character offsets into the ORIGINAL content or composition text;
+    `source` names the pattern or model that read it; `note` says what was set aside (a conflict, an implied
+    value an explicit statement beat, a disagreement between the rules and the LLM).
+    """
+
+    value: str | int | None
+    spans: list[tuple[int, int, TextSection]] = Field(default_factory=list)
+    frame: TargetFrame = "viewer"
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    enforced: bool = False
+    source: str = ""
+    note: str = ""
+
+
 class CompositionTargets(_Open):
     """What a description demands, in the same vocabulary as `SubjectFeatures`; None where the text is silent.
 
-    `phrases` maps each non-null key to the words it came from (evidence for a report or a finding).
+    `phrases` maps each non-null key to the words it came from (evidence for a report or a finding);
+    `evidence` (when the extractor filled it) holds per key the spans, frame, confidence and whether the
+    critic enforces it. A key without evidence is enforced (targets built by hand, older checkpoints).
     """
 
     horizontal: Horizontal | None = None
@@ -346,6 +371,19 @@ class CompositionTargets(_Open):
     orientation: Orientation | None = None
     people: int | None = None
     phrases: dict[str, str] = Field(default_factory=dict)
+    evidence: dict[str, TargetEvidence] = Field(default_factory=dict)
+
+    def enforced(self, key: str) -> bool:
+        """Whether the critic enforces `key`: it is set, and its evidence (if any) is marked enforced.
+
+        Example:
+            >>> CompositionTargets(gaze="left").enforced("gaze")
+            True
+        """
+        if getattr(self, key, None) is None:
+            return False
+        ev = self.evidence.get(key)
+        return ev is None or ev.enforced
 
 
 class Finding(_Open):

@@ -119,17 +119,20 @@ def test_the_models_own_tokenizer_counts_when_on_disk(tmp_path: Path) -> None:
 async def test_llm_targets_and_their_fallback(fake_vlm) -> None:
     item = ITEMS[0]
     planner = Planner(targets_mode="llm")
-    answer = {"horizontal": "left", "vertical": None, "crop_level": "full-body", "facing": "camera",
-              "gaze": "left", "orientation": "portrait", "people": 1,
-              "phrases": {"gaze": "looking slightly off to her left", "horizontal": "not in the text at all"}}
+    answer = {"horizontal": {"value": "left", "quote": "not in the text at all", "frame": "viewer"},
+              "crop_level": {"value": "full-body", "quote": "full-body", "frame": "viewer"},
+              "gaze": {"value": "left", "quote": "looking slightly off to her left", "frame": "viewer"},
+              "people": {"value": 1, "quote": "a young woman", "frame": "viewer"}}
     fake_vlm.script.push(answer)
     async with make_client(fake_vlm) as vlm:
         plan = await planner.aplan(spec_of(item), vlm)
-    assert plan.targets.gaze == "left" and plan.targets.crop_level == "full-body"
-    assert plan.targets.phrases == {"gaze": "looking slightly off to her left"}  # invented phrases dropped
+    assert plan.targets.gaze == "left" and plan.targets.horizontal is None  # an invented quote drops its target
+    assert plan.targets.crop_level == "full-body" and plan.targets.enforced("crop_level")
+    assert plan.targets.phrases["gaze"] == "looking slightly off to her left"
+    assert plan.targets.evidence["gaze"].source.startswith("llm")
     sent = fake_vlm.chat_requests[0].body["messages"][-1]["content"]
     text = sent if isinstance(sent, str) else " ".join(p.get("text", "") for p in sent)
-    assert "her left is the viewer's right" in text and item["composition_analysis"][:60] in text
+    assert "VERBATIM" not in text and "character for character" in text and item["composition_analysis"][:60] in text
 
     fake_vlm.script.fault("status", status=400, message="no such model")
     async with make_client(fake_vlm) as vlm:
@@ -141,7 +144,7 @@ async def test_llm_targets_and_their_fallback(fake_vlm) -> None:
 async def test_llm_condensing_is_checked_and_falls_back_to_rules(fake_vlm) -> None:
     item = ITEMS[0]
     spec = spec_of(item)
-    planner = Planner(PlannerConfig(max_prompt_tokens=220, condense="llm"))
+    planner = Planner(PlannerConfig(max_prompt_tokens=220, condense="llm"), targets_mode="rules")
     rules = planner.plan(spec)
     short_content = ("A young woman in a long camel coat stands on a quiet city street, holding a coffee cup.")
     short_composition = ("The woman is positioned on the left third of a vertical frame and shown full-body. Her "

@@ -236,3 +236,24 @@ def test_policy_rejects_negative_damping() -> None:
     data["damping"]["headshot"] = -1.0
     with pytest.raises(ValueError, match="damping"):
         CanvasPolicy.model_validate(data)
+
+
+@pytest.mark.parametrize(("text", "orientation"), [
+    ("He is lying on his stomach on the grass, reading, in white sneakers.", "landscape"),
+    ("A woman lying beside her dog on a sofa.", "landscape"),
+    ("A man stretched out on a beach towel.", "landscape"),
+    ("A young couple reclines on a picnic blanket in the park.", "landscape"),
+    ("Her red coat makes her stand out against the grey wall.", "portrait"),
+    ("The sweeping curve of the hat frames her face.", "portrait"),
+    ("The focus lies on her eyes.", "portrait"),
+])
+def test_canvas_cues_read_meanings_and_lying_poses_are_wide(text: str, orientation: str) -> None:
+    from portraitcraft.agents.planner import Planner
+    from portraitcraft.schemas import Track2Spec
+
+    plan = Planner().plan(Track2Spec(image_path="a.jpg", content=text, composition=""))
+    got = "landscape" if plan.width > plan.height else "portrait" if plan.height > plan.width else "square"
+    assert got == orientation, plan.reasons
+    assert plan.reasons  # every decision explains itself
+    if "sneakers" in text:  # the implied full-body crop does not decide for a lying figure
+        assert any("lying pose" in r for r in plan.reasons)

@@ -106,6 +106,29 @@ def test_show_json_has_the_targets() -> None:
     assert data["prompt"]["tokens"] == data["prompt"]["tokens_before"] > 20 and data["prompt"]["budget"] == 496
 
 
+def test_show_json_has_the_target_evidence() -> None:
+    text = ("A man stands on the left third, looking to his right (the viewer's left), shown from the waist up. "
+            "Generous negative space sits above him.")
+    data = json.loads(runner.invoke(app, ["show", text, "--json"]).stdout)
+    ev = data["target_evidence"]
+    assert set(ev) >= {"horizontal", "gaze", "crop_level", "people"} and data["enforce_confidence"] == 0.8
+    for key, item in ev.items():
+        assert {"value", "spans", "frame", "confidence", "enforced"} <= set(item), key
+        assert item["value"] == data["targets"][key], key
+        for start, end, section in item["spans"]:
+            assert section == "content" and text[start:end], key  # plan show reads TEXT as the content
+    assert ev["horizontal"]["spans"][0][:2] == [text.index("stands on the left"), text.index(" third")]
+    assert ev["gaze"]["frame"] == "viewer" and ev["gaze"]["enforced"] is True
+    raised = json.loads(runner.invoke(app, ["show", text, "--json", "--set", "vision.enforce_confidence=0.99"]).stdout)
+    assert not any(item["enforced"] for item in raised["target_evidence"].values())
+
+
+def test_show_table_marks_targets_not_enforced() -> None:
+    result = runner.invoke(app, ["show", "A woman in a field. Negative space fills the right side of the frame."])
+    assert result.exit_code == 0, result.output
+    assert "not enforced" in result.output and "horizontal" in result.output
+
+
 def test_show_convention_setting_changes_subject_frame_sides() -> None:
     text = "She faces the camera and looks to her left."
     strict = json.loads(runner.invoke(app, ["show", text, "--json"]).stdout)["targets"]["gaze"]

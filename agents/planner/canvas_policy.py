@@ -30,7 +30,9 @@ are mostly upright).
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,9 +299,10 @@ class CanvasPolicy(BaseModel):
         return self._matcher
 
     def evidence(self, text: str) -> list[Evidence]:
-        """The phrases of this policy present in `text`, with their weights."""
+        """The phrases of this policy present in `text`, with their weights (the `not_cues` of
+        canvas_evidence.json, 'stand out', 'sweeping curve', are taken out first: a cue counts by meaning)."""
         found = []
-        for phrase in self.matcher.find(text):
+        for phrase in self.matcher.find(_without_not_cues(text)):
             effect: Effect = "orientation" if phrase in self.weights else "square"
             weight = self.weights[phrase] if effect == "orientation" else self.damping[phrase]
             found.append(Evidence(phrase=phrase, group=self.groups.get(phrase, ""), effect=effect, weight=weight))
@@ -328,6 +331,9 @@ class CanvasPolicy(BaseModel):
         weak = int(ordinal_index(np.array([score]), np.array(self.tall_cuts), np.array(self.wide_cuts),
                                  self.square_index)[0])
         strong = self.strong_rule(targets)
+        lying = [e.phrase for e in found if e.group == RECLINING_GROUP]
+        if strong is not None and strong.key == "crop_level" and lying:
+            strong = None  # a lying full-body figure is wide: the crop level does not decide, the cues do
         strong_index = self.class_index(strong.aspect) if strong is not None else -1
         index = int(decide_index(np.array([weak]), np.array([strong_index]), self.orientation_codes,
                                  self.prior_index, self.square_index)[0])
@@ -341,6 +347,9 @@ class CanvasPolicy(BaseModel):
         reasons.append(f"weak cues: {push:+.2f} / (1 + {damp:.2f}){per_length} = {score:+.2f}, square band "
                        f"[{low}, {high}] -> {ratio_label(self.classes[weak])}")
         decided_by = None
+        if lying and targets.crop_level is not None and strong is None:
+            reasons.append(f"a lying pose ({lying[0]!r}): the crop level {targets.crop_level} does not decide the "
+                           "canvas")
         if strong is not None:
             decided_by = f"{strong.key}={getattr(targets, strong.key)}"
             said = targets.phrases.get(strong.key, "")
@@ -361,6 +370,23 @@ class CanvasPolicy(BaseModel):
         from portraitcraft.atomic import atomic_write_json
 
         return atomic_write_json(path, self.model_dump(mode="json"))
+
+
+RECLINING_GROUP = "reclining"
+"""The canvas_evidence.json group of lying / reclining poses (see `choose`)."""
+
+
+@cache
+def _not_cues() -> re.Pattern[str] | None:
+    words = load_planner_data(EVIDENCE_FILE).get("not_cues", [])
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(normalise(w)) for w in words) + r")\b")
+
+
+def _without_not_cues(text: str) -> str:
+    pattern = _not_cues()
+    return pattern.sub(" ", normalise(text)) if pattern is not None else text
 
 
 def _reason(e: Evidence) -> str:

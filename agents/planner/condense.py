@@ -1,10 +1,12 @@
 """Fitting a prompt into the text encoder's budget without losing a composition target.
 
 The rules (prompts/planner/condense.json) run offline, in order, until the prompt fits: delete filler words
-from sentences that state no target, drop composition sentences that repeat the content, then drop the
-remaining target-free, non-spatial sentences from the end of the longer section. A sentence that states a
-target (its phrase from agents/planner/targets.py) or a spatial relation is never changed or dropped, so
-the targets read from the condensed text are the targets of the original.
+from sentences that state no target, drop composition sentences that repeat the content, then drop
+composition prose: the most generic first (the fewest of the content description's words), sentences with a
+spatial term after the plain ones; content sentences (subjects, clothing, colours, objects, setting: what
+Track 2's content half is judged on) go only when nothing else is left. A sentence holding a target's
+evidence (its phrase from agents/planner/targets.py) is never changed or dropped, so the targets read from
+the condensed text are the targets of the original. `content_coverage` measures what was kept.
 
 With a configured LLM (`planner.condense = "llm"`), `condense_llm` asks it (prompts/planner/condense.j2) for
 a shorter text and accepts the answer only when it fits and keeps every target; otherwise the rules run.
@@ -62,7 +64,8 @@ def condense_rules() -> CondenseRules:
 class Sentence:
     text: str
     section: str  # "content" | "composition"
-    protected: bool
+    protected: bool  # states a target's evidence: never changed or dropped
+    spatial: bool = False  # makes a spatial statement: dropped after the plain prose, before content
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Condensed:
     composition: str
     dropped: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    """Per dropped sentence its kind: repeat, generic (composition prose with almost no content fact),
+    composition (composition prose that repeats some content), content (a content sentence: the last resort)."""
 
 
 def _content_words(text: str, stopwords: frozenset[str]) -> set[str]:
@@ -126,20 +132,52 @@ def condense_with_rules(
             continue
         if any(len(words & c) / len(words) >= rules.repeat_overlap for c in seen):
             result.dropped.append(s.text)
+            result.kinds.append("repeat")
             s.text = ""
     result.steps.append("repeats")
-    # 3. unprotected sentences from the end of the longer section
-    while not fits(*joined()):
-        c_text, k_text = joined()
-        order = [composition, content] if len(k_text) >= len(c_text) else [content, composition]
-        victim = next((s for sec in order for s in reversed(sec) if s.text and not s.protected), None)
-        if victim is None:
+    # 3. unprotected composition sentences, the most generic first (the fewest content words), then content
+    #    sentences from the end only when nothing else is left: the content facts are what is judged
+    vocab = set().union(*seen) if seen else set()
+    ranked = sorted((s for s in composition if s.text and not s.protected),
+                    key=lambda s: (s.spatial, content_share(s.text, vocab, rules.stopwords), -composition.index(s)))
+    victims = [*ranked, *(s for s in reversed(content) if s.text and not s.protected)]
+    for victim in victims:
+        if fits(*joined()):
             break
+        share = content_share(victim.text, vocab, rules.stopwords)
         result.dropped.append(victim.text)
+        result.kinds.append("content" if victim.section == "content" else
+                            "generic" if share < GENERIC_SHARE else "composition")
         victim.text = ""
     result.steps.append("drop")
     result.content, result.composition = joined()
     return result
+
+
+GENERIC_SHARE = 0.25
+"""A composition sentence with fewer than this share of its content words found in the content description
+is generic prose (it carries no content fact)."""
+
+
+def content_share(text: str, vocab: set[str], stopwords: frozenset[str]) -> float:
+    """The share of `text`'s content words that are in `vocab` (the content description's words)."""
+    words = _content_words(text, stopwords)
+    return len(words & vocab) / len(words) if words else 0.0
+
+
+def content_coverage(content: str, prompt: str) -> float:
+    """The share of the content description's content words (nouns, colours, materials... every non-stopword
+    of 3+ letters) that `prompt` still contains: 1.0 when condensing kept every content fact.
+
+    Example:
+        >>> content_coverage("A woman in a red coat.", "A woman in a coat.")
+        0.667
+    """
+    rules = condense_rules()
+    want = _content_words(content, rules.stopwords)
+    if not want:
+        return 1.0
+    return round(len(want & _content_words(prompt, rules.stopwords)) / len(want), 3)
 
 
 class CondensedText(BaseModel):
@@ -150,8 +188,10 @@ class CondensedText(BaseModel):
 
 
 def same_targets(a: CompositionTargets, b: CompositionTargets) -> bool:
-    """Equal targets, ignoring which words they came from."""
-    return a.model_dump(exclude={"phrases"}) == b.model_dump(exclude={"phrases"})
+    """Equal targets and the same ones enforced, ignoring which words (and offsets) they came from."""
+    keys = [k for k in CompositionTargets.model_fields if k not in ("phrases", "evidence")]
+    return (a.model_dump(exclude={"phrases", "evidence"}) == b.model_dump(exclude={"phrases", "evidence"})
+            and [a.enforced(k) for k in keys] == [b.enforced(k) for k in keys])
 
 
 async def condense_llm(

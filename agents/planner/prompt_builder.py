@@ -17,8 +17,9 @@ any non-ASCII word. On English prose this lands at or slightly above the real co
 warning comes a little early rather than late. When the model's own tokenizer is on disk (a local model
 folder, or the hub cache; nothing is downloaded), `load_token_counter` counts with it instead.
 
-Budget: an over-budget prompt is condensed (agents/planner/condense.py: filler, repeats, then target-free
-sentences; never a target or spatial statement), and `BuiltPrompt` reports the tokens before and after.
+Budget: an over-budget prompt is condensed (agents/planner/condense.py: filler, repeats, generic composition
+prose, spatial composition prose, content last; never a target's evidence), and `BuiltPrompt` reports the
+tokens before and after and the kind of each dropped sentence.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ class BuiltPrompt(BaseModel):
     spatial_sentences: int = Field(0, description="sentences recognised as spatial statements")
     condensed: list[str] = Field(default_factory=list, description="condensing steps applied, in order")
     dropped: list[str] = Field(default_factory=list, description="sentences condensing dropped")
+    dropped_kinds: list[str] = Field(default_factory=list, description="per dropped sentence its kind: repeat, "
+                                     "generic, composition or content (agents/planner/condense.py)")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -267,15 +270,16 @@ class PromptBuilder:
         text = self.render(content, composition)
         before = self.counter.count(text) if tokens_before is None else tokens_before
         tokens = self.counter.count(text)
-        condensed, dropped = list(steps or []), []
+        condensed, dropped, kinds = list(steps or []), [], []
         if tokens > self.max_prompt_tokens and self.condense != "off":
             phrases = _phrases(targets)
-            sections = [[Sentence(s, name, self.is_key(s, phrases)) for s in split_sentences(t)]
+            sections = [[Sentence(s, name, any(p in s for p in phrases), self.is_spatial(s))
+                         for s in split_sentences(t)]
                         for name, t in (("content", content), ("composition", composition))]
             result = condense_with_rules(*sections, fits=self.fits)
             content, composition = result.content, result.composition
             condensed += [f"rules:{step}" for step in result.steps]
-            dropped = result.dropped
+            dropped, kinds = result.dropped, result.kinds
             text = self.render(content, composition)
             tokens = self.counter.count(text)
         warnings = []
@@ -289,7 +293,7 @@ class PromptBuilder:
             )
         return BuiltPrompt(text=text, tokens=tokens, tokens_before=before, budget=self.max_prompt_tokens,
                            counter=self.counter.name, spatial_sentences=n_spatial, condensed=condensed,
-                           dropped=dropped, warnings=warnings)
+                           dropped=dropped, dropped_kinds=kinds, warnings=warnings)
 
 
 def _phrases(targets: CompositionTargets | None, skip: tuple[str, ...] = ()) -> list[str]:

@@ -4,7 +4,7 @@ The targets come from the description (agents/planner/targets.py, read with the 
 convention), the canvas from a canvas policy that reads the same targets (agents/planner/canvas_policy.py:
 the rule policy, or a fitted one named by PlannerConfig.policy), the prompt from the prompt builder
 (agents/planner/prompt_builder.py), fitted into the text encoder's real budget. `plan` calls no model;
-`aplan` may call the configured LLM for the targets (`[vision] targets = "llm"`) and for condensing
+`aplan` may call the configured LLM for the targets (`[vision] targets = "llm" | "hybrid"`) and for condensing
 (`[planner] condense = "llm"`), with the rules as the fallback.
 
 The plan carries no negative prompt: the draft call uses the generator's configured one
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from portraitcraft.agents.planner.canvas_policy import CanvasPolicy, load_policy, rule_policy
 from portraitcraft.agents.planner.condense import condense_llm
 from portraitcraft.agents.planner.prompt_builder import BuiltPrompt, PromptBuilder, TokenCounter, load_token_counter
-from portraitcraft.agents.planner.targets import Convention, extract_targets
+from portraitcraft.agents.planner.targets import DEFAULT_ENFORCE_CONFIDENCE, Convention, extract_targets
 from portraitcraft.config import DiffusionConfig, PlannerConfig, PortraitcraftConfig
 from portraitcraft.errors import PortraitcraftError
 from portraitcraft.schemas import CompositionTargets, Track2Spec
@@ -99,8 +99,10 @@ class Planner:
         seed (int, optional, defaults to 0): the run seed (`run.seed`).
         max_prompt_tokens (int, optional): the backend's budget when `config.max_prompt_tokens` is unset.
         counter (TokenCounter, optional): the model's tokenizer; defaults to the estimate.
-        targets_mode ("rules" | "llm", optional, defaults to "rules"): `[vision] targets`; "llm" is used by
-            `aplan` when it is given an endpoint.
+        targets_mode ("rules" | "llm" | "hybrid", optional): `[vision] targets`; "llm" and "hybrid" are used by
+            `aplan` when it is given an endpoint; unset = hybrid with an endpoint, else rules.
+        enforce_confidence (float, optional, defaults to 0.8): `[vision] enforce_confidence`: the confidence a
+            target needs to be enforced by the critic.
 
     Example:
         >>> spec = Track2Spec(image_path="a.jpg", content="A full-body shot of a dancer.", composition="")
@@ -117,13 +119,15 @@ class Planner:
         seed: int = 0,
         max_prompt_tokens: int | None = None,
         counter: TokenCounter | None = None,
-        targets_mode: Literal["rules", "llm"] = "rules",
+        targets_mode: Literal["rules", "llm", "hybrid"] | None = None,
+        enforce_confidence: float = DEFAULT_ENFORCE_CONFIDENCE,
     ) -> None:
         self.config = config or PlannerConfig()
         self.policy = policy or policy_from_config(self.config)
         self.builder = PromptBuilder.from_config(self.config, max_prompt_tokens=max_prompt_tokens, counter=counter)
         self.seed = seed
         self.targets_mode = targets_mode
+        self.enforce_confidence = enforce_confidence
         self.convention: Convention = self.config.convention or self.policy.reading_convention or "strict"
 
     @classmethod
@@ -131,11 +135,14 @@ class Planner:
         """A planner wired from the whole config: the planner section, run.seed, the generator's real token
         budget and tokenizer (when on disk), and `[vision] targets`."""
         return cls(config.planner, seed=config.run.seed, max_prompt_tokens=backend_token_budget(config.generator),
-                   counter=load_token_counter(config.generator.model), targets_mode=config.vision.targets)
+                   counter=load_token_counter(config.generator.model), targets_mode=config.vision.targets,
+                   enforce_confidence=config.vision.enforce_confidence)
 
     def targets(self, spec: Track2Spec) -> CompositionTargets:
-        """The item's composition targets by the rules (the planner's convention)."""
-        return extract_targets(spec.content, spec.composition, convention=self.convention)
+        """The item's composition targets by the rules (the planner's convention as the prior for ambiguous
+        frames), each with its evidence and whether it is enforced."""
+        return extract_targets(spec.content, spec.composition, convention=self.convention,
+                               enforce_confidence=self.enforce_confidence)
 
     def plan(self, spec: Track2Spec) -> Plan:
         """Plan one item with the rules (pure and fast: no model call)."""
@@ -147,13 +154,16 @@ class Planner:
         (`condense` "llm") when given; any failure of the LLM falls back to the rules, with a warning."""
         notes: list[str] = []
         targets = self.targets(spec)
-        if vlm is not None and self.targets_mode == "llm":
-            from portraitcraft.agents.planner.targets_llm import extract_targets_llm
+        mode = self.targets_mode or ("hybrid" if vlm is not None else "rules")
+        if vlm is not None and mode in ("llm", "hybrid"):
+            from portraitcraft.agents.planner.targets_llm import extract_targets_llm, merge_targets
 
             try:
-                targets = await extract_targets_llm(vlm, spec.content, spec.composition, convention=self.convention)
+                answer = await extract_targets_llm(vlm, spec.content, spec.composition)
             except PortraitcraftError as exc:
                 notes.append(f"LLM targets failed ({exc}); the rule extractor's are used")
+            else:
+                targets = merge_targets(targets, answer, mode=mode, enforce_confidence=self.enforce_confidence)
         built = await self._abuild(spec, targets, vlm, notes)
         plan = self._plan(spec, targets, built)
         for note in notes:

@@ -8,16 +8,21 @@ module only runs them. Per statement it finds the value, the reference frame, ne
 - body-part phrases of the subject's own frame ("her left hand") are masked: they are never placements;
 - a statement preceded in its clause by a negator ("not centered", "no negative space", "rather than facing
   the camera") is dropped; a hedge ("slightly", "appears to") lowers its weight but keeps it;
-- a side stated in the subject's frame ("to her left") is converted to the viewer's frame by the
-  convention: `strict` (the linguistic reading: the left of a subject facing the camera is the viewer's
-  right; the same side when the subject has their back to the camera), `loose` (the side as the viewer sees
-  it, as many benchmark descriptions use it). An explicit parenthetical ("(the viewer's left)") wins;
+- frames per statement: explicit viewer-frame words ("(the viewer's left)", "of the frame") settle a
+  statement; a side said in the subject's frame ("to her left") takes the reading the same text settles for
+  the same key (a viewer-frame statement of it), else the one it settles for another key, else it is
+  ambiguous: its value comes from the convention (`strict`: the left of a subject facing the camera is the
+  viewer's right; `loose`: the viewer's left) and it is never enforced;
 - placement statements count only when they are about the person (the nearest known noun before them in
   their clause is a subject term: "a window on the left" is not a placement), and never where a gaze or
   facing statement already explains the words ("she is looking to the left");
-- per target the value with the largest summed weight wins (ties: the earliest); people count: an explicit
-  number or pair wins, a crowd or group without a number leaves it unknown, else the distinct singular
-  people introduced ("a woman ... a child") are counted.
+- per target, explicit statements decide (agreeing ones raise the confidence; disagreeing ones give no
+  value and a recorded conflict), then ambiguous-frame ones, then implied ones (negative space on one side,
+  worn footwear): every target carries `TargetEvidence` (spans into the original content / composition,
+  frame, confidence, enforced, the patterns that read it, what was set aside), enforced at or above
+  `enforce_confidence`; with several people a placement / gaze / implied crop that may be one person's is
+  capped below it. People: an explicit number or pair wins, a crowd or group without a number leaves it
+  unknown, else the distinct singular people introduced ("a woman ... a child") are counted.
 
 Directions in the result are in the VIEWER's frame, like everything in portraitcraft.schemas.
 """
@@ -30,7 +35,7 @@ from functools import cache
 from typing import Any, Literal
 
 from portraitcraft.agents.planner.plan_keywords import PlannerDataError, load_planner_data
-from portraitcraft.schemas import CompositionTargets
+from portraitcraft.schemas import CompositionTargets, TargetEvidence, TargetFrame, TextSection
 
 TARGETS_FILE = "targets.json"
 KEYS = ("horizontal", "vertical", "crop_level", "facing", "gaze", "orientation", "people")
@@ -41,6 +46,8 @@ _OPPOSITE = {"left": "right", "right": "left"}
 _WORD = re.compile(r"[a-z0-9']+")
 _PLACEMENT_KEYS = ("horizontal", "vertical")
 _DIRECTION_KEYS = ("gaze", "facing")
+_OBJECT_PRONOUNS = frozenset({"her", "his", "their", "them", "him"})
+_PREPOSITION = re.compile(r"\b(?:of|with|on|in|at|by|to|from|behind|around|above|below|beside|under|over|across) $")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,9 @@ class Rule:
     invert: bool = False
     singular: bool = False
     sides: dict[str, str] = field(default_factory=dict)
+    implied: bool = False
+    index: int = 0
+    confidence: float | None = None
 
 
 @dataclass
@@ -72,6 +82,11 @@ class Statement:
     negated: bool = False
     side_as_said: str | None = None
     noun: str | None = None
+    rule: int = -1
+    implied: bool = False
+    span: tuple[int, int] = (0, 0)
+    confidence: float | None = None
+    predicative: bool = False  # "she is a dancer": counted only when no one else is introduced
 
 
 @dataclass
@@ -157,7 +172,9 @@ def lexicon() -> Lexicon:
             rules.append(Rule(key=r["key"], value=str(r["value"]), strength=float(r.get("strength", 1.0)),
                               regex=regex, subject=bool(r.get("subject", False)),
                               invert=bool(r.get("invert", False)), singular=bool(r.get("singular", False)),
-                              sides=dict(r.get("sides", {}))))
+                              sides=dict(r.get("sides", {})),
+                              implied=bool(r.get("implied", r.get("invert", False))), index=i,
+                              confidence=float(r["confidence"]) if "confidence" in r else None))
         subject_terms = [t.lower() for t in data["subject_terms"]]
         all_terms = subject_terms + [t.lower() for t in data["object_terms"]]
         return Lexicon(
@@ -298,7 +315,8 @@ class _Reader:
     def _heads(self, lo: int, hi: int) -> list[re.Match[str]]:
         """Known nouns in [lo, hi) that head their phrase (not the 'table' of 'the head of the table')."""
         return [m for m in self.lex.terms.finditer(self.norm, lo, hi)
-                if not any(self.norm.endswith(p, 0, m.start()) for p in self.lex.modifier_prefixes)]
+                if not any(self.norm.endswith(p, 0, m.start()) for p in self.lex.modifier_prefixes)
+                and not (m.group() in _OBJECT_PRONOUNS and _PREPOSITION.search(self.norm, 0, m.start()))]
 
     def hedged(self, start: int, end: int) -> bool:
         words = self.window(start, self.lex.hedge_window) + _WORD.findall(self.norm[start:end])
@@ -309,6 +327,9 @@ class _Reader:
         """Whether the statement is about the person: nearest known noun before it in its clause, else in its
         sentence, else the first after it in its sentence. None when the sentence names nothing known."""
         lo, hi = self.sentence_of(start)
+        right_after = self.lex.terms.match(self.norm, end + 1) if self.norm[end : end + 1] == " " else None
+        if right_after is not None and right_after.group() in self.lex.subject_terms:
+            return True  # an adjectival statement before its noun: "the centrally placed subjects"
         clause = self.clause_start(start)
         before = self._heads(lo, start)
         in_clause = [m for m in before if m.start() >= clause]
@@ -404,16 +425,18 @@ def read_statements(text: str, convention: Convention = "strict") -> tuple[list[
             if rule.subject and reader.actor_is_subject(where, end) is False:
                 continue
             noun = m.group("noun") if "noun" in m.re.groupindex else None
+            copula = False
             if rule.singular:
                 before = _words_before(masked, reader.sentence_of(start)[0], start, 1)
-                if before and before[0] in lex.copulas:
-                    continue
+                copula = bool(before and before[0] in lex.copulas)
             hedged = reader.hedged(start, end)
             weight = rule.strength * (lex.hedge_factor if hedged else 1.0)
-            phrase = text[index[start] : index[end - 1] + 1]
+            span = (index[start], index[end - 1] + 1)
+            phrase = text[span[0] : span[1]]
             found.append(Statement(key=rule.key, value=value, phrase=phrase, start=start, end=end, weight=weight,
                                    frame=frame, hedged=hedged, negated=reader.negated(start),
-                                   side_as_said=said, noun=noun))
+                                   side_as_said=said, noun=noun, rule=rule.index, implied=rule.implied,
+                                   span=span, confidence=rule.confidence, predicative=copula))
     return _deduplicate(found), facing_away
 
 
@@ -451,55 +474,225 @@ def _decide_people(statements: list[Statement]) -> tuple[int | None, str | None]
         return (int(value), s.phrase) if value is not None and s is not None else (None, None)
     if any(s.value == "many" for s in statements):
         return None, None
-    singles = [s for s in statements if s.noun is not None]
+    singles = [s for s in statements if s.noun is not None and not s.predicative]
+    singles = singles or [s for s in statements if s.noun is not None][:1]  # "the subject is a young woman"
     if not singles:
         return None, None
     nouns = list(dict.fromkeys(s.noun for s in singles))
     return len(nouns), "; ".join(dict.fromkeys(s.phrase for s in singles))
 
 
-def extract(content: str, composition: str = "", *, convention: Convention = "strict") -> Extraction:
-    """The targets of a description with the statements behind them (see the module doc).
+DEFAULT_ENFORCE_CONFIDENCE = 0.8
+"""The confidence a target needs to be enforced by the critic (`[vision] enforce_confidence`'s default, chosen
+on the real dev set for precision: benchmarks/targets.py --real)."""
+CONFIDENCE = {"explicit": 0.9, "weak": 0.85, "hedged": 0.05, "agree": 0.03, "implied": 0.6, "ambiguous": 0.5,
+              "count": 0.95, "counted_one": 0.85, "counted_many": 0.7}
+"""How sure a statement makes a target: an explicit subject statement (rule strength 1; weaker rules 'weak',
+a hedge takes 'hedged' off, each further agreeing statement adds 'agree'), a value only implied by another
+object (negative space on one side), a bare subject-frame side nothing settles; people: a stated count, or
+the people counted from the subject noun phrases."""
+
+
+@dataclass
+class _Read:
+    """One live statement with its frame resolved for this text."""
+
+    s: Statement
+    value: str
+    frame: TargetFrame
+
+
+def _settle(statements: list[Statement]) -> list[_Read]:
+    """Frames per statement: a side said in the subject's frame takes the reading the same text settles for
+    the same key elsewhere (a viewer-frame statement of that key); else the reading settled for another key;
+    else it is ambiguous (its value stays the convention's)."""
+    direct = [s for s in statements if s.side_as_said in _OPPOSITE and s.frame != "subject" and not s.implied]
+    readings: dict[str, str] = {}
+    for s in statements:
+        if s.frame != "subject" or s.side_as_said not in _OPPOSITE:
+            continue
+        seen = {d.value for d in direct if d.key == s.key}
+        if len(seen) == 1:
+            readings[s.key] = "loose" if seen == {s.side_as_said} else "strict"
+    text_reading = next(iter(set(readings.values()))) if len(set(readings.values())) == 1 else None
+    out = []
+    for s in statements:
+        if s.frame != "subject" or s.side_as_said not in _OPPOSITE:
+            out.append(_Read(s, s.value, "viewer"))
+            continue
+        reading = readings.get(s.key) or text_reading
+        if reading is None:
+            out.append(_Read(s, s.value, "ambiguous"))
+            continue
+        said = s.side_as_said
+        value = said if reading == "loose" else _OPPOSITE[said]
+        out.append(_Read(s, value, "subject"))
+    return out
+
+
+def _confidence(r: _Read) -> float:
+    if r.frame == "ambiguous":
+        return CONFIDENCE["ambiguous"]
+    if r.s.implied:
+        base = r.s.confidence if r.s.confidence is not None else CONFIDENCE["implied"]
+        return base - (CONFIDENCE["hedged"] if r.s.hedged else 0.0)
+    base = CONFIDENCE["explicit"] if r.s.weight >= 1.0 or (r.s.hedged and r.s.weight >= 0.69) else CONFIDENCE["weak"]
+    return base - (CONFIDENCE["hedged"] if r.s.hedged else 0.0)
+
+
+def _spans(reads: list[_Read], cut: tuple[int, int, int]) -> list[tuple[int, int, TextSection]]:
+    """Offsets into the original content / composition of each statement's words."""
+    lead_c, len_c, lead_k = cut
+    out: list[tuple[int, int, TextSection]] = []
+    for r in sorted(reads, key=lambda r: r.s.span):
+        a, b = r.s.span
+        if a < len_c:
+            out.append((a + lead_c, b + lead_c, "content"))
+        else:
+            shift = len_c + 2 if len_c else 0
+            out.append((a - shift + lead_k, b - shift + lead_k, "composition"))
+    return out
+
+
+def _source(reads: list[_Read]) -> str:
+    return "rules: " + ", ".join(f"{r.s.key} pattern {r.s.rule}" for r in reads)
+
+
+def _decide_key(key: str, reads: list[_Read], cut: tuple[int, int, int],
+                threshold: float) -> tuple[Any, TargetEvidence | None, str | None]:
+    """(value, evidence, phrase) of one placement/direction/crop key from its resolved statements."""
+    if not reads:
+        return None, None, None
+    explicit = [r for r in reads if not r.s.implied and r.frame != "ambiguous"]
+    ambiguous = [r for r in reads if not r.s.implied and r.frame == "ambiguous"]
+    implied = [r for r in reads if r.s.implied]
+    for group, frame in ((explicit, None), (ambiguous, "ambiguous"), (implied, None)):
+        if not group:
+            continue
+        values = list(dict.fromkeys(r.value for r in group))
+        if len(values) > 1:
+            note = "conflict: " + "; ".join(
+                f"{v} ({', '.join(repr(r.s.phrase) for r in group if r.value == v)})" for v in values)
+            return None, TargetEvidence(value=None, spans=_spans(group, cut), frame=frame or "viewer",
+                                        confidence=0.0, enforced=False, source=_source(group), note=note), None
+        value = values[0]
+        conf = max(_confidence(r) for r in group) + CONFIDENCE["agree"] * (len(group) - 1)
+        conf = round(min(0.99, conf), 3)
+        set_aside = [r for r in reads if r not in group and r.value != value]
+        note = ("set aside: " + "; ".join(f"{r.value} ({r.s.phrase!r}, {'implied' if r.s.implied else r.frame})"
+                                          for r in set_aside)) if set_aside else ""
+        frame_of = frame or ("ambiguous" if any(r.frame == "ambiguous" for r in group) else
+                             "subject" if any(r.frame == "subject" for r in group) else "viewer")
+        best = max(group, key=lambda r: (_confidence(r), -r.s.start))
+        ev = TargetEvidence(value=value, spans=_spans(group, cut), frame=frame_of, confidence=conf,
+                            enforced=conf >= threshold and frame_of != "ambiguous", source=_source(group), note=note)
+        return value, ev, best.s.phrase
+    return None, None, None
+
+
+_GROUP_WORDS = re.compile(r"\b(?:subjects|couple|pair|family|group|figures|people|duo|trio|both|they|"
+                          r"friends|children|siblings|the two|the three)\b")
+GROUP_PLACEMENT_CAP = 0.75
+"""With two or more people, a target that may be one person's (`GROUP_CAPPED`) is capped here."""
+
+
+def _clause_around(text: str, start: int, end: int) -> str:
+    """The words of `text[start:end]`'s clause (between the nearest , ; : . ( ) around it)."""
+    lo = max((text.rfind(c, 0, start) for c in ",;:.()"), default=-1) + 1
+    ends = [i for i in (text.find(c, end) for c in ",;:.()") if i >= 0]
+    return text[lo : min(ends) if ends else len(text)]
+
+
+GROUP_CAPPED = ("horizontal", "gaze", "crop_level")
+"""With two or more people these may be about one of them: a placement or a gaze not worded about the group,
+a crop only implied by someone's footwear."""
+
+
+def _group_placement(values: dict[str, Any], evidence: dict[str, TargetEvidence], reads: list[_Read], text: str,
+                     threshold: float) -> None:
+    people = values.get("people")
+    if not isinstance(people, int) or people < 2:
+        return
+    for key in GROUP_CAPPED:
+        ev = evidence.get(key)
+        if ev is None or ev.value is None:
+            continue
+        used = [r for r in reads if r.s.key == key and r.value == ev.value]
+        if key == "crop_level":
+            if not all(r.s.implied for r in used):
+                continue
+        elif any(_GROUP_WORDS.search(_clause_around(text, *r.s.span).lower()) for r in used):
+            continue
+        conf = min(ev.confidence, GROUP_PLACEMENT_CAP)
+        note = "; ".join(n for n in (ev.note, f"{people} people: it may be one person's") if n)
+        evidence[key] = ev.model_copy(update={"confidence": conf, "enforced": conf >= threshold, "note": note})
+
+
+def extract(content: str, composition: str = "", *, convention: Convention = "strict",
+            enforce_confidence: float = DEFAULT_ENFORCE_CONFIDENCE) -> Extraction:
+    """The targets of a description with the statements and the evidence behind them (see the module doc).
 
     Args:
         content (str): the content description.
         composition (str): the composition analysis (may be empty).
-        convention ("strict" | "loose"): how a side said in the subject's frame maps to the viewer's.
+        convention ("strict" | "loose"): the prior for a subject-frame side the text does not settle.
+        enforce_confidence (float, optional, defaults to 0.8): a target at least this confident is enforced.
     """
     if convention not in ("strict", "loose"):
         raise ValueError(f"convention must be 'strict' or 'loose', got {convention!r}")
-    text = "\n\n".join(t.strip() for t in (content, composition) if t and t.strip())
+    parts = [t for t in (content or "", composition or "")]
+    stripped = [t.strip() for t in parts]
+    text = "\n\n".join(t for t in stripped if t)
+    cut = (parts[0].find(stripped[0]) if stripped[0] else 0, len(stripped[0]),
+           parts[1].find(stripped[1]) if stripped[1] else 0)
     statements, facing_away = read_statements(text, convention)
     live = [s for s in statements if not s.negated]
+    reads = _settle(live)
     values: dict[str, Any] = {}
     phrases: dict[str, str] = {}
+    evidence: dict[str, TargetEvidence] = {}
     for key in KEYS:
+        mine = [s for s in live if s.key == key]
         if key == "people":
-            count, phrase = _decide_people([s for s in live if s.key == "people"])
+            count, phrase = _decide_people(mine)
             if count is not None and phrase is not None:
-                values["people"], phrases["people"] = count, phrase
+                explicit = any(s.value.isdigit() and s.noun is None for s in mine)
+                conf = CONFIDENCE["count"] if explicit else (
+                    CONFIDENCE["counted_one"] if count == 1 else CONFIDENCE["counted_many"])
+                used = [_Read(s, s.value, "viewer") for s in mine if s.phrase in phrase.split("; ")]
+                values[key], phrases[key] = count, phrase
+                evidence[key] = TargetEvidence(value=count, spans=_spans(used, cut), frame="viewer", confidence=conf,
+                                               enforced=conf >= enforce_confidence, source=_source(used))
             continue
-        value, best = _decide([s for s in live if s.key == key])
-        if value is not None and best is not None:
-            values[key], phrases[key] = value, best.phrase
-    targets = CompositionTargets(**values, phrases=phrases)
+        value, ev, phrase = _decide_key(key, [r for r in reads if r.s.key == key], cut, enforce_confidence)
+        if ev is not None:
+            evidence[key] = ev
+        if value is not None and phrase is not None:
+            values[key], phrases[key] = value, phrase
+    _group_placement(values, evidence, reads, text, enforce_confidence)
+    targets = CompositionTargets(**values, phrases=phrases, evidence=evidence)
     return Extraction(targets=targets, statements=statements, convention=convention, facing_away=facing_away)
 
 
-def extract_targets(content: str, composition: str, *, convention: Convention = "strict") -> CompositionTargets:
-    """What a description demands as CompositionTargets (viewer's frame; None where the text is silent).
+def extract_targets(content: str, composition: str, *, convention: Convention = "strict",
+                    enforce_confidence: float = DEFAULT_ENFORCE_CONFIDENCE) -> CompositionTargets:
+    """What a description demands as CompositionTargets (viewer's frame; None where the text is silent), with
+    per key its evidence (spans, frame, confidence, enforced).
 
     Args:
         content (str): the content description.
         composition (str): the composition analysis (may be empty).
-        convention ("strict" | "loose", optional, defaults to "strict"): how "her left" is read: strict = the
-            left of a subject facing the camera is the viewer's right; loose = the viewer's left.
+        convention ("strict" | "loose", optional, defaults to "strict"): the prior for a bare "her left" the
+            text settles nowhere: strict = the left of a subject facing the camera is the viewer's right;
+            loose = the viewer's left. Such a target is ambiguous and never enforced.
+        enforce_confidence (float, optional, defaults to 0.8): the confidence a target needs to be enforced.
 
     Example:
         >>> t = extract_targets("A woman looks to her left.", "She is placed on the right third.")
-        >>> t.gaze, t.horizontal, t.people
-        ('right', 'right', 1)
-        >>> extract_targets("A woman looks to her left.", "", convention="loose").gaze
-        'left'
+        >>> t.gaze, t.evidence["gaze"].frame, t.enforced("gaze"), t.horizontal, t.people
+        ('right', 'ambiguous', False, 'right', 1)
+        >>> t = extract_targets("She looks off-camera to her left.", "Her gaze leads to the left edge of the frame.")
+        >>> t.gaze, t.evidence["gaze"].frame, t.enforced("gaze")
+        ('left', 'subject', True)
     """
-    return extract(content, composition, convention=convention).targets
+    return extract(content, composition, convention=convention, enforce_confidence=enforce_confidence).targets
