@@ -213,8 +213,8 @@ class Editor:
         if self.can_reframe and used and all((f.source == "geometry" and f.rule in self.reframeable)
                                              or (mirror and f.rule in MIRRORABLE) for f in used) and \
                 not self._reframe_failed_on(last):
-            goal = {"horizontal": targets.horizontal, "vertical": targets.vertical, "orientation": targets.orientation,
-                    "mirror": mirror}
+            goal = {k: getattr(targets, k) if targets.enforced(k) else None  # never steer by an unenforced target
+                    for k in ("horizontal", "vertical", "orientation")} | {"mirror": mirror}
             why = ("a mirror image fixes the left/right facing or gaze (text and the subject's own sides mirror "
                    "too), a crop the rest") if mirror else "every detected finding is one a crop can fix"
             return EditPlan("reframe", instruction, k, why, rules=rules, dropped=dropped, reframe=goal)

@@ -44,7 +44,7 @@ def stop_verdict(*, strategy: str, passed: bool, corrections: int, max_rounds: i
 
 async def plan(state: GenerateState, runtime: Runtime[GenerateContext]) -> Command[Literal["draft", "finalize"]]:
     try:
-        update = steps.plan_item(state, runtime.context)
+        update = await steps.plan_item(state, runtime.context)
     except ITEM_ERRORS as exc:
         return Command(update=steps.failure_update(exc), goto="finalize")
     return Command(update=update, goto="draft")

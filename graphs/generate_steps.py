@@ -72,11 +72,15 @@ def abs_path(ctx: GenerateContext, rel: str) -> str:
     return str(ctx.run.root / rel)
 
 
-def plan_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+async def plan_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
+    """Canvas, targets and prompt. With `[vision] targets = "llm" | "hybrid"` and a critic endpoint, the targets
+    are read by that model too (quotes checked against the text, cross-checked with the rules)."""
     spec = spec_of(state)
     if not spec.content.strip() and not spec.composition.strip():
         raise InputError(f"item {spec.id}: the description is empty (no content and no composition)")
-    plan = ctx.planner.plan(spec)
+    vlm = ctx.critic.vlm if ctx.cfg.vision.targets in ("llm", "hybrid") else None
+    aplan = getattr(ctx.planner, "aplan", None)
+    plan = await aplan(spec, vlm) if vlm is not None and aplan is not None else ctx.planner.plan(spec)
     targets = ctx.targets_of(spec, plan)
     return {"plan": {"width": plan.width, "height": plan.height, "prompt": plan.prompt, "seed": plan.seed,
                      "reasons": list(getattr(plan, "reasons", []))},
