@@ -79,3 +79,18 @@ def test_a_mirror_fixes_an_opposite_facing_unless_it_breaks_another_side() -> No
     crop_only = editor.decide([round_([f("horizontal", "geometry", expected="center", measured="left")])], t,
                               prompt="p")
     assert crop_only.reframe["mirror"] is False
+
+
+def test_the_reframe_goal_never_steers_by_an_unenforced_target() -> None:
+    """An implied placement (shown, not enforced) must not travel into a crop made for another finding."""
+    from portraitcraft.schemas import TargetEvidence
+
+    editor = Editor(LoopConfig(), 0.5, reframeable=frozenset({"horizontal", "vertical"}))
+    implied = TargetEvidence(value="left", confidence=0.5, enforced=False, source="implied by negative space")
+    t = CompositionTargets(horizontal="left", vertical="upper", evidence={"horizontal": implied})
+    plan = editor.decide([round_([f("vertical", "geometry", expected="upper", measured="lower")])], t, prompt="p")
+    assert plan.action == "reframe" and plan.reframe["vertical"] == "upper" and plan.reframe["horizontal"] is None
+    enforced = CompositionTargets(horizontal="left", vertical="upper")
+    plan = editor.decide([round_([f("vertical", "geometry", expected="upper", measured="lower")])], enforced,
+                         prompt="p")
+    assert plan.reframe["horizontal"] == "left"
