@@ -13,6 +13,7 @@ from typing import Any
 import typer
 import typer.main
 from rich.console import Console
+from rich.markup import escape
 
 from portraitcraft.errors import PortraitcraftError
 
@@ -110,7 +111,7 @@ def main() -> None:
     except PortraitcraftError as exc:
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click): usage line, exit 2
         exc.show()  # type: ignore[attr-defined]
@@ -127,7 +128,8 @@ def main() -> None:
     except Exception as exc:  # anything unexpected is a bug: one line, exit 1
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the "
+                          "traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(1)
     # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None);
