@@ -13,7 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_DONE,
+    EXIT_SOME_FAILED,
+    ConfigOption,
+    SetOption,
+    config_from_cli,
+    console,
+    print_json,
+)
 from portraitcraft.errors import DataError, InputError
 
 app = typer.Typer(no_args_is_help=True)
@@ -70,12 +79,8 @@ def track1(
     _print_notes("prediction", report.prediction_problems)
 
 
-EXIT_NOTHING_SCORED = 3
+EXIT_NOTHING_SCORED = EXIT_NOTHING_DONE
 """`eval track2`: no image could be scored (every item failed, or there were none)."""
-EXIT_SOME_FAILED = 4
-"""`eval track2 --strict`: some images failed (the scores of the others are still printed and written)."""
-EXIT_INTERRUPTED = 130
-"""Ctrl-C: the finished images are kept (`--out`), the rest are not judged."""
 
 
 @app.command("track2")
@@ -97,11 +102,14 @@ def track2(
     """
     import asyncio
 
+    from portraitcraft.atomic import check_output_file
     from portraitcraft.data import detect_kind, parse_items, read_records
     from portraitcraft.eval.track2 import ImageScore, read_human_scores, summarise, write_scores_csv
 
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
+    if out is not None:
+        check_output_file(out)  # before any judge call
     cfg = config_from_cli(config, sets)
     records = read_records(items)
     try:

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, print_json
+from portraitcraft.cli.common import (
+    EXIT_NOTHING_DONE,
+    EXIT_SOME_FAILED,
+    ConfigOption,
+    SetOption,
+    config_from_cli,
+    print_json,
+)
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
@@ -39,8 +46,14 @@ def generate(
     group: int | None = typer.Option(None, "--group", min=2, max=64, help="Draw G independent candidates per item "
                                      "and score them with within-group rewards (NaSPO pairs in pairs.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
+    strict: bool = typer.Option(False, "--strict", help=f"Exit {EXIT_SOME_FAILED} when any item failed (the "
+                                "finished ones are still written)."),
 ) -> None:
-    """Draw, critique against the rules and the geometric critic, correct until the critic passes."""
+    """Draw, critique against the rules and the geometric critic, correct until the critic passes.
+
+    Exit codes (as `eval track2`): 0 items finished; 2 bad input or usage (nothing run); 3 no item finished;
+    4 some items failed and --strict was given; 130 interrupted (--resume continues).
+    """
     from portraitcraft.graphs.generate_report import write_report
     from portraitcraft.runs import RunFolder
 
@@ -71,7 +84,13 @@ def generate(
         print_json(summary)
     else:
         err.print(summary_table(summary))
-        err.print(f"run folder: {run.root}   report: {report}")
+        err.print(f"run folder: {run.root}   report: {report}", markup=False, highlight=False)
+    if not summary.get("n_done"):
+        err.print(f"nothing finished: {summary.get('n_failed', 0)} of {summary.get('n_items', 0)} item(s) failed "
+                  f"(see {run.root / 'results.jsonl'})", markup=False, highlight=False)
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    if strict and summary.get("n_failed"):
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
@@ -100,7 +119,27 @@ def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
         problems = []
     if limit is not None:
         specs, problems = specs[:limit], problems[: max(0, limit - len(specs))]
+    check_unique_ids(input_file, specs, problems)
     return specs, problems
+
+
+def check_unique_ids(input_file: Path, specs: list[Any], problems: list[Any]) -> None:
+    """Two items with one id (`images_00/x.jpg` and `x.jpg`, or `x.jpg` and `x.png`) would share a results row
+    and a graph thread, and one would be lost: a bad input named before any work (exit 2)."""
+    from portraitcraft.graphs.generate_run import problem_row
+
+    owners: dict[str, list[str]] = {}
+    for spec in specs:
+        owners.setdefault(spec.id, []).append(spec.image_path)
+    clashes = [f"id {i!r}: {', '.join(paths)}" for i, paths in owners.items() if len(paths) > 1]
+    for problem in problems:
+        row_id = problem_row(problem)["id"]
+        if row_id in owners or problem.problem.startswith("duplicate of item"):
+            clashes.append(f"{problem} (its id {row_id!r} is also item {', '.join(owners.get(row_id, ['?']))})")
+    if clashes:
+        shown = "\n".join(clashes[:20]) + (f"\n... and {len(clashes) - 20} more" if len(clashes) > 20 else "")
+        raise InputError(f"{input_file}: {len(clashes)} item(s) share an id with another item (the same image_path "
+                         f"basename or stem); give each a distinct image_path or id:\n{shown}")
 
 
 class Board:
