@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from portraitcraft.cli.common import (
@@ -37,7 +38,7 @@ def _fmt(value: Any) -> str:
 
 def _print_notes(title: str, lines: list[str], limit: int = 20) -> None:
     for line in lines[:limit]:
-        console.print(f"[yellow]{title}:[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{title}:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     if len(lines) > limit:
         console.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - limit} more (see --json)")
 
@@ -129,7 +130,8 @@ def track2(
         if out and kept:
             write_scores_csv(kept, out)
             where = f"; their scores are in {out}"
-        err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", highlight=False)
+        err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", markup=False,
+                          highlight=False)
 
     try:
         scores = asyncio.run(_judge(cfg, parsed.items, images, progress, finished.__setitem__))

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
@@ -71,6 +72,6 @@ def mine(
             table.add_row(m["id"], m["title"], str(m["count"]), f"{m['frequency']:.0%}", m["geometry"] or "-")
         console.print(table)
         for error in summary.errors:
-            console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
-        console.print(f"rules: {summary.rules_dir}")
+            console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
+        console.print(f"rules: {summary.rules_dir}", markup=False, highlight=False)
     raise typer.Exit(0 if summary.n_done else 1)

@@ -83,7 +83,13 @@ def _tidy_help(command: Any) -> None:
     """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`), and a
     repeatable option shows its value's name (`--ids ID`), not `<list[str]>`."""
     help_option = command.get_help_option(typer.Context(command))  # created once and cached by click
+    if getattr(command, "help", None) and not getattr(command, "_markup_escaped", False):
+        command.help = escape(command.help)  # help is plain text: `[default: ...]` is not rich markup
+        command._markup_escaped = True
     for param in [*command.params, help_option]:
+        if getattr(param, "help", None) and not getattr(param, "_markup_escaped", False):
+            param.help = escape(param.help)
+            param._markup_escaped = True
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         elif getattr(param, "multiple", False) and param.metavar is None and getattr(param, "opts", None):

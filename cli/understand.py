@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
@@ -143,7 +144,7 @@ def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 def _print_failures(outcomes: Sequence[ItemOutcome], limit: int = 20) -> list[str]:
     failed = [f"{o.item['image_path']}: {o.state.get('error')}" for o in outcomes if o.status != "finished"]
     for line in failed[:limit]:
-        err_console.print(f"[red]failed:[/red] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]failed:[/red] {escape(str(line))}", highlight=False, soft_wrap=True)
     if len(failed) > limit:
         err_console.print(f"[red]failed:[/red] ... and {len(failed) - limit} more (see the votes file)")
     return failed
@@ -176,8 +177,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Answer every test item over the configured views, vote, and write the official submission zip."""
-    from portraitcraft.atomic import atomic_write_json
+    from portraitcraft.atomic import atomic_write_json, check_output_file, check_output_folder
     from portraitcraft.data import detect_kind, load, read_records
+    from portraitcraft.runs import lock_run_folder
     from portraitcraft.schemas import ATTRIBUTES, Track1Prediction
     from portraitcraft.submission import write_track1_submission
 
@@ -196,6 +198,9 @@ def run(
     ]
     run_dir = run_dir or out.parent / f"{out.stem}_run"
     votes = votes or out.with_name(f"{out.stem}.votes.jsonl")
+    check_output_file(out)  # every output checked before any VLM call
+    check_output_file(votes, "--votes")
+    lock_run_folder(check_output_folder(run_dir, "--run-dir"))
     context, client, run_fp = _build(cfg, calibration)
     outcomes = asyncio.run(_run_graph(items, context, client, run_dir=run_dir, run_fingerprint=run_fp,
                                       concurrency=cfg.run.concurrency, progress=progress))
@@ -258,7 +263,7 @@ def calibrate(
 
     rows, problems = join_rows(read_records(votes), read_records(gt))
     for line in problems[:20]:
-        err_console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     cal = fit_calibration(rows, holdout=holdout, seed=seed)
     cal.report["n_skipped"] = len(problems)
     cal.save(out)
@@ -311,7 +316,7 @@ def export_sft(
             continue
         records.append(sft_record(item, str(Path(image).resolve()), cfg.assessor, fmt))  # type: ignore[arg-type]
     for line in problems[:20]:
-        err_console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     if not records:
         raise InputError(f"{train}: no item could be exported ({len(problems)} problem(s))")
     out.mkdir(parents=True, exist_ok=True)
@@ -326,7 +331,8 @@ def export_sft(
     if as_json:
         print_json(summary)
     else:
-        console.print(f"wrote {len(records)} {fmt} record(s) to {path} ({len(problems)} skipped)", highlight=False)
+        console.print(f"wrote {len(records)} {fmt} record(s) to {path} ({len(problems)} skipped)", markup=False,
+                      highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------ qa
@@ -368,7 +374,7 @@ def qa(
     cfg = config_from_cli(config, sets)
     parsed, problems = parse_questions(read_records(questions))
     for problem in problems:
-        err_console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{escape(str(problem))}[/red]", highlight=False, soft_wrap=True)
     if not parsed:
         raise InputError(f"{questions}: no valid question")
     items: list[UnderstandItem] = [

@@ -592,8 +592,8 @@ def _format_error(exc: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        got = f" (got {mask_url_secrets(repr(err['input']))})" if err["type"] not in ("extra_forbidden", "value_error") \
-            and not isinstance(err.get("input"), dict) else ""
+        shown = err["type"] not in ("extra_forbidden", "value_error") and not isinstance(err.get("input"), dict)
+        got = f" (got {mask_url_secrets(repr(err['input']))})" if shown else ""
         lines.append(f"config key {key}: {mask_url_secrets(msg)}{got}")
     return "; ".join(lines)
 

@@ -19,7 +19,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from portraitcraft.atomic import atomic_write_bytes, check_output_folder, atomic_write_json, atomic_write_text, save_image_atomic
+from portraitcraft.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_folder,
+    save_image_atomic,
+)
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.ids import safe_id
