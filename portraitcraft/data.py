@@ -282,6 +282,24 @@ def is_inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
+def file_inside(root: str | Path, relative: str) -> Path | None:
+    """`root / relative`, resolved, when it is a regular file inside `root` (no escape through `..`, an
+    absolute path or a symbolic link pointing out), else None. The one containment check for paths that
+    data files give relative to their folder (pairs files, run folders).
+
+    Example:
+        >>> file_inside("runs/t2", "items/a/round_0.png")  # doctest: +SKIP
+        PosixPath('/home/me/runs/t2/items/a/round_0.png')
+    """
+    base = Path(root)
+    try:
+        real_root = base.resolve(strict=True)
+        path = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a link loop, a name the OS refuses
+        return None
+    return path if is_inside(path, real_root) and path.is_file() else None
+
+
 def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
     """Find an item's image INSIDE `images_dir`: its basename in the root, then in images_00..images_10.
 
@@ -453,6 +471,7 @@ __all__ = [
     "ValidationReport",
     "check_image",
     "detect_kind",
+    "file_inside",
     "find_image",
     "load",
     "load_track1_test",
