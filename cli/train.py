@@ -8,7 +8,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from portraitcraft.atomic import check_output_folder
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.runs import lock_run_folder
 
 app = typer.Typer(no_args_is_help=True)
 err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
@@ -56,6 +58,7 @@ def sft(
     from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
+    lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_sft_items(train_file, images, cfg)
     result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
@@ -64,7 +67,8 @@ def sft(
 
 @app.command("dpo")
 def dpo(
-    pairs: Path = typer.Argument(..., help="Pairs: pickapic parquet (caption, jpg_0, jpg_1, label_0, ...) or JSONL."),
+    pairs: Path = typer.Argument(..., help="Pairs: a `pairs export` folder, a pickapic parquet (caption, jpg_0, "
+                                 "jpg_1, label_0, ...) or JSONL."),
     out: Path = OutOption,
     config: Path | None = ConfigOption,
     sets: list[str] | None = SetOption,
@@ -78,6 +82,7 @@ def dpo(
     from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
+    lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_pairs(pairs)
     result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
