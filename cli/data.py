@@ -57,8 +57,9 @@ def submit_track1(
     predictions: Path = typer.Argument(..., help="Predictions: JSON array / JSONL / zip, submission-shaped "
                                        "(criteria: {attr: {level}}) or with levels: {attr: A|B|C}."),
     out: Path = typer.Option(Path("track_1_submission.zip"), "--out", "-o", help="The zip to write."),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="Fill items without a (valid) prediction "
-                                       "with the fallback: every level B, answer A, total the median."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Fill what is unusable: a bad field of a "
+                                       "prediction (level -> B, total -> the median, answer -> A), or a whole "
+                                       "missing item; the filled fields are reported."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write the Track 1 zip: root holds only track_1_test.json, template order, codes A/B/C, int totals."""
@@ -76,16 +77,19 @@ def submit_track1(
     if problems and not allow_missing:
         raise InputError(f"{predictions}: {len(problems)} bad prediction(s) (listed above); fix them or pass "
                          "--allow-missing to use the fallback for those items")
-    report = write_track1_submission(items, preds, out, allow_missing=allow_missing)
+    report = write_track1_submission(items, preds, out, allow_missing=allow_missing, partial=read.partial)
     summary = {"path": str(report.path), "n_items": report.n_items, "n_fallback": report.n_fallback,
                "fallback_ids": report.fallback_ids, "n_extra_predictions": report.n_extra,
-               "n_bad_predictions": len(problems)}
+               "n_bad_predictions": len(problems), "filled_fields": report.filled_fields}
     if as_json:
         print_json(summary)
         return
     console.print(f"wrote {report.path}: {report.n_items} items", markup=False, highlight=False)
     if report.n_fallback:
-        console.print(f"[yellow]{report.n_fallback} item(s) filled with the fallback (levels B, answer A)[/]")
+        console.print(f"[yellow]{report.n_fallback} item(s) filled (an unusable level -> B, total -> the median, "
+                      "answer -> A; an item with no prediction: all of them):[/]")
+        for path, fields in list(report.filled_fields.items())[:20]:
+            console.print(f"  {path}: {', '.join(fields)}", markup=False, highlight=False)
     if report.n_extra:
         console.print(f"[yellow]{report.n_extra} prediction(s) match no template item and were ignored[/]")
 

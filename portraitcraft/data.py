@@ -124,12 +124,18 @@ def read_zip_member(p: Path, pick: Callable[[list[str]], str]) -> tuple[str, byt
     return name, data
 
 
+TRACK1_MEMBER = "track_1_test.json"
+"""The one file a Track 1 submission zip holds, at its root (the only zip PortraitCraft defines)."""
+
+
 def _read_zip(p: Path) -> list[Any]:
     def pick(names: list[str]) -> str:
-        found = [n for n in names if n.lower().endswith((".json", ".jsonl")) and not n.endswith("/")]
-        if len(found) != 1:
-            raise DataError(f"{p}: expected exactly one JSON file in the zip, found {len(found)}: {found}")
-        return found[0]
+        files = [n for n in names if not n.endswith("/")]
+        if files != [TRACK1_MEMBER]:
+            shown = ", ".join(repr(n) for n in files[:10]) or "no file"
+            raise DataError(f"{p}: a PortraitCraft zip holds exactly one file, {TRACK1_MEMBER}, at its root; "
+                            f"found {shown}")
+        return TRACK1_MEMBER
 
     name, data = read_zip_member(p, pick)
     return parse_text(bounded.decode_text(data, f"{p}!{name}"), f"{p}!{name}")
@@ -463,6 +469,7 @@ __all__ = [
     "ATTRIBUTES",
     "KINDS",
     "SHARD_DIRS",
+    "TRACK1_MEMBER",
     "ImageLookup",
     "ItemProblem",
     "Kind",

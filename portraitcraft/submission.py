@@ -18,10 +18,10 @@ from typing import Any
 
 from portraitcraft.atomic import IMAGE_FORMATS, atomic_open, check_output_folder, save_image_atomic
 from portraitcraft.bounded import check_regular, decode_text, loads_json
-from portraitcraft.data import NAME_MAX_BYTES, is_inside
+from portraitcraft.data import NAME_MAX_BYTES, TRACK1_MEMBER, is_inside
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.ids import item_key
-from portraitcraft.predictions import FALLBACK, fill_predictions
+from portraitcraft.predictions import FALLBACK, PartialPrediction, fill_predictions
 from portraitcraft.schemas import (
     ANSWER_LETTERS,
     ATTRIBUTES,
@@ -33,7 +33,6 @@ from portraitcraft.schemas import (
 
 log = logging.getLogger(__name__)
 
-TRACK1_MEMBER = "track_1_test.json"
 TRACK1_KEYS = ("image_path", "criteria", "total_score", "question", "options", "answer")
 
 @dataclass
@@ -43,6 +42,8 @@ class SubmissionReport:
     n_fallback: int = 0
     fallback_ids: list[str] = field(default_factory=list)
     n_extra: int = 0
+    filled_fields: dict[str, list[str]] = field(default_factory=dict)
+    """image_path -> the fields filled (`criteria.<attr>`, `total_score`, `answer`, or `all`)."""
 
 
 def track1_records(
@@ -50,6 +51,7 @@ def track1_records(
     predictions: Iterable[Track1Prediction],
     *,
     allow_missing: bool = False,
+    partial: Mapping[str, PartialPrediction] | None = None,
 ) -> tuple[list[dict[str, Any]], SubmissionReport]:
     """The submission records in template order (see `write_track1_submission`)."""
     by_key: dict[str, Track1Prediction] = {}
@@ -63,10 +65,10 @@ def track1_records(
             f"{len(missing)} of {len(template)} test items have no prediction: {shown}. "
             "Predict them, or pass --allow-missing to fill them with the documented fallback."
         )
-    filled, _ = fill_predictions(items, by_key)
+    filled = fill_predictions(items, by_key, partial)
     records = []
     for item, (key, _) in zip(template, items, strict=True):
-        pred = filled[key]
+        pred = filled.by_key[key]
         records.append(
             {
                 "image_path": item.image_path,
@@ -78,9 +80,10 @@ def track1_records(
             }
         )
     n_extra = len(set(by_key) - {key for key, _ in items})
-    report = SubmissionReport(Path(), len(records), len(missing), missing, n_extra)
+    report = SubmissionReport(Path(), len(records), len(missing), missing, n_extra, filled.filled_fields)
     if missing:
-        log.warning("filled %d missing prediction(s) with the fallback (levels B, answer A)", len(missing))
+        log.warning("filled %d item(s): %d field by field, %d whole with the fallback", len(missing),
+                    len(missing) - len(filled.filled), len(filled.filled))
     return records, report
 
 
@@ -90,6 +93,7 @@ def write_track1_submission(
     out_zip: str | Path,
     *,
     allow_missing: bool = False,
+    partial: Mapping[str, PartialPrediction] | None = None,
 ) -> SubmissionReport:
     """Write the official Track 1 zip: one file `track_1_test.json` at its root, template order.
 
@@ -97,7 +101,10 @@ def write_track1_submission(
         template (list[Track1TestItem]): the test items, in the official order (questions/options copied).
         predictions (iterable of Track1Prediction): joined to the template by image basename.
         out_zip (str | Path): the zip to write (atomically).
-        allow_missing (bool, optional, defaults to False): fill items without a prediction with FALLBACK.
+        allow_missing (bool, optional, defaults to False): fill items without a usable prediction: a record
+            with some unusable fields is repaired field by field (`partial`), an item without one gets FALLBACK.
+        partial (mapping, optional): item key -> the usable fields of a record that failed validation
+            (`Track1Predictions.partial`).
 
     Raises:
         InputError: items lack predictions and allow_missing is False (lists the ids).
@@ -105,7 +112,7 @@ def write_track1_submission(
     Example:
         >>> report = write_track1_submission(template, preds, "submission.zip")  # doctest: +SKIP
     """
-    records, report = track1_records(template, predictions, allow_missing=allow_missing)
+    records, report = track1_records(template, predictions, allow_missing=allow_missing, partial=partial)
     _check_track1_records(records)
     payload = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
     out = Path(out_zip)
