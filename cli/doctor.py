@@ -93,6 +93,10 @@ def _model_refs(cfg: PortraitcraftConfig) -> list[tuple[str, str]]:
 def check_weights(cfg: PortraitcraftConfig) -> list[Check]:
     out = []
     for key, ref in _model_refs(cfg):
+        if ref.startswith("tiny:"):  # tools/diffusion/tiny.py: built into the cache root on first use
+            out.append(Check(f"weights {key}", "ok", f"{ref}: the tiny random model, built on first use into "
+                             "<cache root>/tiny-models (or $PORTRAITCRAFT_TINY_MODELS)"))
+            continue
         path = Path(ref).expanduser()
         if path.exists():
             out.append(Check(f"weights {key}", "ok", f"local {path}"))
