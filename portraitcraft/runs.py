@@ -53,11 +53,14 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 class ResultsLog:
     """An append-only JSONL file of complete rows, safe against a writer killed mid-line."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = False):
+        """Open the log; `create` makes the (empty) file at once, so readers find it even with no row."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.repaired_bytes = self._trim_torn_tail()
+        if create:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
 
     def _trim_torn_tail(self) -> int:
         if not self.path.exists():
