@@ -13,7 +13,7 @@ from PIL import Image
 from portraitcraft.agents.editor import EditPlan, best_round
 from portraitcraft.agents.group import group_pairs, group_rewards
 from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
-from portraitcraft.data import resolve_image
+from portraitcraft.data import find_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
 from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
@@ -80,9 +80,11 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
     """Round 0: the init image named by the item's image_path (--init-images), else a draft."""
     spec, plan = spec_of(state), state["plan"] or {}
     if ctx.init_images is not None:
-        source = resolve_image(ctx.init_images, spec.image_path)
-        if source is None:
-            raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images}")
+        lookup = find_image(ctx.init_images, spec.image_path)
+        source = lookup.path
+        if source is None:  # say which: missing, a link out of the folder, a device or pipe
+            raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images} "
+                             f"({lookup.problem})")
         image = await asyncio.to_thread(load_image, source, name=f"init image {source}")
         rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image)
         first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)

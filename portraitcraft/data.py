@@ -324,6 +324,7 @@ def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
         return ImageLookup(None, f"image file name is longer than {NAME_MAX_BYTES} bytes")
     refused: list[str] = []
+    not_files: list[str] = []
     for folder in (root, *(root / shard for shard in SHARD_DIRS)):
         candidate = folder / name
         try:
@@ -337,8 +338,12 @@ def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
             continue
         if real.is_file():
             return ImageLookup(real)
+        not_files.append(str(candidate.relative_to(root)))
     if refused:
         return ImageLookup(None, f"refused {', '.join(refused)}: it resolves outside {root} (a symbolic link)")
+    if not_files:
+        return ImageLookup(None, f"{', '.join(not_files)} under {root} is not a regular file (a folder, device, "
+                                 "pipe or socket)")
     return ImageLookup(None, f"image not found under {root}")
 
 
