@@ -97,7 +97,8 @@ def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
                ids: list[str] | None) -> tuple[list[Any], list[Any]]:
     """The items to run and the input problems (each becomes a failed row)."""
     from portraitcraft.data import detect_kind, parse_items, read_records
-    from portraitcraft.schemas import Track2Spec
+    from portraitcraft.schemas import ItemProblem, Track2Spec
+    from portraitcraft.submission import submission_name_problem
 
     if prompt is not None:
         if not prompt.strip():
@@ -109,7 +110,13 @@ def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
     if kind not in ("track2", "descriptions"):
         raise InputError(f"{input_file}: expected Track 2 items or descriptions, found a {kind} file")
     parsed = parse_items(records, kind)
-    specs, problems = list(parsed.items), list(parsed.problems)
+    specs, problems = [], list(parsed.problems)
+    for index, spec in zip(parsed.indices, parsed.items, strict=True):
+        why = submission_name_problem(spec.output_name)  # the submission file is named exactly by it
+        if why is None:
+            specs.append(spec)
+        else:
+            problems.append(ItemProblem(index, spec.image_path, "image_path", why))
     if ids:
         wanted = {i.strip() for raw in ids for i in raw.split(",") if i.strip()}
         unknown = wanted - {s.id for s in specs}

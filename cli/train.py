@@ -10,6 +10,7 @@ from rich.console import Console
 
 from portraitcraft.atomic import check_output_folder
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.errors import InputError
 from portraitcraft.runs import lock_run_folder
 
 app = typer.Typer(no_args_is_help=True)
@@ -41,6 +42,16 @@ def _report(result: Any, as_json: bool) -> None:
                   markup=False, highlight=False)
 
 
+def _require_rows(items: Any, source: Path) -> None:
+    """Every row unusable: bad input named before any model is loaded (exit 2), each skipped row listed."""
+    if items.items:
+        return
+    for problem in items.problems[:20]:
+        err_console.print(f"skipped {problem}", markup=False, highlight=False, soft_wrap=True)
+    raise InputError(f"{source}: no usable training rows ({items.total} read, {items.skipped} skipped; listed "
+                     "above)")
+
+
 @app.command("sft")
 def sft(
     train_file: Path = typer.Argument(..., help="track_2_train.json (JSON array or JSONL of Track 2 items)."),
@@ -60,6 +71,7 @@ def sft(
     cfg = config_from_cli(config, sets)
     lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_sft_items(train_file, images, cfg)
+    _require_rows(items, train_file)
     result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)
@@ -84,6 +96,7 @@ def dpo(
     cfg = config_from_cli(config, sets)
     lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_pairs(pairs)
+    _require_rows(items, pairs)
     result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)

@@ -16,7 +16,7 @@ from portraitcraft.atomic import atomic_write_bytes, save_image_atomic
 from portraitcraft.data import find_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
-from portraitcraft.schemas import CompositionTargets, Track2Spec, safe_id
+from portraitcraft.schemas import CompositionTargets, Track2Spec
 from portraitcraft.tools.images import hflip, load_image
 
 
@@ -205,8 +205,10 @@ def choose_final(state: GenerateState, min_confidence: float) -> int:
 
 
 def submission_name(spec: Track2Spec) -> str:
-    """The submission file name: the item's key (`output_name`), made file-safe once (idempotent)."""
-    return safe_id(spec.output_name)
+    """The submission file name: exactly the item's key (`output_name`, unicode kept; the organisers match
+    files by it). `generate` refuses, as a named item problem, a key no file can be named by
+    (`portraitcraft.submission.submission_name_problem`); its extension picks the format."""
+    return spec.output_name
 
 
 async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
