@@ -55,6 +55,7 @@ def generate(
     4 some items failed and --strict was given; 130 interrupted (--resume continues).
     """
     from portraitcraft.graphs.generate_report import write_report
+    from portraitcraft.prompts.rules import load_rules
     from portraitcraft.runs import RunFolder
 
     if strategy not in STRATEGIES:
@@ -69,6 +70,7 @@ def generate(
         strategy, max_rounds = "best-of-n", group - 1
     cfg = config_from_cli(config, sets, loop={"max_rounds": max_rounds, "strategy": strategy, "group_size": group},
                           critic={"rules_dir": str(rules) if rules else None})
+    load_rules(cfg.critic.rules_dir, cfg.critic.rules or None)  # a bad rule file is bad input: before any work
     specs, problems = read_specs(input_file, prompt, limit, ids)
     if out is None:
         out = Path(cfg.run.out_dir) / (cfg.run.name or time.strftime("%Y%m%d-%H%M%S"))
