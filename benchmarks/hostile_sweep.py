@@ -257,14 +257,16 @@ def cases(tmp: Path) -> list[Case]:
                                          new_out("s2"), "--allow-missing"], {0, 2, 3})
     # --out of the wrong kind: 2 before any work
     for tag, target in (("is a file", a_file), ("under a file", a_file / "x"), ("is a folder", out)):
+        # a FILE output may overwrite a file (eval: nothing scored -> 3; understand: every item failed -> 3)
+        file_ok = tag == "is a file"
         add("generate", f"--out {tag}", ["generate", f["t2"], "--out", target, *fast_gen, "--init-images",
                                          empty_dir], 2 if tag != "is a folder" else {2, 3})
         add("eval track2", f"--out {tag}", ["eval", "track2", f["t2"], "--images", images, "--out", target,
-                                            *judge_off], 2)
+                                            *judge_off], 3 if file_ok else 2)
         add("understand run", f"--out {tag}", ["understand", "run", f["t1_test"], "--images", images, "--out",
-                                               target, *judge_off], 2)
+                                               target, *judge_off], 3 if file_ok else 2)
         add("data submit track1", f"--out {tag}", ["data", "submit", "track1", f["t1_test"], f["t1_preds"], "--out",
-                                                   target], 2)
+                                                   target], 0 if file_ok else 2)
         if tag != "is a folder":
             add("data submit track2", f"--out {tag}", ["data", "submit", "track2", f["t2"], "--images", images,
                                                        "--out", target, "--allow-missing"], 2)
@@ -273,10 +275,15 @@ def cases(tmp: Path) -> list[Case]:
                                          "--out", target], 2)
     # endpoints: bad URLs are bad input (2) and never print credentials
     for url in ("notaurl", "ftp://h/v1", "http://[::1", f"user:{URL_SECRET}@127.0.0.1:9/v1",
-                f"http://u:{URL_SECRET}@h:99999/v1", "http:///v1", f"https://h/v1?key={SECRET}&x=1 "):
+                f"http://u:{URL_SECRET}@h:99999/v1", "http:///v1"):
         add("eval track2", f"judge.base_url={url[:30]}", ["eval", "track2", f["t2"], "--images", images, "--set",
                                                            f"judge.base_url={url}"], 2)
         add("doctor", f"critic.base_url={url[:30]}", ["doctor", "--set", f"critic.base_url={url}"], 2)
+    # a valid URL holding a key in its query: it is used (the host does not resolve) and never printed
+    query_key = f"https://nohost.invalid/v1?key={SECRET}&x=1"
+    add("eval track2", "key in the URL query", ["eval", "track2", f["t2"], "--images", images, "--set",
+                                                f"judge.base_url={query_key}", "--set", "judge.max_retries=0"], 3)
+    add("doctor", "key in the URL query", ["doctor", "--timeout", "1", "--set", f"critic.base_url={query_key}"], 0)
     # a judge that does not answer: nothing scored -> 3; --strict changes nothing there
     add("eval track2", "unreachable judge", ["eval", "track2", f["t2"], "--images", images, *judge_off], 3)
     add("eval track2", "unreachable judge --strict", ["eval", "track2", f["t2"], "--images", images, "--strict",
@@ -449,6 +456,12 @@ def leaked_files(root: Path) -> list[str]:
     return bad
 
 
+def report_failure(o: Outcome) -> None:
+    tail = " | ".join(o.output.strip().splitlines()[-3:])[:400]
+    print(f"FAIL {o.case.command} [{o.case.what}]: {', '.join(o.failures)} ({o.seconds:.0f} s)\n  args: "
+          f"{' '.join(o.case.args)[:300]}\n  {tail}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parallel", type=int, default=2, help="cases run at once")
@@ -464,13 +477,17 @@ def main() -> int:
         cwd = tmp / "cwd"
         cwd.mkdir()
         started = time.perf_counter()
+        outcomes: list[Outcome] = []
         with ThreadPoolExecutor(args.parallel) as pool:
-            outcomes = list(pool.map(lambda c: run(c, cwd), todo))
+            for outcome in pool.map(lambda c: run(c, cwd), todo):
+                outcomes.append(outcome)
+                if outcome.failures and args.show_failures:  # as they come: a long sweep shows its findings early
+                    report_failure(outcome)
         leaks = leaked_files(tmp / "out") + leaked_files(cwd)
         by_command: dict[str, list[Outcome]] = defaultdict(list)
         for o in outcomes:
             by_command[o.case.command].append(o)
-        print(f"{'command':24} {'inputs':>6} {'passed':>6}  failures")
+        print(f"\n{'command':24} {'inputs':>6} {'passed':>6}  failures")
         for command in sorted(by_command):
             rows = by_command[command]
             kinds = Counter(f.split(" (")[0] for o in rows for f in o.failures)
@@ -482,12 +499,6 @@ def main() -> int:
               f"files holding a secret: {len(leaks)}; {time.perf_counter() - started:.0f} s")
         for leak in leaks:
             print(f"SECRET IN FILE: {leak}")
-        if args.show_failures:
-            for o in outcomes:
-                if o.failures:
-                    tail = " | ".join(o.output.strip().splitlines()[-3:])[:400]
-                    print(f"\nFAIL {o.case.command} [{o.case.what}]: {', '.join(o.failures)}\n  args: "
-                          f"{' '.join(o.case.args)[:300]}\n  {tail}")
         return 0 if all(not o.failures for o in outcomes) and not leaks else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

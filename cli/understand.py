@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import EXIT_NOTHING_DONE, ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
 from portraitcraft.ids import item_key
@@ -206,10 +206,12 @@ def run(
                                       concurrency=cfg.run.concurrency, progress=progress))
     _write_jsonl(votes, [_row(o, run_fp) for o in outcomes])
     failed = _print_failures(outcomes)
-    if failed and not allow_missing:
-        raise InputError(f"{len(failed)} of {len(items)} item(s) failed (listed above; every view's answers are in "
-                         f"{votes}). Run again to retry them (finished items are not asked again), or pass "
-                         "--allow-missing to write the submission with the fallback for them.")
+    if failed and not allow_missing:  # nothing written: exit 3 (the input was fine; the endpoint failed them)
+        err_console.print(f"error: {len(failed)} of {len(items)} item(s) failed (listed above; every view's answers "
+                          f"are in {votes}); no submission written. Run again to retry them (finished items are "
+                          "not asked again), or pass --allow-missing to write the submission with the fallback "
+                          "for them.", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NOTHING_DONE)
     finished = [o for o in outcomes if o.status == "finished" and o.state.get("vote")]
     no_answer = sum(o.state["vote"]["answer"] is None for o in finished) if not validation else 0
     if validation:

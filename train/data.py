@@ -27,6 +27,13 @@ from portraitcraft.data import file_inside, unsafe_image_path
 from portraitcraft.train import TrainError
 
 
+class TrainInputError(TrainError):
+    """A training input (pairs file or export folder, train file, images folder) cannot be used: bad input,
+    exit 2."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class RowProblem:
     """One skipped row: where it is and what is wrong with it."""
@@ -86,11 +93,11 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: Portrait
     from portraitcraft.data import detect_kind, parse_items, read_records, resolve_image
 
     if not Path(images_dir).is_dir():
-        raise TrainError(f"--images {images_dir}: not a folder")
+        raise TrainInputError(f"--images {images_dir}: not a folder")
     records = read_records(train_file)
     kind = detect_kind(records)
     if kind != "track2":
-        raise TrainError(f"{train_file}: expected Track 2 items (image_path, content, composition), found {kind}")
+        raise TrainInputError(f"{train_file}: expected Track 2 items (image_path, content, composition), found {kind}")
     parsed = parse_items(records, kind)
     out = ItemSet(items=[], total=len(records))
     out.problems.extend(RowProblem(p.index, p.image_path or "?", f"{p.field}: {p.problem}") for p in parsed.problems)
@@ -108,12 +115,6 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: Portrait
     return out
 
 
-class PairsFileError(TrainError):
-    """The pairs file (or export folder) cannot be used: bad input, exit 2."""
-
-    exit_code = 2
-
-
 PAIRS_IN_FOLDER = ("pairs.parquet", "pairs.jsonl")
 """What `pairs export --format pickapic|jsonl` writes: a trainer given the export folder reads the first found."""
 
@@ -122,18 +123,18 @@ def pairs_file(path: str | Path) -> Path:
     """The pairs file itself, or the one inside an export folder (`pairs.parquet`, else `pairs.jsonl`).
 
     Raises:
-        PairsFileError: nothing there, or a folder with neither file.
+        TrainInputError: nothing there, or a folder with neither file.
     """
     p = Path(path)
     if p.is_dir():
         for name in PAIRS_IN_FOLDER:
             if (p / name).is_file():
                 return p / name
-        raise PairsFileError(f"pairs folder {p} holds neither {' nor '.join(PAIRS_IN_FOLDER)} (export it with "
+        raise TrainInputError(f"pairs folder {p} holds neither {' nor '.join(PAIRS_IN_FOLDER)} (export it with "
                              "`pairs export --format pickapic` or `--format jsonl`)")
-    check_regular(p, what="pairs file", error=PairsFileError)
+    check_regular(p, what="pairs file", error=TrainInputError)
     if p.suffix not in (".parquet", ".jsonl", ".json"):
-        raise PairsFileError(f"pairs file {p}: expected .parquet (pickapic) or .jsonl, got {p.suffix or 'no suffix'}")
+        raise TrainInputError(f"pairs file {p}: expected .parquet (pickapic) or .jsonl, got {p.suffix or 'no suffix'}")
     return p
 
 
@@ -142,24 +143,24 @@ def _parquet_rows(path: Path) -> list[Any]:
         import pyarrow.parquet as pq
     except ImportError:
         raise TrainError("reading parquet pairs needs pyarrow (pip install 'portraitcraft[train]')") from None
-    data = read_bytes(path, what="pairs file", error=PairsFileError)
+    data = read_bytes(path, what="pairs file", error=TrainInputError)
     import pyarrow as pa
 
     try:
         return pq.read_table(pa.BufferReader(data)).to_pylist()
     except Exception as exc:  # pyarrow raises many types for a file that is not parquet
-        raise PairsFileError(f"pairs file {path} is not a readable parquet file ({type(exc).__name__}: "
+        raise TrainInputError(f"pairs file {path} is not a readable parquet file ({type(exc).__name__}: "
                              f"{exc})") from None
 
 
 def _json_rows(path: Path) -> list[Any]:
     """Rows of a JSON array or JSON lines; a malformed line becomes a `_BadRow` (skipped and counted), never
     the end of the read."""
-    text = read_text(path, what="pairs file", error=PairsFileError)
+    text = read_text(path, what="pairs file", error=TrainInputError)
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        rows = parse_text(json.loads, text, str(path), error=PairsFileError)
+        rows = parse_text(json.loads, text, str(path), error=TrainInputError)
         if not isinstance(rows, list):  # pragma: no cover - starts with "[" so json gives a list
-            raise PairsFileError(f"pairs file {path}: expected a JSON array")
+            raise TrainInputError(f"pairs file {path}: expected a JSON array")
         return rows
     rows: list[Any] = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -181,7 +182,7 @@ def _load_rows(path: Path) -> list[Any]:
     """The rows of a pairs file (bounded read: regular files only, the input size cap)."""
     rows = _parquet_rows(path) if path.suffix == ".parquet" else _json_rows(path)
     if not rows:
-        raise PairsFileError(f"pairs file {path} holds no pairs (it is empty)")
+        raise TrainInputError(f"pairs file {path} holds no pairs (it is empty)")
     return rows
 
 
