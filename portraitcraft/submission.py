@@ -7,6 +7,7 @@ baseline): a missing prediction is an error listing the ids, unless `allow_missi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -284,7 +285,9 @@ def write_track2_submission(
         target = folder / spec.output_name
         try:
             save_image_atomic(rgb, target, fmt=IMAGE_FORMATS[target.suffix.lower()])
-        except OSError as exc:  # a name this file system cannot hold
+        except OSError as exc:  # a name this file system cannot hold is this item's failure; a full disk is not
+            if exc.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+                raise
             unreadable.append(f"{spec.image_path}: cannot write {target.name!r} ({exc.strerror or exc})")
             continue
         written.append(target)
