@@ -286,6 +286,8 @@ def test_bad_urls_usage_and_markup(tmp_path: Path, examples_dir: Path) -> None:
         ["data", "validate", bracket],
         ["understand", "run", examples_dir / "track_1_test.json", "--images", images, "--out", tmp_path],
         ["rules", "lint", "--rules", tmp_path / "no-such-folder"],
+        ["reframe", examples_dir / "images" / "unsplash_people_00100_75a3254a9493.jpg", "--aspect", "0:0",
+         "--out", tmp_path / "r.png"],  # was 3 ("nothing done") for a usage error
     ], env=secret_env)
     for run in runs:
         _assert_clean(run)
