@@ -109,6 +109,31 @@ def test_generate_exit_codes_follow_eval_track2(tmp_path: Path, examples_dir: Pa
     assert (tmp_path / "none" / "pairs.jsonl").read_text() == ""
 
 
+def test_generate_names_submission_files_exactly(tmp_path: Path) -> None:
+    """Item 6: a unicode image_path became `n_.jpg-<hash>` (PNG bytes, no extension); a name no file can
+    carry is now a named failure of that item only."""
+    from PIL import Image
+
+    uni, long_name = "портрет_ü.jpg", "n" * 300 + ".jpg"
+    items = _write_json(tmp_path / "t2.json", [_t2(uni), _t2(long_name), _t2("w.webp")])
+    init = tmp_path / "init"
+    init.mkdir()
+    Image.new("RGB", (96, 128), (120, 90, 60)).save(init / uni)
+    Image.new("RGB", (96, 128), (60, 90, 120)).save(init / "w.webp")
+    out = tmp_path / "run"
+    run = run_script("generate", items, "--config", OFFLINE, "--init-images", init, "--max-rounds", "0",
+                     "--out", out, "--json", *FAST, timeout=180)
+    _assert_clean(run)
+    assert run.code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert summary["n_items"] == 3 and summary["n_done"] == 2 and summary["n_failed"] == 1
+    assert sorted(p.name for p in (out / "submission").iterdir()) == sorted([uni, "w.webp"])
+    assert (out / "submission" / uni).read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (out / "submission" / "w.webp").read_bytes()[8:12] == b"WEBP"
+    rows = {r["image_path"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert "longer than 255 bytes" in rows[long_name]["error"]
+
+
 # --------------------------------------------------------------------------------------- 3: run-folder lock
 
 
