@@ -71,6 +71,12 @@ class ReframeError(PortraitcraftError):
     exit_code = 3
 
 
+class AspectError(ReframeError):
+    """A malformed `--aspect` (bad input, exit 2: nothing was tried)."""
+
+    exit_code = 2
+
+
 @dataclass
 class ReframeResult:
     """The reframed picture; `crop_box` is in source pixels and extends past the image where padded."""
@@ -126,9 +132,9 @@ def parse_aspect(text: str) -> float:
         else:
             w, h = float(text), 1.0
     except ValueError:
-        raise ReframeError(f"aspect {text!r}: expected W:H, e.g. 3:2") from None
+        raise AspectError(f"aspect {text!r}: expected W:H, e.g. 3:2") from None
     if not (w > 0 and h > 0 and math.isfinite(w / h)) or not 0.1 <= w / h <= 10:
-        raise ReframeError(f"aspect {text!r}: width and height must be positive, ratio between 1:10 and 10:1")
+        raise AspectError(f"aspect {text!r}: width and height must be positive, ratio between 1:10 and 10:1")
     return w / h
 
 

@@ -15,6 +15,16 @@ from portraitcraft.config import PortraitcraftConfig, load_config, merge, parse_
 
 console = Console()
 
+# The exit codes every command shares (docs/guides/exit-codes.md); 1 is only ever a bug.
+EXIT_BAD_INPUT = 2
+"""Bad input or usage: nothing was run (InputError, DataError, click's usage errors)."""
+EXIT_NOTHING_DONE = 3
+"""The command ran but nothing came of it: no item finished / scored (every one failed, or there were none)."""
+EXIT_SOME_FAILED = 4
+"""`--strict`: some items failed (the results of the others are still written)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: what finished is kept."""
+
 ConfigOption = typer.Option(None, "--config", "-c", help="A TOML config file (see configs/).", exists=False)
 SetOption = typer.Option(
     None, "--set", metavar="KEY=VALUE",

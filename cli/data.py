@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from portraitcraft.cli.common import console, print_json
@@ -25,7 +26,7 @@ def validate(
     if as_json:
         print_json(report.to_dict())
     else:
-        table = Table(title=f"{file}", show_header=False)
+        table = Table(title=escape(str(file)), show_header=False)
         table.add_row("kind", report.kind)
         table.add_row("items", f"{report.n_items} ({report.n_valid} valid)")
         if report.total_score_range:
@@ -41,7 +42,7 @@ def validate(
                           f"{report.images_bad} unreadable")
         console.print(table)
         for problem in report.problems:
-            console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+            console.print(f"[red]{escape(str(problem))}[/red]", highlight=False, soft_wrap=True)
         console.print("[green]valid[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]")
     raise typer.Exit(0 if report.ok else 2)
 
@@ -56,33 +57,39 @@ def submit_track1(
     predictions: Path = typer.Argument(..., help="Predictions: JSON array / JSONL / zip, submission-shaped "
                                        "(criteria: {attr: {level}}) or with levels: {attr: A|B|C}."),
     out: Path = typer.Option(Path("track_1_submission.zip"), "--out", "-o", help="The zip to write."),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="Fill items without a (valid) prediction "
-                                       "with the fallback: every level B, answer A, total the median."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Fill what is unusable: a bad field of a "
+                                       "prediction (level -> B, total -> the median, answer -> A), or a whole "
+                                       "missing item; the filled fields are reported."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write the Track 1 zip: root holds only track_1_test.json, template order, codes A/B/C, int totals."""
+    from portraitcraft.atomic import check_output_file
     from portraitcraft.data import load_track1_test
     from portraitcraft.predictions import read_track1_predictions
     from portraitcraft.submission import write_track1_submission
 
+    check_output_file(out)
     items = load_track1_test(template)
     read = read_track1_predictions(predictions)
     preds, problems = list(read.by_key.values()), read.problems
     for problem in problems:
-        console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+        console.print(f"[red]{escape(str(problem))}[/red]", highlight=False, soft_wrap=True)
     if problems and not allow_missing:
         raise InputError(f"{predictions}: {len(problems)} bad prediction(s) (listed above); fix them or pass "
                          "--allow-missing to use the fallback for those items")
-    report = write_track1_submission(items, preds, out, allow_missing=allow_missing)
+    report = write_track1_submission(items, preds, out, allow_missing=allow_missing, partial=read.partial)
     summary = {"path": str(report.path), "n_items": report.n_items, "n_fallback": report.n_fallback,
                "fallback_ids": report.fallback_ids, "n_extra_predictions": report.n_extra,
-               "n_bad_predictions": len(problems)}
+               "n_bad_predictions": len(problems), "filled_fields": report.filled_fields}
     if as_json:
         print_json(summary)
         return
-    console.print(f"wrote {report.path}: {report.n_items} items", highlight=False)
+    console.print(f"wrote {report.path}: {report.n_items} items", markup=False, highlight=False)
     if report.n_fallback:
-        console.print(f"[yellow]{report.n_fallback} item(s) filled with the fallback (levels B, answer A)[/]")
+        console.print(f"[yellow]{report.n_fallback} item(s) filled (an unusable level -> B, total -> the median, "
+                      "answer -> A; an item with no prediction: all of them):[/]")
+        for path, fields in list(report.filled_fields.items())[:20]:
+            console.print(f"  {path}: {', '.join(fields)}", markup=False, highlight=False)
     if report.n_extra:
         console.print(f"[yellow]{report.n_extra} prediction(s) match no template item and were ignored[/]")
 
@@ -98,13 +105,16 @@ def submit_track2(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write the Track 2 folder (one image per item, named by its image_path) and its flat zip."""
+    from portraitcraft.atomic import check_output_folder
     from portraitcraft.data import load_track2
     from portraitcraft.submission import find_submission_images, write_track2_submission
 
     if not images.is_dir():
         raise InputError(f"--images {images}: no such folder")
+    check_output_folder(out)
     specs = load_track2(items)
-    matches = find_submission_images(images, specs, exclude=[out])
+    # never our own output: with --out equal to --images, a rerun must not find last run's submission/ copies
+    matches = find_submission_images(images, specs, exclude=[out, out / "submission"])
     ambiguous = [f"{s.image_path}: {len(matches.ambiguous[s.id])} candidates "
                  f"({', '.join(str(p) for p in matches.ambiguous[s.id][:4])})"
                  for s in specs if s.id in matches.ambiguous]
@@ -113,12 +123,13 @@ def submit_track2(
                          "pass --allow-missing to leave them out:\n" + "\n".join(ambiguous))
     sub = write_track2_submission(specs, matches.found, out, allow_missing=allow_missing)
     summary = {"folder": str(sub.folder), "zip": str(sub.zip_path), "n_images": sub.n_images, "missing": sub.missing,
-               "ambiguous": ambiguous, "unreadable": sub.unreadable}
+               "ambiguous": ambiguous, "unreadable": sub.unreadable, "refused": matches.refused}
     if as_json:
         print_json(summary)
     else:
-        console.print(f"wrote {sub.n_images} image(s) to {sub.folder} and {sub.zip_path}", highlight=False)
+        console.print(f"wrote {sub.n_images} image(s) to {sub.folder} and {sub.zip_path}", markup=False,
+                      highlight=False)
         if sub.missing:
-            console.print(f"[yellow]{len(sub.missing)} item(s) had no image: {', '.join(sub.missing[:10])}[/]")
-        for line in ambiguous + sub.unreadable:
-            console.print(f"[yellow]left out: {line}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]{len(sub.missing)} item(s) had no image: {escape(', '.join(sub.missing[:10]))}[/]")
+        for line in ambiguous + sub.unreadable + matches.refused:
+            console.print(f"[yellow]left out: {escape(line)}[/]", highlight=False, soft_wrap=True)

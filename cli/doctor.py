@@ -6,21 +6,19 @@ Every line carries a hint to fix it. Works without torch (reports the diffusion 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import EXIT_SOME_FAILED, ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import DiffusionConfig, EndpointConfig, PortraitcraftConfig, mask_secrets
 from portraitcraft.paths import cache_root, cache_source
 from portraitcraft.runs import package_versions
@@ -95,6 +93,10 @@ def _model_refs(cfg: PortraitcraftConfig) -> list[tuple[str, str]]:
 def check_weights(cfg: PortraitcraftConfig) -> list[Check]:
     out = []
     for key, ref in _model_refs(cfg):
+        if ref.startswith("tiny:"):  # tools/diffusion/tiny.py: built into the cache root on first use
+            out.append(Check(f"weights {key}", "ok", f"{ref}: the tiny random model, built on first use into "
+                             "<cache root>/tiny-models (or $PORTRAITCRAFT_TINY_MODELS)"))
+            continue
         path = Path(ref).expanduser()
         if path.exists():
             out.append(Check(f"weights {key}", "ok", f"local {path}"))
@@ -127,16 +129,23 @@ def check_cache(cfg: PortraitcraftConfig) -> Check:
 
 
 def _get_models(ep: EndpointConfig, timeout: float) -> tuple[int | None, list[str], str]:
+    """GET <base_url>/models through httpx, the HTTP library the VLM client uses, so a URL the client can
+    reach (credentials in it, a query key) is judged the same way here."""
+    import httpx
+
     url = join_url(ep.base_url, "models")
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ep.api_key()}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = json.loads(resp.read().decode("utf-8"))
-        return resp.status, [m.get("id", "") for m in body.get("data", [])], ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, [], str(exc.reason)
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        return None, [], str(getattr(exc, "reason", exc))
+        resp = httpx.get(url, headers={"Authorization": f"Bearer {ep.api_key()}"}, timeout=timeout)
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        return None, [], f"{type(exc).__name__}: {exc}"
+    if resp.status_code != 200:
+        return resp.status_code, [], resp.reason_phrase
+    try:
+        body = resp.json()
+        models = [m.get("id", "") for m in body.get("data", []) if isinstance(m, dict)]
+    except (ValueError, AttributeError) as exc:
+        return None, [], f"not an OpenAI-compatible /models reply ({exc})"
+    return 200, models, ""
 
 
 def check_endpoint(names: list[str], ep: EndpointConfig, timeout: float = 3.0) -> Check:
@@ -212,7 +221,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
     no_endpoints: bool = typer.Option(False, "--no-endpoints", help="Skip the network checks."),
     timeout: float = typer.Option(3.0, "--timeout", help="Seconds to wait for each endpoint."),
-    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any check fails."),
+    strict: bool = typer.Option(False, "--strict", help=f"Exit {EXIT_SOME_FAILED} when any check fails."),
 ) -> None:
     """Report Python/package versions, the GPU, cached weights, the cache root and endpoint health, each with a
     fix hint."""
@@ -227,7 +236,7 @@ def doctor(
             table.add_column(col, overflow="fold")
         colour = {"ok": "green", "warn": "yellow", "fail": "red"}
         for c in checks:
-            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.hint)
+            table.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail), escape(c.hint))
         console.print(table)
     if strict and failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_SOME_FAILED)

@@ -10,9 +10,19 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_DONE,
+    EXIT_SOME_FAILED,
+    ConfigOption,
+    SetOption,
+    config_from_cli,
+    console,
+    print_json,
+)
 from portraitcraft.errors import DataError, InputError
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,7 +37,7 @@ def _fmt(value: Any) -> str:
 
 def _print_notes(title: str, lines: list[str], limit: int = 20) -> None:
     for line in lines[:limit]:
-        console.print(f"[yellow]{title}:[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{title}:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     if len(lines) > limit:
         console.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - limit} more (see --json)")
 
@@ -69,12 +79,8 @@ def track1(
     _print_notes("prediction", report.prediction_problems)
 
 
-EXIT_NOTHING_SCORED = 3
+EXIT_NOTHING_SCORED = EXIT_NOTHING_DONE
 """`eval track2`: no image could be scored (every item failed, or there were none)."""
-EXIT_SOME_FAILED = 4
-"""`eval track2 --strict`: some images failed (the scores of the others are still printed and written)."""
-EXIT_INTERRUPTED = 130
-"""Ctrl-C: the finished images are kept (`--out`), the rest are not judged."""
 
 
 @app.command("track2")
@@ -96,6 +102,7 @@ def track2(
     """
     import asyncio
 
+    from portraitcraft.atomic import check_output_file
     from portraitcraft.data import detect_kind, parse_items, read_records
     from portraitcraft.eval.track2 import (
         ImageScore,
@@ -107,6 +114,8 @@ def track2(
 
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
+    if out is not None:
+        check_output_file(out)  # before any judge call
     cfg = config_from_cli(config, sets)
     records = read_records(items)
     try:
@@ -126,7 +135,8 @@ def track2(
         if out and kept:
             write_scores_csv(kept, out)
             where = f"; their scores are in {out}"
-        err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", highlight=False)
+        err_console.print(f"{why}: {len(kept)} of {len(parsed.items)} images finished{where}", markup=False,
+                          highlight=False)
 
     try:
         scores = asyncio.run(judge_with_config(cfg, parsed.items, images, progress=progress,

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, print_json
+from portraitcraft.cli.common import (
+    EXIT_NOTHING_DONE,
+    EXIT_SOME_FAILED,
+    ConfigOption,
+    SetOption,
+    config_from_cli,
+    print_json,
+)
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
@@ -39,9 +46,16 @@ def generate(
     group: int | None = typer.Option(None, "--group", min=2, max=64, help="Draw G independent candidates per item "
                                      "and score them with within-group rewards (NaSPO pairs in pairs.jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
+    strict: bool = typer.Option(False, "--strict", help=f"Exit {EXIT_SOME_FAILED} when any item failed (the "
+                                "finished ones are still written)."),
 ) -> None:
-    """Draw, critique against the rules and the geometric critic, correct until the critic passes."""
+    """Draw, critique against the rules and the geometric critic, correct until the critic passes.
+
+    Exit codes (as `eval track2`): 0 items finished; 2 bad input or usage (nothing run); 3 no item finished;
+    4 some items failed and --strict was given; 130 interrupted (--resume continues).
+    """
     from portraitcraft.graphs.generate_report import write_report
+    from portraitcraft.prompts.rules import load_rules
     from portraitcraft.runs import RunFolder
 
     if strategy not in STRATEGIES:
@@ -56,6 +70,7 @@ def generate(
         strategy, max_rounds = "best-of-n", group - 1
     cfg = config_from_cli(config, sets, loop={"max_rounds": max_rounds, "strategy": strategy, "group_size": group},
                           critic={"rules_dir": str(rules) if rules else None})
+    load_rules(cfg.critic.rules_dir, cfg.critic.rules or None)  # a bad rule file is bad input: before any work
     specs, problems = read_specs(input_file, prompt, limit, ids)
     if out is None:
         out = Path(cfg.run.out_dir) / (cfg.run.name or time.strftime("%Y%m%d-%H%M%S"))
@@ -71,14 +86,21 @@ def generate(
         print_json(summary)
     else:
         err.print(summary_table(summary))
-        err.print(f"run folder: {run.root}   report: {report}")
+        err.print(f"run folder: {run.root}   report: {report}", markup=False, highlight=False)
+    if not summary.get("n_done"):
+        err.print(f"nothing finished: {summary.get('n_failed', 0)} of {summary.get('n_items', 0)} item(s) failed "
+                  f"(see {run.root / 'results.jsonl'})", markup=False, highlight=False)
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    if strict and summary.get("n_failed"):
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
                ids: list[str] | None) -> tuple[list[Any], list[Any]]:
     """The items to run and the input problems (each becomes a failed row)."""
     from portraitcraft.data import detect_kind, parse_items, read_records
-    from portraitcraft.schemas import Track2Spec
+    from portraitcraft.schemas import ItemProblem, Track2Spec
+    from portraitcraft.submission import submission_name_problem
 
     if prompt is not None:
         if not prompt.strip():
@@ -90,7 +112,13 @@ def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
     if kind not in ("track2", "descriptions"):
         raise InputError(f"{input_file}: expected Track 2 items or descriptions, found a {kind} file")
     parsed = parse_items(records, kind)
-    specs, problems = list(parsed.items), list(parsed.problems)
+    specs, problems = [], list(parsed.problems)
+    for index, spec in zip(parsed.indices, parsed.items, strict=True):
+        why = submission_name_problem(spec.output_name)  # the submission file is named exactly by it
+        if why is None:
+            specs.append(spec)
+        else:
+            problems.append(ItemProblem(index, spec.image_path, "image_path", why))
     if ids:
         wanted = {i.strip() for raw in ids for i in raw.split(",") if i.strip()}
         unknown = wanted - {s.id for s in specs}
@@ -100,7 +128,27 @@ def read_specs(input_file: Path | None, prompt: str | None, limit: int | None,
         problems = []
     if limit is not None:
         specs, problems = specs[:limit], problems[: max(0, limit - len(specs))]
+    check_unique_ids(input_file, specs, problems)
     return specs, problems
+
+
+def check_unique_ids(input_file: Path, specs: list[Any], problems: list[Any]) -> None:
+    """Two items with one id (`images_00/x.jpg` and `x.jpg`, or `x.jpg` and `x.png`) would share a results row
+    and a graph thread, and one would be lost: a bad input named before any work (exit 2)."""
+    from portraitcraft.graphs.generate_run import problem_row
+
+    owners: dict[str, list[str]] = {}
+    for spec in specs:
+        owners.setdefault(spec.id, []).append(spec.image_path)
+    clashes = [f"id {i!r}: {', '.join(paths)}" for i, paths in owners.items() if len(paths) > 1]
+    for problem in problems:
+        row_id = problem_row(problem)["id"]
+        if row_id in owners or problem.problem.startswith("duplicate of item"):
+            clashes.append(f"{problem} (its id {row_id!r} is also item {', '.join(owners.get(row_id, ['?']))})")
+    if clashes:
+        shown = "\n".join(clashes[:20]) + (f"\n... and {len(clashes) - 20} more" if len(clashes) > 20 else "")
+        raise InputError(f"{input_file}: {len(clashes)} item(s) share an id with another item (the same image_path "
+                         f"basename or stem); give each a distinct image_path or id:\n{shown}")
 
 
 class Board:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console
@@ -130,7 +131,7 @@ def _show(row: dict[str, Any], note: str) -> None:
     if not row["subject"]:
         console.print("no person found")
     elif note:
-        console.print(f"[dim]{note}[/dim]")
+        console.print(f"[dim]{escape(str(note))}[/dim]")
     for f in row.get("findings", []):
         mark = "[red]VIOLATED[/red]" if f["detected"] else "[green]ok[/green]"
         console.print(f"{mark} {f['rule']}: expected {f['expected']}, measured {f['measured']} "

@@ -6,11 +6,14 @@ import asyncio
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.atomic import check_output_folder
+from portraitcraft.cli.common import EXIT_NOTHING_DONE, ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
+from portraitcraft.runs import lock_run_folder
 
 
 def mine(
@@ -27,7 +30,7 @@ def mine(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Mine failure modes: geometry of both images (always) + the [miner] VLM (when enabled); write rules/,
-    pairs.jsonl (chosen = real, rejected = generated) and mining_report.md. Exit 0; 1 when no item was mined."""
+    pairs.jsonl (chosen = real, rejected = generated) and mining_report.md. Exit 0; 3 when no item was mined."""
     from portraitcraft.data import load_track2
     from portraitcraft.graphs.mine import run_mining
     from portraitcraft.tools.vision import analyze
@@ -36,6 +39,7 @@ def mine(
     if counterparts is not None and not counterparts.is_dir():
         raise InputError(f"--counterparts {counterparts}: not a folder")
     items = load_track2(train, strict=False)
+    lock_run_folder(check_output_folder(out))  # before any model call; one process per mining folder
 
     async def go() -> object:
         vlm = drawer = planner = None
@@ -71,6 +75,6 @@ def mine(
             table.add_row(m["id"], m["title"], str(m["count"]), f"{m['frequency']:.0%}", m["geometry"] or "-")
         console.print(table)
         for error in summary.errors:
-            console.print(f"[red]{error}[/red]", highlight=False, soft_wrap=True)
-        console.print(f"rules: {summary.rules_dir}")
-    raise typer.Exit(0 if summary.n_done else 1)
+            console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
+        console.print(f"rules: {summary.rules_dir}", markup=False, highlight=False)
+    raise typer.Exit(0 if summary.n_done else EXIT_NOTHING_DONE)

@@ -16,4 +16,4 @@ def report(run: Path = typer.Argument(..., help="A generate run folder (holding 
 
     if not run.is_dir():
         raise InputError(f"{run}: not a folder")
-    console.print(f"report: {write_report(run)}")
+    console.print(f"report: {write_report(run)}", markup=False, highlight=False)

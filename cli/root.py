@@ -13,6 +13,7 @@ from typing import Any
 import typer
 import typer.main
 from rich.console import Console
+from rich.markup import escape
 
 from portraitcraft.errors import PortraitcraftError
 
@@ -83,7 +84,13 @@ def _tidy_help(command: Any) -> None:
     """Help without type placeholders on boolean flags (`--json` takes no value, so no `<bool>`), and a
     repeatable option shows its value's name (`--ids ID`), not `<list[str]>`."""
     help_option = command.get_help_option(typer.Context(command))  # created once and cached by click
+    if getattr(command, "help", None) and not getattr(command, "_markup_escaped", False):
+        command.help = escape(command.help)  # help is plain text: `[default: ...]` is not rich markup
+        command._markup_escaped = True
     for param in [*command.params, help_option]:
+        if getattr(param, "help", None) and not getattr(param, "_markup_escaped", False):
+            param.help = escape(param.help)
+            param._markup_escaped = True
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         elif getattr(param, "multiple", False) and param.metavar is None and getattr(param, "opts", None):
@@ -111,7 +118,7 @@ def main() -> None:
     except PortraitcraftError as exc:
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click): usage line, exit 2
         exc.show()  # type: ignore[attr-defined]
@@ -128,7 +135,8 @@ def main() -> None:
     except Exception as exc:  # anything unexpected is a bug: one line, exit 1
         if _state["debug"] or debug:
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the "
+                          "traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(1)
     # With standalone_mode=False click returns a `typer.Exit(code)` as its code (a plain return gives None);

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from portraitcraft.cli.common import console, print_json
@@ -47,11 +48,12 @@ def show(
     if as_json:
         print_json(rule.model_dump())
         return
-    console.print(f"[bold]{rule.id}[/] - {rule.title}  (severity {rule.severity}, {rule.category}; {rule.path})")
+    console.print(f"[bold]{rule.id}[/] - {escape(rule.title)}  (severity {rule.severity}, {escape(rule.category)}; "
+                  f"{escape(rule.path)})", highlight=False)
     console.print(f"applies when: {', '.join(rule.applies_when) or 'always'}; geometry: {rule.geometry}; "
-                  f"heuristic: {rule.heuristic}", highlight=False)
-    console.print(f"question: {rule.question}", highlight=False)
-    console.print(f"instruction: {rule.instruction}", highlight=False)
+                  f"heuristic: {rule.heuristic}", markup=False, highlight=False)
+    console.print(f"question: {rule.question}", markup=False, highlight=False)
+    console.print(f"instruction: {rule.instruction}", markup=False, highlight=False)
     console.print(Markdown(rule.body))
 
 
@@ -60,13 +62,15 @@ def lint(
     rules: Path | None = typer.Option(None, "--rules", help="The folder to lint (default: the shipped rules)."),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
-    """Check rule files: malformed front matter, duplicate ids, unknown or missing fields, bad templates."""
+    """Check rule files: malformed front matter, duplicate ids, unknown or missing fields, bad templates.
+
+    Exit codes: 0 every file is a valid rule; 2 some problem (each listed with its file)."""
     found, problems = lint_rules(rules)
     if as_json:
         print_json({"n_rules": len(found), "problems": [{"path": p.path, "problem": p.problem} for p in problems]})
     else:
         for p in problems:
-            console.print(f"[red]{p.path}[/]: {p.problem}", highlight=False)
+            console.print(f"[red]{escape(p.path)}[/]: {escape(p.problem)}", highlight=False, soft_wrap=True)
         console.print(f"{len(found)} valid rule(s), {len(problems)} problem(s)")
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(2)

@@ -8,7 +8,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from portraitcraft.atomic import check_output_folder
 from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.errors import InputError
+from portraitcraft.runs import lock_run_folder
 
 app = typer.Typer(no_args_is_help=True)
 err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
@@ -39,6 +42,16 @@ def _report(result: Any, as_json: bool) -> None:
                   markup=False, highlight=False)
 
 
+def _require_rows(items: Any, source: Path) -> None:
+    """Every row unusable: bad input named before any model is loaded (exit 2), each skipped row listed."""
+    if items.items:
+        return
+    for problem in items.problems[:20]:
+        err_console.print(f"skipped {problem}", markup=False, highlight=False, soft_wrap=True)
+    raise InputError(f"{source}: no usable training rows ({items.total} read, {items.skipped} skipped; listed "
+                     "above)")
+
+
 @app.command("sft")
 def sft(
     train_file: Path = typer.Argument(..., help="track_2_train.json (JSON array or JSONL of Track 2 items)."),
@@ -56,7 +69,9 @@ def sft(
     from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
+    lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_sft_items(train_file, images, cfg)
+    _require_rows(items, train_file)
     result = run_training("sft", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)
@@ -64,7 +79,8 @@ def sft(
 
 @app.command("dpo")
 def dpo(
-    pairs: Path = typer.Argument(..., help="Pairs: pickapic parquet (caption, jpg_0, jpg_1, label_0, ...) or JSONL."),
+    pairs: Path = typer.Argument(..., help="Pairs: a `pairs export` folder, a pickapic parquet (caption, jpg_0, "
+                                 "jpg_1, label_0, ...) or JSONL."),
     out: Path = OutOption,
     config: Path | None = ConfigOption,
     sets: list[str] | None = SetOption,
@@ -78,7 +94,9 @@ def dpo(
     from portraitcraft.train.runner import run_training
 
     cfg = config_from_cli(config, sets)
+    lock_run_folder(check_output_folder(out))  # before any model load; one process per run folder
     items = read_pairs(pairs)
+    _require_rows(items, pairs)
     result = run_training("dpo", items, cfg, out, max_steps=max_steps, resume=resume, validate=validate,
                           console=err_console)
     _report(result, as_json)

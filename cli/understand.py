@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
 from portraitcraft.atomic import atomic_write_jsonl
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import EXIT_NOTHING_DONE, ConfigOption, SetOption, config_from_cli, console, print_json
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
 from portraitcraft.ids import item_key
@@ -79,7 +80,7 @@ async def _run_graph(items: Sequence[UnderstandItem], context: UnderstandContext
 def _print_failures(outcomes: Sequence[ItemOutcome], limit: int = 20) -> list[str]:
     failed = [f"{o.item['image_path']}: {o.state.get('error')}" for o in outcomes if o.status != "finished"]
     for line in failed[:limit]:
-        err_console.print(f"[red]failed:[/red] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]failed:[/red] {escape(str(line))}", highlight=False, soft_wrap=True)
     if len(failed) > limit:
         err_console.print(f"[red]failed:[/red] ... and {len(failed) - limit} more (see the votes file)")
     return failed
@@ -112,7 +113,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Answer every test item over the configured views, vote, and write the official submission zip."""
-    from portraitcraft.atomic import atomic_write_json
+    from portraitcraft.atomic import atomic_write_json, check_output_file, check_output_folder
     from portraitcraft.data import detect_kind, load, read_records
     from portraitcraft.graphs.understand_run import (
         build_understand,
@@ -122,6 +123,7 @@ def run(
         vote_row,
         voted,
     )
+    from portraitcraft.runs import lock_run_folder
     from portraitcraft.submission import write_track1_submission
 
     cfg = config_from_cli(config, sets)
@@ -139,15 +141,20 @@ def run(
     ]
     run_dir = run_dir or out.parent / f"{out.stem}_run"
     votes = votes or out.with_name(f"{out.stem}.votes.jsonl")
+    check_output_file(out)  # every output checked before any VLM call
+    check_output_file(votes, "--votes")
+    lock_run_folder(check_output_folder(run_dir, "--run-dir"))
     context, client, run_fp = build_understand(cfg, calibration)
     outcomes = asyncio.run(_run_graph(items, context, client, run_dir=run_dir, run_fingerprint=run_fp,
                                       concurrency=cfg.run.concurrency, progress=progress))
     atomic_write_jsonl(votes, [vote_row(o, run_fp) for o in outcomes])
     failed = _print_failures(outcomes)
-    if failed and not allow_missing:
-        raise InputError(f"{len(failed)} of {len(items)} item(s) failed (listed above; every view's answers are in "
-                         f"{votes}). Run again to retry them (finished items are not asked again), or pass "
-                         "--allow-missing to write the submission with the fallback for them.")
+    if failed and not allow_missing:  # nothing written: exit 3 (the input was fine; the endpoint failed them)
+        err_console.print(f"error: {len(failed)} of {len(items)} item(s) failed (listed above; every view's answers "
+                          f"are in {votes}); no submission written. Run again to retry them (finished items are "
+                          "not asked again), or pass --allow-missing to write the submission with the fallback "
+                          "for them.", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NOTHING_DONE)
     finished = voted(outcomes)
     if validation:
         atomic_write_json(out, validation_records(outcomes))
@@ -194,7 +201,7 @@ def calibrate(
 
     rows, problems = join_rows(read_records(votes), read_records(gt))
     for line in problems[:20]:
-        err_console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     cal = fit_calibration(rows, holdout=holdout, seed=seed)
     cal.report["n_skipped"] = len(problems)
     cal.save(out)
@@ -247,7 +254,7 @@ def export_sft(
             continue
         records.append(sft_record(item, str(Path(image).resolve()), cfg.assessor, fmt))  # type: ignore[arg-type]
     for line in problems[:20]:
-        err_console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/yellow] {escape(str(line))}", highlight=False, soft_wrap=True)
     if not records:
         raise InputError(f"{train}: no item could be exported ({len(problems)} problem(s))")
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +269,8 @@ def export_sft(
     if as_json:
         print_json(summary)
     else:
-        console.print(f"wrote {len(records)} {fmt} record(s) to {path} ({len(problems)} skipped)", highlight=False)
+        console.print(f"wrote {len(records)} {fmt} record(s) to {path} ({len(problems)} skipped)", markup=False,
+                      highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------ qa
@@ -304,7 +312,7 @@ def qa(
     cfg = config_from_cli(config, sets)
     parsed, problems = parse_questions(read_records(questions))
     for problem in problems:
-        err_console.print(f"[red]{problem}[/red]", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{escape(str(problem))}[/red]", highlight=False, soft_wrap=True)
     if not parsed:
         raise InputError(f"{questions}: no valid question")
     items: list[UnderstandItem] = [

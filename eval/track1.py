@@ -10,8 +10,9 @@ An unusable prediction never helps the score: predictions are read by the one re
 (`portraitcraft.predictions`, the same one `data submit track1` uses), and by default a file with any
 unusable prediction (a NaN, infinite or string total, a bad level or answer, a duplicate, a malformed line)
 or any ground-truth item without a prediction is REFUSED, listing every such item. With `allow_invalid`
-those items are filled exactly as the submission writer fills missing items (every level B, answer A, total
-the median of the usable totals) and scored over all N; the report counts them (`n_filled`, `filled`).
+those items are filled exactly as the submission writer fills them, FIELD BY FIELD (an unusable level -> B,
+an unusable total -> the median of the usable totals, an unusable answer -> A; an item with no record at all
+gets all three) and scored over all N; the report names them and their fields (`filled`, `filled_fields`).
 Items join on `portraitcraft.ids.item_key` (the basename, `\\` normalised).
 """
 
@@ -68,6 +69,8 @@ class Track1Report:
     composite_over: str
     n_filled: int = 0
     filled: list[str] = field(default_factory=list)
+    filled_fields: dict[str, list[str]] = field(default_factory=dict)
+    """image_path -> the fields filled (`criteria.<attr>`, `total_score`, `answer`; `all` for a missing item)."""
     """Ground-truth items scored with the fallback (missing or unusable prediction; only with allow_invalid)."""
     missing: list[str] = field(default_factory=list)
     """Ground-truth items no prediction record names at all (a subset of `filled`)."""
@@ -90,6 +93,7 @@ class Track1Report:
             "composite_over": self.composite_over,
             "n_filled": self.n_filled,
             "filled": self.filled,
+            "filled_fields": self.filled_fields,
             "missing": self.missing,
             "extra": self.extra,
             "ground_truth_problems": self.ground_truth_problems,
@@ -263,10 +267,12 @@ def score_track1(
     if (problems or missing) and not allow_invalid:
         source = predictions if isinstance(predictions, str | Path) else "predictions"
         raise _refusal(source, read.problems, missing)
-    filled, filled_paths = fill_predictions([(k, t.image_path) for k, t in gt.items()], read.by_key)
-    report = score_items(filled, gt, has_qa=has_qa, per_attribute=per_attribute)
+    repair = fill_predictions([(k, t.image_path) for k, t in gt.items()], read.by_key, read.partial)
+    filled_paths = list(repair.filled_fields)
+    report = score_items(repair.by_key, gt, has_qa=has_qa, per_attribute=per_attribute)
     report.n_matched = report.n - len(filled_paths)
     report.n_filled, report.filled, report.missing = len(filled_paths), filled_paths, missing
+    report.filled_fields = repair.filled_fields
     report.extra = sorted(k for k in read.by_key if k not in gt)
     report.ground_truth_problems = gt_problems
     report.prediction_problems = problems
@@ -274,8 +280,8 @@ def score_track1(
     if gt_problems:
         notes.append(f"{len(gt_problems)} ground-truth items were left out (see ground_truth_problems)")
     if filled_paths:
-        notes.append(f"{len(filled_paths)} of {report.n} items had no usable prediction and were scored with the "
-                     f"fallback (levels {FALLBACK['level']}, answer {FALLBACK['answer']}, median total)")
+        notes.append(f"{len(filled_paths)} of {report.n} items had unusable or missing fields, filled field by field "
+                     f"(level {FALLBACK['level']}, answer {FALLBACK['answer']}, the median total; see filled_fields)")
     if report.extra:
         notes.append(f"{len(report.extra)} predictions match no ground-truth item (ignored)")
     report.warnings = notes + report.warnings

@@ -99,7 +99,7 @@ def build_context(
     reframer = default_reframe(cfg) if reframe is True else (reframe or None)
     editor = Editor(cfg.loop, cfg.critic.min_confidence, rule_axes=axes, can_edit=can_edit,
                     can_reframe=reframer is not None, reframeable=reframeable_rules())
-    pairs = ResultsLog(run.root / "pairs.jsonl")
+    pairs = ResultsLog(run.root / "pairs.jsonl", create=True)  # always there: `pairs export` reads an empty one
     max_rounds = 0 if strategy == "one-shot" else cfg.loop.max_rounds
     return GenerateContext(
         cfg=cfg, run=run, planner=planner or Planner.from_config(cfg), critic=critic, editor=editor, drawer=drawer,

@@ -15,10 +15,9 @@ from PIL import Image
 from portraitcraft.agents.editor import EditPlan, best_round
 from portraitcraft.agents.group import group_pairs, group_rewards
 from portraitcraft.atomic import save_image_atomic
-from portraitcraft.data import resolve_image
+from portraitcraft.data import find_image
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.graphs.generate_state import GenerateContext, GenerateState, Round
-from portraitcraft.ids import safe_id
 from portraitcraft.schemas import CompositionTargets, Track2Spec
 from portraitcraft.tools.image_checks import softness
 from portraitcraft.tools.images import hflip, load_image
@@ -91,9 +90,11 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
     """Round 0: the init image named by the item's image_path (--init-images), else a draft."""
     spec, plan = spec_of(state), state["plan"] or {}
     if ctx.init_images is not None:
-        source = resolve_image(ctx.init_images, spec.image_path)
-        if source is None:
-            raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images}")
+        lookup = find_image(ctx.init_images, spec.image_path)
+        source = lookup.path
+        if source is None:  # say which: missing, a link out of the folder, a device or pipe
+            raise InputError(f"item {spec.id}: no init image {spec.image_path!r} under {ctx.init_images} "
+                             f"({lookup.problem})")
         image = await asyncio.to_thread(load_image, source, name=f"init image {source}")
         rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image, {INIT_KEY: {"source": str(source)}})
         first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)
@@ -313,8 +314,10 @@ def choose_final(state: GenerateState, min_confidence: float) -> int:
 
 
 def submission_name(spec: Track2Spec) -> str:
-    """The submission file name: the item's key (`output_name`), made file-safe once (idempotent)."""
-    return safe_id(spec.output_name)
+    """The submission file name: exactly the item's key (`output_name`, unicode kept; the organisers match
+    files by it). `generate` refuses, as a named item problem, a key no file can be named by
+    (`portraitcraft.submission.submission_name_problem`); its extension picks the format."""
+    return spec.output_name
 
 
 async def finalize_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Every write goes to a temp file IN THE TARGET'S FOLDER (created first, so `os.replace` never crosses a
 filesystem), is flushed and fsynced, then `os.replace`d over the target; the folder entry is fsynced too
-where the platform allows. On any error (a failed encode, a full disk, Ctrl-C) the temp file is removed and
+where the platform allows. The file gets the mode a plain `open()` would give: the overwritten file's
+mode, else 0o666 under the umask. On any error (a failed encode, a full disk, Ctrl-C) the temp file is removed and
 the previous target, if any, is left untouched.
 """
 
@@ -11,16 +12,83 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from portraitcraft.errors import InputError
 
 TEMP_PREFIX = ".tmp-"
 """Temp files start with this (hidden, and easy to recognise as leftovers of a killed process)."""
 
 IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".png": "PNG"}
 JPEG_QUALITY = 95
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform shows it (/proc), else set and reset."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - no /proc: the classic set-and-restore
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def output_mode(target: Path) -> int:
+    """The mode a plain `open(target, "w")` would leave: the existing file's mode when it is overwritten,
+    else 0o666 under the umask (mkstemp alone would give 0o600)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def _first_existing(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path(".")  # pragma: no cover - a relative path whose parents are all missing
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: an existing folder, or a parent
+    that is a file (one line naming the path, exit 2; never a raw IsADirectoryError after the work).
+
+    Example:
+        >>> check_output_file("runs/scores.csv")  # doctest: +SKIP
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{what} {target}: is a folder, expected a file name")
+    if target.exists() and not target.is_file():
+        raise InputError(f"{what} {target}: is not a regular file (a device, pipe or socket)")
+    blocker = _first_existing(target)
+    if not blocker.is_dir():
+        raise InputError(f"{what} {target}: {blocker} is a file, so it cannot hold {target.name}")
+    return target
+
+
+def check_output_folder(folder: str | Path, what: str = "--out") -> Path:
+    """Create an output folder (and its parents), or refuse in one line: a file in the way, no permission
+    (exit 2, never a raw FileExistsError / NotADirectoryError)."""
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{what} {target}: is a file, expected a folder")
+    blocker = _first_existing(target)
+    if not blocker.is_dir():
+        raise InputError(f"{what} {target}: {blocker} is a file, so the folder cannot be created")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{what} {target}: cannot create it ({exc.strerror or exc})") from None
+    return target
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -49,6 +117,7 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name[:40]}.", suffix=".tmp")
     try:
+        os.fchmod(fd, output_mode(target))
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -117,6 +186,10 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_output_file",
+    "check_output_folder",
+    "current_umask",
     "image_format",
+    "output_mode",
     "save_image_atomic",
 ]

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.urls import mask_url_secrets
+from portraitcraft.urls import check_base_url, mask_url_secrets
 
 ENV_PREFIX = "PORTRAITCRAFT_"
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization|auth|cookie)", re.I)
@@ -65,6 +65,11 @@ class RemoteEndpoint(_Section):
     def api_key(self) -> str:
         """The key from the environment at call time; 'EMPTY' when unset (local servers need none)."""
         return os.environ.get(self.api_key_env, "") or "EMPTY"
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return check_base_url(value)
 
     @property
     def safe_url(self) -> str:
@@ -805,8 +810,9 @@ def _format_error(exc: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"config key {key}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden"
-                                                   and not isinstance(err.get("input"), dict) else ""))
+        shown = err["type"] not in ("extra_forbidden", "value_error") and not isinstance(err.get("input"), dict)
+        got = f" (got {mask_url_secrets(repr(err['input']))})" if shown else ""
+        lines.append(f"config key {key}: {mask_url_secrets(msg)}{got}")
     return "; ".join(lines)
 
 

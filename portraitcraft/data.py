@@ -124,12 +124,18 @@ def read_zip_member(p: Path, pick: Callable[[list[str]], str]) -> tuple[str, byt
     return name, data
 
 
+TRACK1_MEMBER = "track_1_test.json"
+"""The one file a Track 1 submission zip holds, at its root (the only zip PortraitCraft defines)."""
+
+
 def _read_zip(p: Path) -> list[Any]:
     def pick(names: list[str]) -> str:
-        found = [n for n in names if n.lower().endswith((".json", ".jsonl")) and not n.endswith("/")]
-        if len(found) != 1:
-            raise DataError(f"{p}: expected exactly one JSON file in the zip, found {len(found)}: {found}")
-        return found[0]
+        files = [n for n in names if not n.endswith("/")]
+        if files != [TRACK1_MEMBER]:
+            shown = ", ".join(repr(n) for n in files[:10]) or "no file"
+            raise DataError(f"{p}: a PortraitCraft zip holds exactly one file, {TRACK1_MEMBER}, at its root; "
+                            f"found {shown}")
+        return TRACK1_MEMBER
 
     name, data = read_zip_member(p, pick)
     return parse_text(bounded.decode_text(data, f"{p}!{name}"), f"{p}!{name}")
@@ -282,6 +288,24 @@ def is_inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
+def file_inside(root: str | Path, relative: str) -> Path | None:
+    """`root / relative`, resolved, when it is a regular file inside `root` (no escape through `..`, an
+    absolute path or a symbolic link pointing out), else None. The one containment check for paths that
+    data files give relative to their folder (pairs files, run folders).
+
+    Example:
+        >>> file_inside("runs/t2", "items/a/round_0.png")  # doctest: +SKIP
+        PosixPath('/home/me/runs/t2/items/a/round_0.png')
+    """
+    base = Path(root)
+    try:
+        real_root = base.resolve(strict=True)
+        path = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a link loop, a name the OS refuses
+        return None
+    return path if is_inside(path, real_root) and path.is_file() else None
+
+
 def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
     """Find an item's image INSIDE `images_dir`: its basename in the root, then in images_00..images_10.
 
@@ -300,6 +324,7 @@ def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
         return ImageLookup(None, f"image file name is longer than {NAME_MAX_BYTES} bytes")
     refused: list[str] = []
+    not_files: list[str] = []
     for folder in (root, *(root / shard for shard in SHARD_DIRS)):
         candidate = folder / name
         try:
@@ -313,8 +338,12 @@ def find_image(images_dir: str | Path, image_path: str) -> ImageLookup:
             continue
         if real.is_file():
             return ImageLookup(real)
+        not_files.append(str(candidate.relative_to(root)))
     if refused:
         return ImageLookup(None, f"refused {', '.join(refused)}: it resolves outside {root} (a symbolic link)")
+    if not_files:
+        return ImageLookup(None, f"{', '.join(not_files)} under {root} is not a regular file (a folder, device, "
+                                 "pipe or socket)")
     return ImageLookup(None, f"image not found under {root}")
 
 
@@ -445,6 +474,7 @@ __all__ = [
     "ATTRIBUTES",
     "KINDS",
     "SHARD_DIRS",
+    "TRACK1_MEMBER",
     "ImageLookup",
     "ItemProblem",
     "Kind",
@@ -453,6 +483,7 @@ __all__ = [
     "ValidationReport",
     "check_image",
     "detect_kind",
+    "file_inside",
     "find_image",
     "load",
     "load_track1_test",

@@ -10,8 +10,10 @@ file submits and scores the same. Accepted record shapes (all keyed by `item_key
 A record is usable only when it is complete: all 13 attributes with a valid level, a finite numeric
 `total_score` in 0-100 (a string is not a number), and an answer A-D (any case). Anything else, a duplicate
 of an earlier item, or a malformed JSONL line is an `ItemProblem` naming the item; nothing is dropped
-silently. What happens to unusable and missing items is the caller's choice: refuse, or `fill_predictions`
-with `FALLBACK` (every level B, answer A, total the median of the usable totals, 50 when there are none).
+silently. What happens to unusable and missing items is the caller's choice: refuse, or `fill_predictions`:
+an unusable record that names its item is repaired FIELD BY FIELD (only the unusable levels become B, an
+unusable total the median of the usable totals, an unusable answer A; the rest is kept), and an item with no
+record at all gets `FALLBACK` whole (every level B, answer A, the median total, 50 when there are none).
 """
 
 from __future__ import annotations
@@ -23,11 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from portraitcraft.data import MalformedLine, problems_from_validation, read_records
 from portraitcraft.ids import earlier_duplicate, item_key
-from portraitcraft.schemas import ATTRIBUTES, ItemProblem, Track1Prediction, level_from_score
+from portraitcraft.schemas import (
+    ANSWER_LETTERS,
+    ATTRIBUTES,
+    ImagePath,
+    ItemProblem,
+    LevelField,
+    Track1Prediction,
+    level_from_score,
+)
 
 FALLBACK = {"level": "B", "answer": "A"}
 """Used for an item with no usable prediction when the caller allows it: every attribute Medium (B),
@@ -42,11 +52,54 @@ class Track1Predictions:
     by_key: dict[str, Track1Prediction] = field(default_factory=dict)
     problems: list[ItemProblem] = field(default_factory=list)
     n_records: int = 0
+    partial: dict[str, PartialPrediction] = field(default_factory=dict)
+    """Unusable records that still name their item: the fields that ARE usable, for a field-by-field repair."""
 
     @property
     def unusable_keys(self) -> set[str]:
         """Keys named by a problem record that have no usable prediction."""
         return {item_key(p.image_path) for p in self.problems if p.image_path} - set(self.by_key)
+
+
+@dataclass
+class PartialPrediction:
+    """What is usable in a prediction record that failed validation; None marks an unusable field."""
+
+    image_path: str
+    levels: dict[str, str | None]
+    total_score: float | None
+    answer: str | None
+
+    def unusable_fields(self) -> list[str]:
+        """The fields a repair fills, named as in the file (`criteria.Sharpness`, `total_score`, `answer`)."""
+        out = [f"criteria.{name}" for name, level in self.levels.items() if level is None]
+        return out + [name for name in ("total_score", "answer") if getattr(self, name) is None]
+
+
+_LEVEL = TypeAdapter(LevelField)
+_IMAGE_PATH = TypeAdapter(ImagePath)
+
+
+def _salvage(rec: Mapping[str, Any], require_answer: bool) -> PartialPrediction | None:
+    """The usable fields of a record that failed validation (None when it names no usable image_path)."""
+    try:
+        image_path = _IMAGE_PATH.validate_python(rec.get("image_path"))
+    except ValidationError:
+        return None
+    shaped = _prediction_record(rec, require_answer)
+    labels = shaped.get("levels") if isinstance(shaped.get("levels"), Mapping) else {}
+    levels: dict[str, str | None] = {}
+    for name in ATTRIBUTES:
+        try:
+            levels[name] = _LEVEL.validate_python(labels[name]).code if name in labels else None
+        except (ValidationError, TypeError):
+            levels[name] = None
+    total = shaped.get("total_score")
+    usable_total = isinstance(total, int | float) and not isinstance(total, bool) and math.isfinite(total) \
+        and 0 <= total <= 100
+    answer = shaped.get("answer")
+    return PartialPrediction(image_path, levels, float(total) if usable_total else None,
+                             answer if answer in ANSWER_LETTERS else None)
 
 
 def _label(value: Any) -> Any:
@@ -98,6 +151,9 @@ def parse_track1_predictions(records: Sequence[Any], *, require_answer: bool = T
             pred = Track1Prediction.model_validate(_prediction_record(rec, require_answer))
         except ValidationError as exc:
             out.problems.extend(problems_from_validation(exc, index, image_path))
+            partial = _salvage(rec, require_answer)
+            if partial is not None:
+                out.partial.setdefault(item_key(partial.image_path), partial)
             continue
         earlier = earlier_duplicate(seen, pred.image_path, index)
         if earlier is not None:
@@ -114,35 +170,61 @@ def read_track1_predictions(source: str | Path | Sequence[Any], *, require_answe
     return parse_track1_predictions(records, require_answer=require_answer)
 
 
-def fallback_total(predictions: Iterable[Track1Prediction]) -> float:
-    """The fallback total: the median of the given predictions' totals, rounded; 50 when there are none."""
-    totals = [p.total_score for p in predictions]
-    return float(round(statistics.median(totals))) if totals else float(FALLBACK_TOTAL)
+def fallback_total(totals: Iterable[float]) -> float:
+    """The fallback total: the median of the given usable totals, rounded; 50 when there are none."""
+    values = list(totals)
+    return float(round(statistics.median(values))) if values else float(FALLBACK_TOTAL)
+
+
+@dataclass
+class FilledPredictions:
+    """One prediction per item after the repair, and what was filled.
+
+    `filled` lists the items with no usable field at all (every field from `FALLBACK`); `filled_fields`
+    maps each repaired item's image_path to the fields that were filled (`["all"]` for a filled item).
+    """
+
+    by_key: dict[str, Track1Prediction]
+    filled: list[str]
+    filled_fields: dict[str, list[str]]
 
 
 def fill_predictions(
-    items: Sequence[tuple[str, str]], by_key: Mapping[str, Track1Prediction]
-) -> tuple[dict[str, Track1Prediction], list[str]]:
-    """One prediction per `(key, image_path)` item: the usable one, else `FALLBACK`.
-
-    Returns:
-        (key -> prediction for every item, the image paths that were filled, in item order).
+    items: Sequence[tuple[str, str]], by_key: Mapping[str, Track1Prediction],
+    partial: Mapping[str, PartialPrediction] | None = None,
+) -> FilledPredictions:
+    """One prediction per `(key, image_path)` item: the usable one; else the record repaired field by field
+    (an unusable level -> B, an unusable total -> the median of the usable totals, an unusable answer -> A:
+    what the official metric counts wrong is only that field); else, with no record, `FALLBACK` whole.
     """
-    total = fallback_total(by_key[k] for k, _ in items if k in by_key)
-    filled: list[str] = []
-    out: dict[str, Track1Prediction] = {}
+    partial = {k: v for k, v in (partial or {}).items() if k not in by_key}
+    keys = {k for k, _ in items}
+    total = fallback_total([by_key[k].total_score for k in keys if k in by_key]
+                           + [p.total_score for k, p in partial.items() if k in keys and p.total_score is not None])
+    out = FilledPredictions({}, [], {})
     for key, image_path in items:
         pred = by_key.get(key)
-        if pred is None:
+        if pred is None and key in partial:
+            part = partial[key]
+            pred = Track1Prediction(
+                image_path=image_path,
+                levels={a: part.levels[a] or FALLBACK["level"] for a in ATTRIBUTES},
+                total_score=total if part.total_score is None else part.total_score,
+                answer=part.answer or FALLBACK["answer"])
+            out.filled_fields[image_path] = part.unusable_fields()
+        elif pred is None:
             pred = Track1Prediction(image_path=image_path, levels=dict.fromkeys(ATTRIBUTES, FALLBACK["level"]),
                                     total_score=total, answer=FALLBACK["answer"])
-            filled.append(image_path)
-        out[key] = pred
-    return out, filled
+            out.filled.append(image_path)
+            out.filled_fields[image_path] = ["all"]
+        out.by_key[key] = pred
+    return out
 
 
 __all__ = [
     "FALLBACK",
+    "FilledPredictions",
+    "PartialPrediction",
     "Track1Predictions",
     "fallback_total",
     "fill_predictions",

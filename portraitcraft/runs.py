@@ -19,7 +19,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from portraitcraft.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, save_image_atomic
+from portraitcraft.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_folder,
+    save_image_atomic,
+)
 from portraitcraft.config import PortraitcraftConfig, mask_secrets
 from portraitcraft.errors import InputError, PortraitcraftError
 from portraitcraft.ids import safe_id
@@ -47,11 +53,14 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 class ResultsLog:
     """An append-only JSONL file of complete rows, safe against a writer killed mid-line."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = False):
+        """Open the log; `create` makes the (empty) file at once, so readers find it even with no row."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.repaired_bytes = self._trim_torn_tail()
+        if create:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
 
     def _trim_torn_tail(self) -> int:
         if not self.path.exists():
@@ -82,7 +91,7 @@ class ResultsLog:
         """Append one row as a single complete line (one write call on an O_APPEND descriptor)."""
         line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 written = os.write(fd, line)
                 while written < len(line):  # a short write on a full disk: finish or fail loudly
@@ -113,6 +122,88 @@ def failed_row(item_id: str, error: PortraitcraftError, **fields: Any) -> dict[s
     return {"id": item_id, "status": "failed", **fields, "error": str(error), "error_type": type(error).__name__}
 
 
+LOCK_NAME = ".lock"
+"""In a run folder: the lock file (an `flock` held while a process writes the folder; it holds that pid)."""
+
+
+class RunFolderBusy(InputError):
+    """Another live process holds the run folder's lock (exit 2)."""
+
+
+class RunLock:
+    """An exclusive `fcntl.flock` on `<run folder>/.lock`, held by this process until `release()` or exit.
+
+    The kernel drops an flock when its holder dies (SIGKILL included), so a lock file left by a killed
+    process is stale by construction and the next `lock_run_folder` takes it over; two processes racing for
+    it cannot both win (flock is atomic), unlike a check-the-pid-then-write scheme.
+    """
+
+    def __init__(self, path: Path, fd: int, previous_pid: int | None):
+        self.path, self.fd, self.previous_pid = path, fd, previous_pid
+
+    def release(self) -> None:
+        """Drop the lock (the file stays: it is harmless without the flock)."""
+        if self.fd >= 0:
+            _HELD.pop(os.path.realpath(self.path), None)
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = -1
+
+
+_HELD: dict[str, RunLock] = {}
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def lock_run_folder(root: str | Path) -> RunLock:
+    """Take the run folder's lock for this process (created with the folder), or refuse at once.
+
+    Re-taking a folder this process already holds returns the same lock.
+
+    Raises:
+        RunFolderBusy: another live process holds it (the message names its pid).
+        InputError: the folder cannot be created or is not a folder.
+
+    Example:
+        >>> lock = lock_run_folder("runs/demo")  # doctest: +SKIP
+    """
+    folder = Path(root)
+    check_output_folder(folder, "run folder")
+    path = folder / LOCK_NAME
+    key = os.path.realpath(path)
+    if key in _HELD:
+        return _HELD[key]
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        raise InputError(f"run folder {folder}: cannot create its lock file {path} ({exc.strerror or exc})") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on this platform: no lock
+        lock = RunLock(path, fd, None)
+        _HELD[key] = lock
+        return lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        who = f"process {holder}" if holder else "another process"
+        raise RunFolderBusy(f"run folder {folder} is in use by {who} (lock {path}); wait for it to finish or "
+                            "stop it, or use another --out") from None
+    previous = _read_pid(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    lock = RunLock(path, fd, previous if previous != os.getpid() else None)
+    _HELD[key] = lock
+    return lock
+
+
 class RunFolder:
     """A run's folder: manifest.json, results.jsonl, and per-item files under safe names.
 
@@ -125,6 +216,7 @@ class RunFolder:
         self.root = Path(root)
         self.results = ResultsLog(self.root / "results.jsonl")
         self._claimed: dict[str, str] = {}
+        self.lock: RunLock | None = None
 
     @classmethod
     def create(
@@ -139,10 +231,13 @@ class RunFolder:
         """Create (or, with resume, reopen) `out_dir/<name>` and write its manifest."""
         name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         root = Path(out_dir) / safe_id(name)
-        if root.exists() and any(root.iterdir()) and not resume:
-            raise InputError(f"run folder {root} already exists and is not empty; pass --resume or another --name")
-        root.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_folder(root)  # refuses at once when another process is writing this folder
+        if not resume and any(p.name != LOCK_NAME for p in root.iterdir()):
+            lock.release()
+            raise InputError(f"run folder {root} already exists and is not empty; pass --resume to continue it, "
+                             "or choose another --out")
         run = cls(root)
+        run.lock = lock
         run.write_manifest(config, command)
         return run
 
@@ -197,12 +292,16 @@ class RunFolder:
 
 __all__ = [
     "ID_MARKER",
+    "LOCK_NAME",
     "ResultsLog",
     "RunFolder",
+    "RunFolderBusy",
+    "RunLock",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "failed_row",
+    "lock_run_folder",
     "package_versions",
     "save_image_atomic",
 ]

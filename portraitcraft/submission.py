@@ -7,6 +7,7 @@ baseline): a missing prediction is an error listing the ids, unless `allow_missi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portraitcraft.atomic import atomic_open, save_image_atomic
+from portraitcraft.atomic import IMAGE_FORMATS, atomic_open, check_output_folder, save_image_atomic
 from portraitcraft.bounded import check_regular, decode_text, loads_json
+from portraitcraft.data import NAME_MAX_BYTES, TRACK1_MEMBER, is_inside
 from portraitcraft.errors import DataError, InputError
 from portraitcraft.ids import item_key
-from portraitcraft.predictions import FALLBACK, fill_predictions
+from portraitcraft.predictions import FALLBACK, PartialPrediction, fill_predictions
 from portraitcraft.schemas import (
     ANSWER_LETTERS,
     ATTRIBUTES,
@@ -32,7 +34,6 @@ from portraitcraft.schemas import (
 
 log = logging.getLogger(__name__)
 
-TRACK1_MEMBER = "track_1_test.json"
 TRACK1_KEYS = ("image_path", "criteria", "total_score", "question", "options", "answer")
 
 @dataclass
@@ -42,6 +43,8 @@ class SubmissionReport:
     n_fallback: int = 0
     fallback_ids: list[str] = field(default_factory=list)
     n_extra: int = 0
+    filled_fields: dict[str, list[str]] = field(default_factory=dict)
+    """image_path -> the fields filled (`criteria.<attr>`, `total_score`, `answer`, or `all`)."""
 
 
 def track1_records(
@@ -49,6 +52,7 @@ def track1_records(
     predictions: Iterable[Track1Prediction],
     *,
     allow_missing: bool = False,
+    partial: Mapping[str, PartialPrediction] | None = None,
 ) -> tuple[list[dict[str, Any]], SubmissionReport]:
     """The submission records in template order (see `write_track1_submission`)."""
     by_key: dict[str, Track1Prediction] = {}
@@ -62,10 +66,10 @@ def track1_records(
             f"{len(missing)} of {len(template)} test items have no prediction: {shown}. "
             "Predict them, or pass --allow-missing to fill them with the documented fallback."
         )
-    filled, _ = fill_predictions(items, by_key)
+    filled = fill_predictions(items, by_key, partial)
     records = []
     for item, (key, _) in zip(template, items, strict=True):
-        pred = filled[key]
+        pred = filled.by_key[key]
         records.append(
             {
                 "image_path": item.image_path,
@@ -77,9 +81,10 @@ def track1_records(
             }
         )
     n_extra = len(set(by_key) - {key for key, _ in items})
-    report = SubmissionReport(Path(), len(records), len(missing), missing, n_extra)
+    report = SubmissionReport(Path(), len(records), len(missing), missing, n_extra, filled.filled_fields)
     if missing:
-        log.warning("filled %d missing prediction(s) with the fallback (levels B, answer A)", len(missing))
+        log.warning("filled %d item(s): %d field by field, %d whole with the fallback", len(missing),
+                    len(missing) - len(filled.filled), len(filled.filled))
     return records, report
 
 
@@ -89,6 +94,7 @@ def write_track1_submission(
     out_zip: str | Path,
     *,
     allow_missing: bool = False,
+    partial: Mapping[str, PartialPrediction] | None = None,
 ) -> SubmissionReport:
     """Write the official Track 1 zip: one file `track_1_test.json` at its root, template order.
 
@@ -96,7 +102,10 @@ def write_track1_submission(
         template (list[Track1TestItem]): the test items, in the official order (questions/options copied).
         predictions (iterable of Track1Prediction): joined to the template by image basename.
         out_zip (str | Path): the zip to write (atomically).
-        allow_missing (bool, optional, defaults to False): fill items without a prediction with FALLBACK.
+        allow_missing (bool, optional, defaults to False): fill items without a usable prediction: a record
+            with some unusable fields is repaired field by field (`partial`), an item without one gets FALLBACK.
+        partial (mapping, optional): item key -> the usable fields of a record that failed validation
+            (`Track1Predictions.partial`).
 
     Raises:
         InputError: items lack predictions and allow_missing is False (lists the ids).
@@ -104,7 +113,7 @@ def write_track1_submission(
     Example:
         >>> report = write_track1_submission(template, preds, "submission.zip")  # doctest: +SKIP
     """
-    records, report = track1_records(template, predictions, allow_missing=allow_missing)
+    records, report = track1_records(template, predictions, allow_missing=allow_missing, partial=partial)
     _check_track1_records(records)
     payload = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
     out = Path(out_zip)
@@ -161,6 +170,8 @@ class ImageMatches:
     found: dict[str, Path] = field(default_factory=dict)
     ambiguous: dict[str, list[Path]] = field(default_factory=dict)
     n_files: int = 0
+    refused: list[str] = field(default_factory=list)
+    """Image files left out because they resolve outside the folder (symbolic links pointing out)."""
 
 
 def find_submission_images(
@@ -170,10 +181,12 @@ def find_submission_images(
 
     An exact file name match (the item's `output_name`) wins over a same-stem file with another image
     extension (re-encoded on submit). Two or more files at the best rank are ambiguous: reported, not
-    guessed. Symbolic links to folders are not followed; hidden files and folders are skipped.
+    guessed. Symbolic links to folders are not followed; a file whose real path leaves the folder (a link
+    to /etc/passwd) is refused and listed in `refused`; hidden files and folders are skipped.
     """
     root = Path(images_dir)
-    skip = {Path(os.path.realpath(e)) for e in exclude}
+    real_root = Path(os.path.realpath(root))
+    skip = {Path(os.path.realpath(e)) for e in exclude} - {real_root}
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
     out = ImageMatches()
@@ -184,6 +197,9 @@ def find_submission_images(
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            if not is_inside(Path(os.path.realpath(path)), real_root):
+                out.refused.append(f"{path}: resolves outside {root} (a symbolic link); not used")
                 continue
             out.n_files += 1
             by_name.setdefault(name, []).append(path)
@@ -196,6 +212,22 @@ def find_submission_images(
         elif hits:
             out.ambiguous[spec.id] = hits
     return out
+
+
+def submission_name_problem(name: str) -> str | None:
+    """Why an item's submission file name (its image_path basename, unicode allowed) cannot be written as
+    is, else None: no name, a hidden name, an extension that names no writable image format, or more bytes
+    than a file name may hold. The file is never renamed: the organisers match it by this name."""
+    if name in ("", ".", "..") or "\x00" in name:
+        return f"image_path basename {name!r} is not a file name"
+    if name.startswith("."):
+        return f"image_path basename {name!r} starts with '.' (a hidden file, and no name before the extension)"
+    if Path(name).suffix.lower() not in IMAGE_FORMATS:
+        return (f"image_path basename {name!r} does not end in an image extension "
+                f"({', '.join(sorted(IMAGE_FORMATS))}): the submission format would be unknown")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        return f"image_path basename is longer than {NAME_MAX_BYTES} bytes: no file system can hold it"
+    return None
 
 
 @dataclass
@@ -231,7 +263,7 @@ def write_track2_submission(
     from PIL import Image
 
     out = Path(out_dir)
-    folder = out / "submission"
+    folder = check_output_folder(out / "submission")
     missing = [s.image_path for s in specs if s.id not in images or not Path(images[s.id]).is_file()]
     if missing and not allow_missing:
         raise InputError(f"{len(missing)} item(s) have no final image: {', '.join(missing[:20])}")
@@ -240,6 +272,10 @@ def write_track2_submission(
     for spec in specs:  # one image in memory at a time
         if spec.image_path in missing:
             continue
+        problem = submission_name_problem(spec.output_name)
+        if problem is not None:
+            unreadable.append(f"{spec.image_path}: {problem}")
+            continue
         try:
             with Image.open(images[spec.id]) as im:
                 rgb = im.convert("RGB")
@@ -247,7 +283,13 @@ def write_track2_submission(
             unreadable.append(f"{spec.image_path}: {images[spec.id]} is not a readable image ({exc})")
             continue
         target = folder / spec.output_name
-        save_image_atomic(rgb, target, fmt="JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+        try:
+            save_image_atomic(rgb, target, fmt=IMAGE_FORMATS[target.suffix.lower()])
+        except OSError as exc:  # a name this file system cannot hold is this item's failure; a full disk is not
+            if exc.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+                raise
+            unreadable.append(f"{spec.image_path}: cannot write {target.name!r} ({exc.strerror or exc})")
+            continue
         written.append(target)
     if unreadable and not allow_missing:
         raise InputError(f"{len(unreadable)} item image(s) cannot be read (no zip written):\n" + "\n".join(unreadable))
@@ -267,6 +309,7 @@ __all__ = [
     "Track2Submission",
     "find_submission_images",
     "read_track1_submission",
+    "submission_name_problem",
     "track1_records",
     "write_track1_submission",
     "write_track2_submission",

@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|authorization|auth|cookie|signature)", re.I)
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_BARE_CREDENTIALS = re.compile(r"(?<![\w./:@-])[^/@\s:'\"]+:[^/@\s'\"]+@(?=[\w.\[-])")
+"""`user:pw@host` with no scheme in front (a base_url typed without `http://`)."""
 _QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#\s'\"]+)=(?P<value>[^&#\s'\"<>]*)")
 MASK = "***"
 
@@ -24,6 +26,7 @@ def mask_url_secrets(text: str) -> str:
         'https://***@host/v1?key=***&alt=json failed'
     """
     text = _CREDENTIALS.sub(MASK + "@", text)
+    text = _BARE_CREDENTIALS.sub(MASK + "@", text)
 
     def mask(m: re.Match[str]) -> str:
         if SECRET_NAME.search(m["name"]) and m["value"]:
@@ -31,6 +34,27 @@ def mask_url_secrets(text: str) -> str:
         return m[0]
 
     return _QUERY_PARAM.sub(mask, text)
+
+
+def check_base_url(url: str) -> str:
+    """`url` when it is an http(s) URL with a host (and a valid port), else a ValueError whose message shows
+    the URL masked (never its credentials).
+
+    Example:
+        >>> check_base_url("http://127.0.0.1:8000/v1")
+        'http://127.0.0.1:8000/v1'
+    """
+    shown = mask_url_secrets(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{shown!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{shown!r} names no host")
+    return url
 
 
 def split_query(url: str) -> tuple[str, dict[str, str]]:

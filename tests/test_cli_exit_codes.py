@@ -73,7 +73,7 @@ def test_every_failing_command_exits_non_zero(examples_dir: Path, tmp_path: Path
         (["eval", "fidelity", missing, missing, "--mask", missing], 2, "file not found"),
         (["plan", "fit", examples_dir / "track_2_train.json", "--images", tmp_path / "none", "--out",
           tmp_path / "p.json"], 2, "not a folder"),
-        (["doctor", "--json", "--config", unreachable, "--timeout", "1", "--strict"], 1, ""),
+        (["doctor", "--json", "--config", unreachable, "--timeout", "1", "--strict"], 4, ""),
     ]
     runs = run_script_many([args for args, _, _ in cases])
     for (args, code, text), run in zip(cases, runs, strict=True):

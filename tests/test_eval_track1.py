@@ -109,11 +109,15 @@ def test_allow_invalid_fills_like_the_submission_writer(tmp_path: Path) -> None:
     assert report.n == 4 and report.n_matched == 1 and report.n_filled == 3
     assert report.filled == ["images_03/b.jpg", "images_03/c.jpg", "images_03/d.jpg"]
     assert report.missing == ["images_03/d.jpg"] and report.extra == ["zz_extra.jpg"]
-    # filled items: every level B, answer A, total the median of the usable matched totals (12)
-    assert report.level_acc == pytest.approx((13 + 0 + 13 + 13) / (4 * 13))
+    # repaired FIELD BY FIELD (issue 21 item 16): b keeps its total 25, answer C and 12 levels (only the bad
+    # level -> B); c keeps its levels and total 34 (answer -> A); d (no record) gets all B, answer A and the
+    # median of the usable totals (12, 25, 34 -> 25)
+    assert report.filled_fields == {"images_03/b.jpg": ["criteria.Color Harmony"],
+                                    "images_03/c.jpg": ["answer"], "images_03/d.jpg": ["all"]}
+    assert report.level_acc == pytest.approx((13 + 0 + 0 + 13) / (4 * 13))
     assert report.qa_acc == pytest.approx(2 / 4)
-    assert report.srcc == 0.0  # every total is 12: constant predictions
-    assert any("3 of 4 items had no usable prediction" in w for w in report.warnings)
+    assert report.srcc == pytest.approx(stats.spearmanr([12, 25, 34, 25], [10, 20, 30, 40]).statistic)
+    assert any("3 of 4 items had unusable or missing fields" in w for w in report.warnings)
 
 
 def test_bad_totals_never_raise_the_score(tmp_path: Path) -> None:

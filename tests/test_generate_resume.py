@@ -49,7 +49,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     assert not redrawn & set(before), "an item finished before the kill was drawn again"
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert all(r["status"] == "done" and r["passed"] for r in rows)
-    leftovers = [p for p in out.rglob("*") if p.is_file() and p.name != ".id"  # the run folder's id marker
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.name not in (".id", ".lock")  # id marker, lock
                  and (p.name.startswith(".") or p.suffix == ".tmp")]
     assert leftovers == [], leftovers
     for r in rows:

@@ -103,9 +103,15 @@ def test_cli_submit_track1_lists_bad_predictions_and_honours_allow_missing(
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout[res.stdout.index("{"):])  # the bad items are listed first
     assert report["n_fallback"] == 2 and report["n_bad_predictions"] == 2
+    assert report["filled_fields"] == {template[1]["image_path"]: ["criteria.Sharpness"],
+                                       template[2]["image_path"]: ["answer"]}
     back = read_track1_submission(out)
     assert back[0]["total_score"] == 62 and back[0]["answer"] == "D"
-    assert back[1]["answer"] == "A" and back[1]["total_score"] == 62  # fallback: median of the valid totals
+    # repaired field by field: only the unusable field is filled, the rest of the prediction is kept
+    assert back[1]["answer"] == "D" and back[1]["total_score"] == 62
+    assert back[1]["criteria"]["Sharpness"] == {"level": "B"} and back[1]["criteria"]["Exposure Control"] == \
+        {"level": "C"}
+    assert back[2]["answer"] == "A" and set(c["level"] for c in back[2]["criteria"].values()) == {"C"}
 
 
 def test_cli_submit_track2_finds_images_by_basename(

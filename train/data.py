@@ -21,8 +21,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from portraitcraft.bounded import check_regular, parse_text, read_bytes, read_text
 from portraitcraft.config import PlannerConfig, PortraitcraftConfig
+from portraitcraft.data import file_inside, unsafe_image_path
 from portraitcraft.train import TrainError
+
+
+class TrainInputError(TrainError):
+    """A training input (pairs file or export folder, train file, images folder) cannot be used: bad input,
+    exit 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,11 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: Portrait
     from portraitcraft.data import detect_kind, parse_items, read_records, resolve_image
 
     if not Path(images_dir).is_dir():
-        raise TrainError(f"--images {images_dir}: not a folder")
+        raise TrainInputError(f"--images {images_dir}: not a folder")
     records = read_records(train_file)
     kind = detect_kind(records)
     if kind != "track2":
-        raise TrainError(f"{train_file}: expected Track 2 items (image_path, content, composition), found {kind}")
+        raise TrainInputError(f"{train_file}: expected Track 2 items (image_path, content, composition), found {kind}")
     parsed = parse_items(records, kind)
     out = ItemSet(items=[], total=len(records))
     out.problems.extend(RowProblem(p.index, p.image_path or "?", f"{p.field}: {p.problem}") for p in parsed.problems)
@@ -106,26 +115,81 @@ def read_sft_items(train_file: str | Path, images_dir: str | Path, cfg: Portrait
     return out
 
 
-def _load_table(path: Path) -> Any:
-    """The pairs file as a `datasets.Dataset` (parquet or JSON lines), kept in memory."""
+PAIRS_IN_FOLDER = ("pairs.parquet", "pairs.jsonl")
+"""What `pairs export --format pickapic|jsonl` writes: a trainer given the export folder reads the first found."""
+
+
+def pairs_file(path: str | Path) -> Path:
+    """The pairs file itself, or the one inside an export folder (`pairs.parquet`, else `pairs.jsonl`).
+
+    Raises:
+        TrainInputError: nothing there, or a folder with neither file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for name in PAIRS_IN_FOLDER:
+            if (p / name).is_file():
+                return p / name
+        raise TrainInputError(f"pairs folder {p} holds neither {' nor '.join(PAIRS_IN_FOLDER)} (export it with "
+                             "`pairs export --format pickapic` or `--format jsonl`)")
+    check_regular(p, what="pairs file", error=TrainInputError)
+    if p.suffix not in (".parquet", ".jsonl", ".json"):
+        raise TrainInputError(f"pairs file {p}: expected .parquet (pickapic) or .jsonl, got {p.suffix or 'no suffix'}")
+    return p
+
+
+def _parquet_rows(path: Path) -> list[Any]:
     try:
-        from datasets import Dataset
+        import pyarrow.parquet as pq
     except ImportError:
-        raise TrainError("reading pairs needs the `datasets` package (pip install 'portraitcraft[train]')") from None
-    if not path.is_file():
-        raise TrainError(f"pairs file {path} does not exist")
+        raise TrainError("reading parquet pairs needs pyarrow (pip install 'portraitcraft[train]')") from None
+    data = read_bytes(path, what="pairs file", error=TrainInputError)
+    import pyarrow as pa
+
     try:
-        if path.suffix == ".parquet":
-            return Dataset.from_parquet(str(path), keep_in_memory=True)
-        if path.suffix in (".jsonl", ".json"):
-            return Dataset.from_json(str(path), keep_in_memory=True)
-    except Exception as exc:  # datasets/pyarrow raise many types for an unreadable file
-        raise TrainError(f"pairs file {path} cannot be read: {type(exc).__name__}: {exc}") from None
-    raise TrainError(f"pairs file {path}: expected .parquet (pickapic) or .jsonl, got {path.suffix or 'no suffix'}")
+        return pq.read_table(pa.BufferReader(data)).to_pylist()
+    except Exception as exc:  # pyarrow raises many types for a file that is not parquet
+        raise TrainInputError(f"pairs file {path} is not a readable parquet file ({type(exc).__name__}: "
+                             f"{exc})") from None
+
+
+def _json_rows(path: Path) -> list[Any]:
+    """Rows of a JSON array or JSON lines; a malformed line becomes a `_BadRow` (skipped and counted), never
+    the end of the read."""
+    text = read_text(path, what="pairs file", error=TrainInputError)
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        rows = parse_text(json.loads, text, str(path), error=TrainInputError)
+        if not isinstance(rows, list):  # pragma: no cover - starts with "[" so json gives a list
+            raise TrainInputError(f"pairs file {path}: expected a JSON array")
+        return rows
+    rows: list[Any] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(parse_text(json.loads, line, f"line {number}", error=ValueError))
+        except ValueError as exc:
+            rows.append(_BadRow(str(exc)))
+    return rows
+
+
+@dataclass(frozen=True)
+class _BadRow:
+    problem: str
+
+
+def _load_rows(path: Path) -> list[Any]:
+    """The rows of a pairs file (bounded read: regular files only, the input size cap)."""
+    rows = _parquet_rows(path) if path.suffix == ".parquet" else _json_rows(path)
+    if not rows:
+        raise TrainInputError(f"pairs file {path} holds no pairs (it is empty)")
+    return rows
 
 
 def _image_bytes(value: Any, base: Path, what: str) -> bytes:
-    """Encoded image bytes from a column value: bytes, {"bytes": ...}, or a path relative to the pairs file."""
+    """Encoded image bytes from a column value: bytes, {"bytes": ...}, or a path relative to the pairs file,
+    contained in its folder (absolute paths, `..` and links pointing out are refused, as `pairs export`
+    refuses them)."""
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")
     if isinstance(value, bytes | bytearray | memoryview):
@@ -133,10 +197,19 @@ def _image_bytes(value: Any, base: Path, what: str) -> bytes:
             raise ValueError(f"{what}: empty image bytes")
         return bytes(value)
     if isinstance(value, str) and value:
-        path = Path(value) if Path(value).is_absolute() else base / value
-        if not path.is_file():
+        unsafe = unsafe_image_path(value)
+        if unsafe is not None:
+            raise ValueError(f"{what}: image path {value!r} {unsafe.split(';')[0]}; paths are relative to the "
+                             "pairs file's folder")
+        path = file_inside(base, value)
+        if path is None:
+            if (base / value).exists():
+                raise ValueError(f"{what}: image file {value!r} resolves outside {base} (a symbolic link): refused")
             raise ValueError(f"{what}: image file {value!r} not found")
-        return path.read_bytes()
+        try:
+            return read_bytes(path, what="image", error=ValueError)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
     raise ValueError(f"{what}: missing image")
 
 
@@ -156,8 +229,9 @@ def _label(row: dict[str, Any]) -> float:
 
 
 def read_pairs(path: str | Path) -> ItemSet:
-    """Preference pairs from the pickapic parquet (`caption`, `jpg_0`, `jpg_1`, `label_0`, `label_1`,
-    `pose_image`, `pose_keypoints`, `item_id`) or a JSONL of the same keys, or the generate run's
+    """Preference pairs from an export folder (its pairs.parquet or pairs.jsonl), the pickapic parquet
+    (`caption`, `jpg_0`, `jpg_1`, `label_0`, `label_1`, `pose_image`, `pose_keypoints`, `item_id`) or a JSONL
+    of the same keys, or the generate run's
     `pairs.jsonl` (`prompt`, `chosen`, `rejected` image paths relative to the file). The chosen image is the
     one with the larger label; `p_chosen` its probability.
 
@@ -165,10 +239,14 @@ def read_pairs(path: str | Path) -> ItemSet:
         >>> pairs = read_pairs("runs/t2/pairs.parquet")  # doctest: +SKIP
         >>> pairs.total, pairs.skipped  # doctest: +SKIP
     """
-    path = Path(path)
-    table = _load_table(path)
+    path = pairs_file(path)
+    table = _load_rows(path)
     out = ItemSet(items=[], total=len(table))
     for i, row in enumerate(table):
+        if isinstance(row, _BadRow) or not isinstance(row, dict):
+            out.problems.append(RowProblem(i, f"row{i}", row.problem if isinstance(row, _BadRow)
+                                           else f"expected a JSON object, got {type(row).__name__}"))
+            continue
         item_id = str(row.get("item_id") or row.get("id") or f"row{i}")
         try:
             prompt = row.get("caption") or row.get("prompt")

@@ -22,11 +22,14 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from portraitcraft.errors import PortraitcraftError
+from portraitcraft.bounded import read_text
+from portraitcraft.errors import DataError, PortraitcraftError
 from portraitcraft.prompts.loader import PromptError, render_text
 from portraitcraft.schemas import CompositionTargets
 
 RULES_DIR = Path(__file__).resolve().parent
+MAX_RULE_BYTES = 1024 * 1024
+"""A rule file larger than this (1 MB) is a lint problem, never read whole."""
 GeometryKey = Literal["horizontal", "vertical", "crop_level", "facing", "gaze", "people", "orientation", "subject"]
 HeuristicKey = Literal["sharpness", "exposure", "horizon_tilt", "visible_fill"]
 GEOMETRY_KEYS: tuple[str, ...] = get_args(GeometryKey)
@@ -36,7 +39,9 @@ _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re
 
 
 class RuleError(PortraitcraftError):
-    """A rule file is malformed, duplicated or has unknown fields."""
+    """A rule file is malformed, duplicated or has unknown fields (bad input: exit 2)."""
+
+    exit_code = 2
 
 
 class Rule(BaseModel):
@@ -107,9 +112,9 @@ class RuleProblem:
 def _parse(path: Path) -> tuple[Rule | None, list[RuleProblem]]:
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [RuleProblem(where, f"cannot be read ({exc})")]
+        text = read_text(path, what="rule file", max_bytes=MAX_RULE_BYTES)
+    except DataError as exc:  # a FIFO, /dev/zero, a folder, a huge or binary file: named, never read whole
+        return None, [RuleProblem(where, str(exc).removeprefix(f"{where}: "))]
     match = _FRONT.match(text)
     if not match:
         return None, [RuleProblem(where, "malformed: no YAML front matter (the file must start with a '---' "

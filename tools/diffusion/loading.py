@@ -75,23 +75,26 @@ def load_pipeline(cfg: DiffusionConfig) -> Any:
     """
     from diffusers import DiffusionPipeline
 
+    from portraitcraft.tools.diffusion.tiny import resolve_tiny
+
     hub = _hub_kwargs(cfg)
     try:
-        index = DiffusionPipeline.load_config(cfg.model, **hub)
+        source = resolve_tiny(cfg.model)  # `tiny:zimage` -> the tiny model in the cache root, built on first use
+        index = DiffusionPipeline.load_config(source, **hub)
         components: dict[str, Any] = {}
         if "processor" in index:
             from portraitcraft.tools.diffusion.processors import load_image_only_processor, torchvision_available
 
             if not torchvision_available():
-                components["processor"] = load_image_only_processor(cfg.model, **hub)
-        return DiffusionPipeline.from_pretrained(cfg.model, dtype=torch_dtype(cfg.dtype), **hub, **components)
+                components["processor"] = load_image_only_processor(source, **hub)
+        return DiffusionPipeline.from_pretrained(source, dtype=torch_dtype(cfg.dtype), **hub, **components)
     except (OSError, ValueError) as exc:
         raise DiffusionError(f"model {cfg.model!r} could not be loaded: {exc}{_missing_hint(cfg)}") from None
 
 
 def _missing_hint(cfg: DiffusionConfig) -> str:
     """Say what to do when a hub id could not be loaded: offline, it must already be in the HF cache."""
-    if Path(cfg.model).expanduser().exists():
+    if Path(cfg.model).expanduser().exists() or cfg.model.startswith("tiny:"):
         return ""
     offline = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     if offline:

@@ -209,6 +209,31 @@ def ensure_tiny_model(kind: str, root: str | Path | None = None) -> Path:
     return target
 
 
+TINY_PREFIX = "tiny:"
+"""A model id `tiny:<kind>` (e.g. `generator.model = "tiny:zimage"`) names the tiny random model of that kind,
+built on first use into `default_root()` (the cache root), whatever the current folder."""
+
+
+def resolve_tiny(model: str) -> str:
+    """`model` itself, or for `tiny:<kind>` the folder of that tiny model (built first if absent, with a
+    progress line on stderr).
+
+    Example:
+        >>> resolve_tiny("Tongyi-MAI/Z-Image-Turbo")
+        'Tongyi-MAI/Z-Image-Turbo'
+    """
+    if not model.startswith(TINY_PREFIX):
+        return model
+    kind = model[len(TINY_PREFIX):]
+    if kind not in TINY_KINDS:
+        raise ValueError(f"unknown tiny model {model!r}; one of {', '.join(TINY_PREFIX + k for k in TINY_KINDS)}")
+    target = default_root() / f"{kind}-v{RECIPE_VERSION}"
+    if not (target / _COMPLETE).is_file():
+        print(f"building the tiny random model {model} into {target} (first use; about a minute on CPU)",
+              file=sys.stderr, flush=True)
+    return str(ensure_tiny_model(kind))
+
+
 def build_tiny_lora(model_dir: str | Path, out_file: str | Path, *, rank: int = 4, seed: int = 0) -> Path:
     """A random LoRA (diffusers/peft key layout, safetensors) for the transformer of the tiny model in
     `model_dir`; loads with `pipe.load_lora_weights(out_file)`.
