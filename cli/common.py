@@ -14,6 +14,8 @@ from portraitcraft.bounded import set_max_input_mb
 from portraitcraft.config import PortraitcraftConfig, load_config, merge, parse_override
 
 console = Console()
+err_console = Console(stderr=True)
+"""The one stderr console of the CLI: progress, warnings and errors (stdout keeps results and --json)."""
 
 # The exit codes every command shares (docs/guides/exit-codes.md); 1 is only ever a bug.
 EXIT_BAD_INPUT = 2

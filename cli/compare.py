@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, err_console, print_json
 from portraitcraft.errors import InputError
 
-err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
@@ -62,10 +60,10 @@ def compare(
         if missing is None:
             ruler = TargetRuler(cfg.vision, cache_dir=cache_root(cfg.run.cache_dir) / "compare")
         else:
-            err.print(f"[yellow]note:[/yellow] met-target share not measured: {missing}", highlight=False)
+            err_console.print(f"[yellow]note:[/yellow] met-target share not measured: {missing}", highlight=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("measuring targets"), BarColumn(), MofNCompleteColumn(), console=err,
+    with Progress(TextColumn("measuring targets"), BarColumn(), MofNCompleteColumn(), console=err_console,
                   transient=True, disable=ruler is None) as bar:
         task = bar.add_task("measure", total=None)
         result = run_compare(runs, names=labels, scores=_scores(scores), boot=boot, seed=seed, ruler=ruler,
@@ -78,14 +76,14 @@ def compare(
         page = write_page(result, out)
         atomic_write_json(out / "compare.json", data)
         if not as_json:
-            err.print(f"page: {page}")
+            err_console.print(f"page: {page}")
     if as_json:
         print_json(data)
     else:
         for table in tables(data):
-            err.print(table)
+            err_console.print(table)
     for problem in result.problems:
-        err.print(f"[red]error:[/red] {problem['error']}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {problem['error']}", highlight=False, soft_wrap=True)
     if result.problems:
         raise typer.Exit(EXIT_BAD_INPUT)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -21,12 +20,12 @@ from portraitcraft.cli.common import (
     SetOption,
     config_from_cli,
     console,
+    err_console,
     print_json,
 )
 from portraitcraft.errors import DataError, InputError
 
 app = typer.Typer(no_args_is_help=True)
-err_console = Console(stderr=True)
 
 
 def _fmt(value: Any) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -19,12 +18,12 @@ from portraitcraft.cli.common import (
     ConfigOption,
     SetOption,
     config_from_cli,
+    err_console,
     print_json,
 )
 from portraitcraft.errors import InputError
 from portraitcraft.paths import cache_root
 
-err = Console(stderr=True)
 STRATEGIES = ("loop", "best-of-n", "one-shot")
 
 
@@ -85,11 +84,11 @@ def generate(
     if as_json:
         print_json(summary)
     else:
-        err.print(summary_table(summary))
-        err.print(f"run folder: {run.root}   report: {report}", markup=False, highlight=False)
+        err_console.print(summary_table(summary))
+        err_console.print(f"run folder: {run.root}   report: {report}", markup=False, highlight=False)
     if not summary.get("n_done"):
-        err.print(f"nothing finished: {summary.get('n_failed', 0)} of {summary.get('n_items', 0)} item(s) failed "
-                  f"(see {run.root / 'results.jsonl'})", markup=False, highlight=False)
+        err_console.print(f"nothing finished: {summary.get('n_failed', 0)} of {summary.get('n_items', 0)} item(s) "
+                          f"failed (see {run.root / 'results.jsonl'})", markup=False, highlight=False)
         raise typer.Exit(EXIT_NOTHING_DONE)
     if strict and summary.get("n_failed"):
         raise typer.Exit(EXIT_SOME_FAILED)
@@ -210,7 +209,7 @@ async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_i
         ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]
                             on_event=board.event, judge=judge)
         if live:
-            with Live(board.render(), console=err, refresh_per_second=4, transient=False) as display:
+            with Live(board.render(), console=err_console, refresh_per_second=4, transient=False) as display:
                 board.live = display
                 summary = await run_items(ctx, specs, problems)
         else:

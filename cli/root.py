@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 import typer.main
-from rich.console import Console
 from rich.markup import escape
 
+from portraitcraft.cli.common import err_console
 from portraitcraft.errors import PortraitcraftError
 
 # name -> (module under portraitcraft.cli, help). Each module exposes `app: typer.Typer`.
@@ -40,7 +40,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "compare"),
 }
 
-err_console = Console(stderr=True)
 app = typer.Typer(
     name="portraitcraft",
     help="Composition-faithful portrait generation and PortraitCraft scoring.",

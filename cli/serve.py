@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, err_console
 from portraitcraft.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
-err = Console(stderr=True)
 NORMALISE = ("group", "none")
 
 
@@ -70,15 +68,15 @@ def reward(
     where = f"{cfg.reward.host}:{cfg.reward.port}"
     busy = port_taken(cfg.reward.host, cfg.reward.port)
     if busy is not None:
-        err.print(f"error: cannot listen on {where}: {busy}; choose another --port or stop the server using it",
+        err_console.print(f"error: cannot listen on {where}: {busy}; choose another --port or stop the server using it",
                   highlight=False, markup=False)
         raise typer.Exit(3)
     scorers = build_scorers(cfg)
     for objective, why in scorers.skipped.items():
-        err.print(f"skipped {objective}: {why}", highlight=False, markup=False)
+        err_console.print(f"skipped {objective}: {why}", highlight=False, markup=False)
     unreachable = asyncio.run(_probe(scorers))  # the probe's clients close with its loop: the server builds anew
     for name, why in unreachable.items():
-        err.print(f"unreachable {name}: {why}", highlight=False, markup=False)
+        err_console.print(f"unreachable {name}: {why}", highlight=False, markup=False)
     if not scorers.scorers or len(unreachable) == len(scorers.scorers):
         raise InputError("no reward objective is usable: start the endpoints named above, or set reward.weights "
                          "for objectives this install can score")

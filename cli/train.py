@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from portraitcraft.atomic import check_output_folder
-from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import ConfigOption, SetOption, config_from_cli, console, err_console, print_json
 from portraitcraft.errors import InputError
 from portraitcraft.runs import lock_run_folder
 
 app = typer.Typer(no_args_is_help=True)
-err_console = Console(stderr=True)  # progress and skipped rows; stdout keeps the summary (--json)
 
 OutOption = typer.Option(..., "--out", help="The run folder (metrics.jsonl, checkpoints/, lora.safetensors).")
 MaxStepsOption = typer.Option(None, "--max-steps", min=1, help="Total optimiser steps (beats train.epochs).")

@@ -17,14 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
 from portraitcraft.atomic import atomic_write_jsonl
-from portraitcraft.cli.common import EXIT_NOTHING_DONE, ConfigOption, SetOption, config_from_cli, console, print_json
+from portraitcraft.cli.common import (
+    EXIT_NOTHING_DONE,
+    ConfigOption,
+    SetOption,
+    config_from_cli,
+    console,
+    err_console,
+    print_json,
+)
 from portraitcraft.config import PortraitcraftConfig
 from portraitcraft.errors import InputError
 from portraitcraft.ids import item_key
@@ -34,7 +41,6 @@ if TYPE_CHECKING:
     from portraitcraft.graphs.understand_state import ItemOutcome, UnderstandContext, UnderstandItem
     from portraitcraft.tools.vlm import VLMClient
 
-err_console = Console(stderr=True)
 
 
 class _RunByDefault(TyperGroup):
