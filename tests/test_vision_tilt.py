@@ -51,3 +51,13 @@ def test_a_turned_person_is_found_with_the_tilt_of_the_turn(name, photos, analyz
         assert s is not None and s.tilt_deg is not None, (name, clockwise)
         delta = s.tilt_deg - base
         assert np.sign(delta) == np.sign(clockwise) and abs(delta) > 0.5 * abs(clockwise), (name, clockwise, delta)
+
+
+@pytest.mark.parametrize("colour", [(10, 0, 0), (40, 0, 0), (128, 128, 128), (250, 250, 250)])
+def test_a_flat_picture_never_gets_a_person_from_the_tilt_retry(colour: tuple[int, int, int]) -> None:
+    """Turned, a flat picture shows the turn's fill corners; the retry must not invent a person there (a nearly
+    black 64 px square did before the contrast guard)."""
+    from portraitcraft.tools.vision.pose import detect_persons
+
+    rgb = np.zeros((64, 64, 3), np.uint8) + np.array(colour, np.uint8)
+    assert detect_persons(rgb) == []

@@ -33,6 +33,9 @@ MEDIAPIPE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27
 RETRY_ANGLES = (15.0, -15.0, 30.0, -30.0)
 """When the pose model finds nobody, the image is tried again turned by these angles (degrees, counter-clockwise
 positive): mediapipe's person detector misses people tilted by about 15 degrees or more."""
+MIN_RETRY_CONTRAST = 4.0
+"""The tilt retry runs only on an image with some structure (grey-level standard deviation, 0-255): turned, a
+flat picture gets corners and edges of the turn's fill, in which the pose model can invent a person."""
 HEAD_TOP_PER_EAR_SPAN = 0.8
 """Head top above the eyes, in ear-to-ear spans (a frontal head is ~1.3 spans tall, eyes near its middle)."""
 
@@ -51,7 +54,8 @@ def detect_persons(rgb: np.ndarray, cfg: VisionConfig | None = None) -> list[Per
     """
     cfg = cfg or VisionConfig()
     persons = _backend_persons(rgb, cfg)
-    for angle in RETRY_ANGLES if not persons else ():
+    structured = float(np.asarray(rgb, dtype=np.float32).mean(axis=-1).std()) >= MIN_RETRY_CONTRAST
+    for angle in RETRY_ANGLES if not persons and structured else ():
         persons = _rotated_persons(rgb, cfg, angle)
         if persons:
             break
