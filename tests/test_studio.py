@@ -97,12 +97,16 @@ def test_both_graphs_answer_their_schemas(studio: str) -> None:
 def test_one_generate_item_on_a_real_photo_runs_to_done(studio: str, tiny_zimage: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.png")  # subject centred, square frame
+    Image.fromarray(skimage_data.camera()).convert("RGB").save(photos / "camera.png")  # he faces right, square
     offline = (ROOT / "configs" / "offline.toml").read_text(encoding="utf-8")
     config = tmp_path / "offline.toml"
-    config.write_text(offline.replace('".cache/portraitcraft/tiny-models/zimage-v2"', f'"{tiny_zimage.as_posix()}"'))
-    item = {"image_path": "astronaut.png", "content_description": "An astronaut in an orange suit with a flag.",
-            "composition_analysis": "The astronaut is placed on the right third of a vertical frame."}
+    # as scripts/demo.py: photos are cropped to the planned canvas at their own scale (512 px long side)
+    config.write_text(offline.replace('"tiny:zimage"', f'"{tiny_zimage.as_posix()}"')
+                      .replace("long_side = 128", "long_side = 512"))
+    # a mirrored crop fixes it (offline reframing is crop-only: no synthetic fill)
+    item = {"image_path": "camera.png",
+            "content_description": "A photographer in a dark coat with a camera on a tripod.",
+            "composition_analysis": "The photographer faces left, standing in the centre of a vertical frame."}
     context = {"config": str(config), "run_dir": str(tmp_path / "run"), "init_images": str(photos)}
 
     async def go() -> tuple[list[dict], dict, dict]:
