@@ -86,6 +86,34 @@ async def plan_item(state: GenerateState, ctx: GenerateContext) -> dict[str, Any
             "targets": targets.model_dump(mode="json")}
 
 
+def photo_canvas(plan: dict[str, Any], photo: tuple[int, int], multiple: int = 16) -> dict[str, Any]:
+    """The plan for an init photo: the planned aspect class at the photo's own scale when the planned canvas is
+    smaller than the largest crop of that aspect the photo holds (a reframed photo is never shrunk to a small
+    drafting canvas, where the vision models stop finding people); a larger planned canvas is kept (the refiner's
+    job). Sides are multiples of `multiple` (a regeneration draws at this size) and never exceed the photo.
+
+    Example:
+        >>> canvas = photo_canvas({"width": 80, "height": 128, "reasons": []}, (512, 512))
+        >>> canvas["width"], canvas["height"]
+        (320, 512)
+    """
+    width, height = plan.get("width"), plan.get("height")
+    if not width or not height:
+        return plan
+    aspect, (pw, ph) = width / height, photo
+    fit_w, fit_h = (ph * aspect, ph) if pw / ph >= aspect else (pw, pw / aspect)
+    w = h = 0
+    for side in range(int(fit_h) // multiple * multiple, 0, -multiple):  # the planned ratio itself, not a near one
+        cand = round(side * aspect)
+        if cand % multiple == 0 and cand <= fit_w and abs(cand / side - aspect) <= 0.005 * aspect:
+            w, h = cand, side
+            break
+    if w * h <= width * height or min(w, h) < multiple:
+        return plan
+    reason = f"init photo {pw}x{ph}: the planned {width}x{height} canvas class at the photo's scale -> {w}x{h}"
+    return {**plan, "width": w, "height": h, "reasons": [*plan.get("reasons", []), reason]}
+
+
 async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, Any]:
     """Round 0: the init image named by the item's image_path (--init-images), else a draft."""
     spec, plan = spec_of(state), state["plan"] or {}
@@ -98,7 +126,7 @@ async def draw_first(state: GenerateState, ctx: GenerateContext) -> dict[str, An
         image = await asyncio.to_thread(load_image, source, name=f"init image {source}")
         rel = await asyncio.to_thread(save_round, ctx, spec.id, 0, image, {INIT_KEY: {"source": str(source)}})
         first = Round(round=0, image=rel, seed=None, made_by="init", findings=None, passed=None, action=None)
-        return {"rounds": [first], "cost": add_cost(state)}
+        return {"rounds": [first], "cost": add_cost(state), "plan": photo_canvas(plan, image.size)}
     seed = int(plan["seed"])
     clock = GpuClock(ctx.drawer, spec.id)
     image = await ctx.drawer.generate(plan["prompt"], plan["width"], plan["height"], seed, item_id=spec.id,

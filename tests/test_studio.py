@@ -100,9 +100,8 @@ def test_one_generate_item_on_a_real_photo_runs_to_done(studio: str, tiny_zimage
     Image.fromarray(skimage_data.camera()).convert("RGB").save(photos / "camera.png")  # he faces right, square
     offline = (ROOT / "configs" / "offline.toml").read_text(encoding="utf-8")
     config = tmp_path / "offline.toml"
-    # as scripts/demo.py: photos are cropped to the planned canvas at their own scale (512 px long side)
-    config.write_text(offline.replace('"tiny:zimage"', f'"{tiny_zimage.as_posix()}"')
-                      .replace("long_side = 128", "long_side = 512"))
+    # the offline profile as shipped (its 128 px drafting canvas: an init photo is planned at its own scale)
+    config.write_text(offline.replace('"tiny:zimage"', f'"{tiny_zimage.as_posix()}"'))
     # a mirrored crop fixes it (offline reframing is crop-only: no synthetic fill)
     item = {"image_path": "camera.png",
             "content_description": "A photographer in a dark coat with a camera on a tripod.",
