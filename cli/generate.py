@@ -22,7 +22,6 @@ from portraitcraft.cli.common import (
     print_json,
 )
 from portraitcraft.errors import InputError
-from portraitcraft.paths import cache_root
 
 STRATEGIES = ("loop", "best-of-n", "one-shot")
 
@@ -189,39 +188,26 @@ class Board:
 
 async def _run(cfg: Any, run: Any, specs: list[Any], problems: list[Any], init_images: Path | None, strategy: str,
                *, live: bool) -> dict[str, Any]:
-    from portraitcraft.graphs.generate_run import build_context, build_drawer, run_items
+    from portraitcraft.graphs.generate_run import build_context, build_drawer, model_clients, run_items
 
     drawer = build_drawer(cfg)
-    vlm = None
-    if cfg.critic.enabled:
-        from portraitcraft.tools.vlm import VLMClient
-
-        vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-    judge_client = judge = None
-    if vlm is not None and cfg.loop.select_by_judge:  # a VLM setup: the judge ranks rounds that never passed
-        from portraitcraft.agents.judge import Judge
-        from portraitcraft.tools.vlm import VLMClient
-
-        judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-        judge = Judge(cfg.judge, judge_client)
-    board = Board(len(specs) + len(problems), drawer, vlm)
+    summary_vlm = None
     try:
-        ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]
-                            on_event=board.event, judge=judge)
-        if live:
-            with Live(board.render(), console=err_console, refresh_per_second=4, transient=False) as display:
-                board.live = display
+        async with model_clients(cfg) as (vlm, judge):
+            board = Board(len(specs) + len(problems), drawer, vlm)
+            ctx = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,  # type: ignore[arg-type]
+                                on_event=board.event, judge=judge)
+            if live:
+                with Live(board.render(), console=err_console, refresh_per_second=4, transient=False) as display:
+                    board.live = display
+                    summary = await run_items(ctx, specs, problems)
+            else:
                 summary = await run_items(ctx, specs, problems)
-        else:
-            summary = await run_items(ctx, specs, problems)
+            if vlm is not None:
+                summary_vlm = vlm.stats.summary()
     finally:
-        if judge_client is not None:
-            await judge_client.aclose()
-        if vlm is not None:
-            summary_vlm = vlm.stats.summary()
-            await vlm.aclose()
         await drawer.aclose()
-    if vlm is not None:
+    if summary_vlm is not None:
         summary["vlm"] = summary_vlm
         tokens = summary_vlm.get("prompt_tokens", 0) + summary_vlm.get("completion_tokens", 0)
         if summary["n_done"]:  # the client counts tokens per run, not per item: a run-level average

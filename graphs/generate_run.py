@@ -8,10 +8,11 @@ item, and an unfinished thread continues from its last checkpoint (`ainvoke(None
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from portraitcraft.graphs.generate import build_graph
 from portraitcraft.graphs.generate_state import GenerateContext, Strategy, initial_state
 from portraitcraft.graphs.threads import open_checkpointer, thread_status
 from portraitcraft.ids import default_item_id
+from portraitcraft.paths import cache_root
 from portraitcraft.prompts.rules import load_rules
 from portraitcraft.runs import ResultsLog, RunFolder, failed_row
 from portraitcraft.schemas import CompositionTargets, ItemProblem, Track2Spec
@@ -68,6 +70,28 @@ def build_drawer(cfg: PortraitcraftConfig) -> Any:
     except ImportError as exc:
         raise PortraitcraftError(f"the GPU job layer is not available ({exc}); install the diffusion extra") from None
     return build_backends(cfg).drawer
+
+
+@contextlib.asynccontextmanager
+async def model_clients(cfg: PortraitcraftConfig) -> AsyncIterator[tuple[Any, Any]]:
+    """The run's model clients, closed on exit: the critic's VLM client (`[critic] enabled`), and the judge that
+    ranks rounds that never passed (a VLM setup with `loop.select_by_judge`); None for what is not configured."""
+    vlm = judge_client = judge = None
+    try:
+        if cfg.critic.enabled:
+            from portraitcraft.tools.vlm import VLMClient
+
+            vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+            if cfg.loop.select_by_judge:
+                from portraitcraft.agents.judge import Judge
+
+                judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
+                judge = Judge(cfg.judge, judge_client)
+        yield vlm, judge
+    finally:
+        for client in (judge_client, vlm):
+            if client is not None:
+                await client.aclose()
 
 
 def build_context(

@@ -34,7 +34,6 @@ from typing_extensions import TypedDict
 from portraitcraft.bounded import set_max_input_mb
 from portraitcraft.config import PortraitcraftConfig, load_config
 from portraitcraft.errors import PortraitcraftError
-from portraitcraft.paths import cache_root
 
 DEFAULT_RUN_DIR = "studio"
 """Where an entry writes when the context names no `run_dir`: `<run.out_dir>/studio`."""
@@ -150,7 +149,7 @@ async def _on_own_loop(work: Any) -> Any:
 
 async def _generate_item(ctx: GenerateStudioContext, item: dict[str, Any], emit: Any) -> GenerateOutput:
     from portraitcraft.data import parse_items
-    from portraitcraft.graphs.generate_run import build_context, build_drawer, run_items
+    from portraitcraft.graphs.generate_run import build_context, build_drawer, model_clients, run_items
     from portraitcraft.runs import RunFolder
 
     parsed = parse_items([item], "track2")
@@ -169,24 +168,12 @@ async def _generate_item(ctx: GenerateStudioContext, item: dict[str, Any], emit:
         return {"id": spec.id, "status": "failed", "error": f"init_images {init_images}: not a folder",
                 "passed": False, "rounds": 0, "final_image": None, "run_dir": str(run.root)}
     drawer = build_drawer(cfg)
-    vlm = judge_client = judge = None
     try:
-        if cfg.critic.enabled:
-            from portraitcraft.tools.vlm import VLMClient
-
-            vlm = VLMClient(cfg.critic, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-            if cfg.loop.select_by_judge:
-                from portraitcraft.agents.judge import Judge
-
-                judge_client = VLMClient(cfg.judge, cache_dir=cache_root(cfg.run.cache_dir) / "vlm")
-                judge = Judge(cfg.judge, judge_client)
-        live = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,
-                             judge=judge, on_event=lambda kind, data: emit({"event": kind, **data}))
-        await run_items(live, [spec])
+        async with model_clients(cfg) as (vlm, judge):
+            live = build_context(cfg, run, drawer=drawer, vlm=vlm, init_images=init_images, strategy=strategy,
+                                 judge=judge, on_event=lambda kind, data: emit({"event": kind, **data}))
+            await run_items(live, [spec])
     finally:
-        for client in (judge_client, vlm):
-            if client is not None:
-                await client.aclose()
         await drawer.aclose()
     rows = [r for r in run.results.rows() if r.get("id") == spec.id]
     row = rows[-1] if rows else {"status": "failed", "error": "no results row was written"}
